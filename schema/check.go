@@ -1,0 +1,556 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// checkObject holds the per-object rules that CUE cannot state with a clear
+// message, or at all.
+func (l *Loader) checkObject(obj Object, file string, n *yaml.Node) ErrorList {
+	var e errs
+	switch o := obj.(type) {
+	case *Hardware:
+		for i, iface := range o.Spec.Interfaces {
+			if d := iface.DHCP; d != nil && (d.TFTPServerName != "") != (d.BootFileName != "") {
+				p := fmt.Sprintf("spec.interfaces[%d].dhcp", i)
+				node, _, _ := locate(n, []string{"spec", "interfaces", fmt.Sprint(i), "dhcp"}, false)
+				e.add(Pos{File: file, Line: node.Line, Column: node.Column}, p, "tftp_server_name and boot_file_name must both be set or both be empty")
+			}
+		}
+		if ref := o.Spec.BMCRef; ref != nil {
+			if o.Spec.BMC != nil {
+				e.add(o.at("spec.bmcRef"), "spec.bmcRef", "set either bmc or bmcRef, not both")
+			}
+			if ref.Kind != "" && ref.Kind != KindMachine {
+				e.add(o.at("spec.bmcRef"), "spec.bmcRef.kind", "bmcRef must name a Machine, got kind %q", ref.Kind)
+			}
+			if ref.APIGroup != nil && *ref.APIGroup != "" && *ref.APIGroup != "bmc.tinkerbell.org" {
+				e.add(o.at("spec.bmcRef"), "spec.bmcRef.apiGroup", "bmcRef apiGroup must be bmc.tinkerbell.org, got %q", *ref.APIGroup)
+			}
+		}
+	case *Template:
+		e.list = append(e.list, l.checkTemplateText(o)...)
+	case *Workflow:
+		if b := o.Spec.BootOptions; b != nil {
+			if (b.BootMode == BootModeISO || b.BootMode == BootModeIsoboot) && b.ISOURL == "" {
+				e.add(o.at("spec.hardwareRef"), "spec.bootOptions.isoURL", "bootMode %s needs isoURL", b.BootMode)
+			}
+			if b.BootMode == BootModeCustomboot && b.CustombootConfig == nil {
+				e.add(o.at("spec.hardwareRef"), "spec.bootOptions.custombootConfig", "bootMode customboot needs custombootConfig")
+			}
+		}
+	case *Machine:
+		if o.Spec.Connection.Port == 0 {
+			o.Spec.Connection.Port = DefaultBMCPort
+		}
+	}
+	return e.list
+}
+
+// checkTemplateText parses a template's Go template text once; a syntax
+// error points at the template's line in its file.
+func (l *Loader) checkTemplateText(t *Template) ErrorList {
+	if t.Spec.Data == nil || *t.Spec.Data == "" {
+		return nil // CUE reports the missing data
+	}
+	if !t.Bare {
+		var root yaml.Node
+		if err := yaml.Unmarshal([]byte(*t.Spec.Data), &root); err == nil && len(root.Content) > 0 && deref(root.Content[0]).Kind == yaml.MappingNode {
+			t.dataNode = deref(root.Content[0])
+		}
+	}
+	tmpl, err := l.renderer.Parse("t", *t.Spec.Data)
+	t.parsed = &parsedTemplate{tmpl: tmpl, err: err}
+	if err == nil {
+		return nil
+	}
+	line, col, msg := l.tmplErrs.parse(err)
+	return ErrorList{{Pos: t.textPos(line, col), Path: "spec.data", Message: "template syntax: " + msg}}
+}
+
+// textPos maps a line and column of the template text to the file.
+func (t *Template) textPos(line, col int) Pos {
+	p := t.at("spec.data")
+	if line <= 0 {
+		return p
+	}
+	p.Line = t.dataLine + line - 1
+	if col <= 0 {
+		// text/template reports parse errors by line only: point at where
+		// the line's text starts.
+		col = 1
+		lines := strings.Split(*t.Spec.Data, "\n")
+		if line-1 < len(lines) {
+			l := lines[line-1]
+			col = len(l) - len(strings.TrimLeft(l, " \t")) + 1
+		}
+	}
+	p.Column = t.dataCol + col - 1
+	return p
+}
+
+// checkSet holds the rules that need the whole repository: unique names,
+// MACs and IPs; references; every template rendered for its workflows.
+func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
+	var e errs
+	checkUnique(&e, s.Hardware)
+	checkUnique(&e, s.Templates)
+	checkUnique(&e, s.Workflows)
+	checkUnique(&e, s.Machines)
+
+	hardware := index(s.Hardware)
+	templates := index(s.Templates)
+	machines := index(s.Machines)
+
+	macs := map[string]*Hardware{}
+	macAt := map[string]Pos{}
+	ips := map[string]string{}
+	for _, h := range s.Hardware {
+		for i, iface := range h.Spec.Interfaces {
+			if iface.DHCP == nil {
+				continue
+			}
+			if mac := iface.DHCP.MAC; mac != "" {
+				p := fmt.Sprintf("spec.interfaces[%d].dhcp.mac", i)
+				if other, ok := macs[mac]; ok && other != h {
+					e.on(h, h.at(p), p, "MAC %s is already used by hardware %s (%s)", mac, objectName(other), macAt[mac])
+				} else if ok {
+					e.on(h, h.at(p), p, "MAC %s appears twice in this hardware", mac)
+				} else {
+					macs[mac] = h
+					macAt[mac] = h.at(p)
+				}
+			}
+			if ip := iface.DHCP.IP; ip != nil && ip.Address != "" {
+				p := fmt.Sprintf("spec.interfaces[%d].dhcp.ip.address", i)
+				if other, ok := ips[ip.Address]; ok {
+					e.on(h, h.at(p), p, "IP address %s is already used by %s", ip.Address, other)
+				} else {
+					ips[ip.Address] = fmt.Sprintf("hardware %s (%s)", objectName(h), h.at(p))
+				}
+			}
+		}
+		if ref := h.Spec.BMCRef; ref != nil && ref.Name != "" {
+			if _, ok := machines[Key{h.Metadata.Namespace, ref.Name}]; !ok {
+				e.on(h, h.at("spec.bmcRef.name"), "spec.bmcRef.name", "bmcRef names Machine %q, which is not declared%s", ref.Name, inNamespace(h.Metadata.Namespace))
+			}
+		}
+	}
+
+	type job struct {
+		w  *Workflow
+		t  *Template
+		hw *Hardware
+	}
+	var jobs []job
+	used := map[*Template]bool{}
+	for _, w := range s.Workflows {
+		ns := w.Metadata.Namespace
+		t, tok := templates[Key{ns, w.Spec.TemplateRef}]
+		if !tok && w.Spec.TemplateRef != "" {
+			e.on(w, w.at("spec.templateRef"), "spec.templateRef", "template %q is not declared%s", w.Spec.TemplateRef, inNamespace(ns))
+		}
+		hw, hok := hardware[Key{ns, w.Spec.HardwareRef}]
+		if !hok && w.Spec.HardwareRef != "" {
+			e.on(w, w.at("spec.hardwareRef"), "spec.hardwareRef", "hardware %q is not declared%s", w.Spec.HardwareRef, inNamespace(ns))
+		}
+		if hok {
+			keys := make([]string, 0, len(w.Spec.HardwareMap))
+			for k := range w.Spec.HardwareMap {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				mac := w.Spec.HardwareMap[k]
+				if mac != "" && !hw.HasMAC(mac) {
+					p := "spec.hardwareMap." + k
+					e.on(w, w.at(p), p, "%s is not a MAC address of hardware %s (it has %s)", mac, w.Spec.HardwareRef, strings.Join(orNone(hw.MACs()), ", "))
+				}
+			}
+		}
+		if tok {
+			used[t] = true
+		}
+		if tok && hok && t.parsed != nil && t.parsed.err == nil {
+			jobs = append(jobs, job{w, t, hw})
+		}
+	}
+
+	// Render every workflow's template; identical mistakes from one
+	// template rendered for many workflows are reported once.
+	results := make([]ErrorList, len(jobs))
+	_ = l.parallel(ctx, len(jobs), func(i int) {
+		j := jobs[i]
+		doc, errs := l.renderFor(j.t, j.w, j.hw, macs)
+		j.w.Rendered = doc
+		for _, x := range errs {
+			x.Object = KindTemplate + "/" + objectName(j.t)
+		}
+		results[i] = errs
+	})
+	e.list = append(e.list, groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })...)
+
+	for _, t := range s.Templates {
+		if !used[t] && t.dataNode != nil && t.parsed != nil && t.parsed.err == nil {
+			e.list = append(e.list, l.checkUnrendered(t)...)
+		}
+	}
+	return e.list
+}
+
+func orNone(l []string) []string {
+	if len(l) == 0 {
+		return []string{"no MAC addresses"}
+	}
+	return l
+}
+
+func inNamespace(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return " in namespace " + ns
+}
+
+func index[T Object](l []T) map[Key]T {
+	m := make(map[Key]T, len(l))
+	for _, o := range l {
+		meta := o.GetMeta()
+		k := Key{meta.Namespace, meta.Name}
+		if _, dup := m[k]; !dup {
+			m[k] = o
+		}
+	}
+	return m
+}
+
+// checkUnique reports the second and later objects of a kind with the same
+// namespace and name, pointing at the first.
+func checkUnique[T Object](e *errs, l []T) {
+	first := map[Key]T{}
+	for _, o := range l {
+		meta := o.GetMeta()
+		k := Key{meta.Namespace, meta.Name}
+		if prev, ok := first[k]; ok {
+			at := o.Origin()
+			if s, ok := any(o).(interface{ at(string) Pos }); ok {
+				at = s.at("metadata.name")
+			}
+			e.on(o, at, "metadata.name", "%s %q is already declared at %s", o.GetKind(), k.String(), prev.Origin())
+			continue
+		}
+		first[k] = o
+	}
+}
+
+// renderFor renders t for workflow w on hw and checks the result.
+func (l *Loader) renderFor(t *Template, w *Workflow, hw *Hardware, macs map[string]*Hardware) (*TemplateDocument, ErrorList) {
+	out, err := l.renderer.Execute(t.parsed.tmpl, TemplateData(hw, w.Spec.HardwareMap))
+	if err != nil {
+		if err == errRenderTooLarge {
+			return nil, ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}
+		}
+		line, col, msg := l.tmplErrs.parse(err)
+		return nil, ErrorList{{Pos: t.textPos(line, col), Path: "spec.data", Message: "template: " + msg}}
+	}
+	doc, root, errs := l.parseDocument(t.Origin().File, out)
+	list := l.remapRendered(t, root, errs)
+	if doc == nil {
+		return nil, list
+	}
+	for _, ce := range checkDocument(doc, macs, l.images) {
+		list = append(list, &Error{Pos: l.renderedPos(t, root, ce.path), Path: "spec.data: " + formatPath(ce.path), Message: ce.msg})
+	}
+	if len(list) > 0 {
+		return nil, list
+	}
+	return doc, nil
+}
+
+// remapRendered moves decoder errors found in rendered output to the
+// template's own lines.
+func (l *Loader) remapRendered(t *Template, root *yaml.Node, errs ErrorList) ErrorList {
+	out := make(ErrorList, 0, len(errs))
+	for _, e := range errs {
+		path := splitPath(e.Path)
+		pos := t.textPos(e.Line, e.Column)
+		if t.dataNode != nil && len(path) > 0 {
+			if n, _, ok := locate(t.dataNode, path, strings.HasPrefix(e.Message, "unknown field")); ok {
+				pos = t.textPos(n.Line, n.Column)
+			}
+		}
+		p := "spec.data"
+		if e.Path != "" {
+			p += ": " + e.Path
+		}
+		out = append(out, &Error{Pos: pos, Path: p, Message: e.Message})
+	}
+	return out
+}
+
+// renderedPos finds the template line behind a path of the rendered
+// document: the same path in the unrendered template when it parses as
+// YAML, else the rendered line.
+func (l *Loader) renderedPos(t *Template, root *yaml.Node, path []pathElem) Pos {
+	ps := make([]string, len(path))
+	for i, p := range path {
+		if p.index >= 0 {
+			ps[i] = fmt.Sprint(p.index)
+		} else {
+			ps[i] = p.key
+		}
+	}
+	if t.dataNode != nil {
+		if n, _, ok := locate(t.dataNode, ps, false); ok {
+			return t.textPos(n.Line, n.Column)
+		}
+	}
+	if root != nil {
+		n, _, _ := locate(root, ps, false)
+		return t.textPos(n.Line, n.Column)
+	}
+	return t.at("spec.data")
+}
+
+// checkUnrendered checks a template no workflow uses, as far as it can be
+// without hardware: its keys, when the text is YAML before rendering.
+func (l *Loader) checkUnrendered(t *Template) ErrorList {
+	var e errs
+	d := &decoder{types: &l.types, file: t.Origin().File, errs: &e, literalStrings: true}
+	doc := &TemplateDocument{}
+	d.decode(t.dataNode, reflectValueOf(doc), false)
+	var out ErrorList
+	for _, x := range e.list {
+		if strings.HasPrefix(x.Message, "unknown field") || strings.HasPrefix(x.Message, "missing required field") {
+			p := "spec.data"
+			if x.Path != "" {
+				p += ": " + x.Path
+			}
+			out = append(out, &Error{Pos: t.textPos(x.Line, x.Column), Path: p, Object: KindTemplate + "/" + objectName(t), Message: x.Message})
+		}
+	}
+	return out
+}
+
+// groupRenderErrors reports each distinct rendering mistake once, naming
+// the workflows it was found for.
+func groupRenderErrors(results []ErrorList, name func(i int) string) ErrorList {
+	type agg struct {
+		e         *Error
+		workflows []string
+	}
+	byKey := map[Error]*agg{}
+	var order []Error
+	for i, list := range results {
+		for _, e := range list {
+			k := *e
+			a := byKey[k]
+			if a == nil {
+				a = &agg{e: e}
+				byKey[k] = a
+				order = append(order, k)
+			}
+			a.workflows = append(a.workflows, name(i))
+		}
+	}
+	out := make(ErrorList, 0, len(order))
+	for _, k := range order {
+		a := byKey[k]
+		e := *a.e
+		switch n := len(a.workflows); n {
+		case 1:
+			e.Message += fmt.Sprintf(" (rendered for workflow %s)", a.workflows[0])
+		default:
+			e.Message += fmt.Sprintf(" (rendered for workflow %s and %d more)", a.workflows[0], n-1)
+		}
+		out = append(out, &e)
+	}
+	return out
+}
+
+// docError is a mistake in a rendered document.
+type docError struct {
+	path []pathElem
+	msg  string
+}
+
+// checkDocument applies Tinkerbell's rules to a rendered template, and
+// ours: version 0.1; names 1-200 characters; task names unique; action
+// names unique within a task; valid image references; positive timeouts;
+// each task's worker the MAC of a declared hardware.
+func checkDocument(doc *TemplateDocument, macs map[string]*Hardware, images *imageGrammar) []docError {
+	var out []docError
+	add := func(msg string, path ...pathElem) { out = append(out, docError{path, msg}) }
+	key := func(k string) pathElem { return pathElem{key: k, index: -1} }
+	idx := func(i int) pathElem { return pathElem{index: i} }
+	if doc.Version != "0.1" {
+		add(fmt.Sprintf("must be \"0.1\", got %q", doc.Version), key("version"))
+	}
+	if msg := checkName(doc.Name); msg != "" {
+		add(msg, key("name"))
+	}
+	if doc.GlobalTimeout < 0 {
+		add(fmt.Sprintf("must be greater than 0 seconds, got %d", doc.GlobalTimeout), key("global_timeout"))
+	}
+	if len(doc.Tasks) == 0 {
+		add("a template needs at least one task", key("tasks"))
+	}
+	tasks := map[string]int{}
+	for i, task := range doc.Tasks {
+		tp := []pathElem{key("tasks"), idx(i)}
+		if msg := checkName(task.Name); msg != "" {
+			add(msg, append(tp, key("name"))...)
+		} else if j, dup := tasks[task.Name]; dup {
+			add(fmt.Sprintf("task %q is already declared at tasks[%d]; task names must be unique", task.Name, j), append(tp, key("name"))...)
+		} else {
+			tasks[task.Name] = i
+		}
+		switch {
+		case task.Worker == "":
+			add("worker is empty once rendered (is the hardwareMap key set?)", append(tp, key("worker"))...)
+		case macs != nil && macs[task.Worker] == nil:
+			add(fmt.Sprintf("worker %q is not the MAC address of any declared hardware", task.Worker), append(tp, key("worker"))...)
+		}
+		actions := map[string]int{}
+		for j, a := range task.Actions {
+			ap := append(append([]pathElem{}, tp...), key("actions"), idx(j))
+			if msg := checkName(a.Name); msg != "" {
+				add(msg, append(ap, key("name"))...)
+			} else if k, dup := actions[a.Name]; dup {
+				add(fmt.Sprintf("action %q is already declared at actions[%d] of this task; action names must be unique within a task", a.Name, k), append(ap, key("name"))...)
+			} else {
+				actions[a.Name] = j
+			}
+			if msg := images.check(a.Image); msg != "" {
+				add(msg, append(ap, key("image"))...)
+			}
+			if a.Timeout <= 0 {
+				add(fmt.Sprintf("must be greater than 0 seconds, got %d", a.Timeout), append(ap, key("timeout"))...)
+			}
+			if a.Retries < 0 || a.Retries > 100 {
+				add(fmt.Sprintf("must be between 0 and 100, got %d", a.Retries), append(ap, key("retries"))...)
+			}
+		}
+	}
+	return out
+}
+
+// checkName applies Tinkerbell's name rule (non-empty) and ours (at most
+// 200 characters).
+func checkName(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len([]rune(s)) > 200:
+		return fmt.Sprintf("is %d characters; the limit is 200", len([]rune(s)))
+	}
+	return ""
+}
+
+// validName reports whether s is a Kubernetes object name (DNS subdomain),
+// the rule #Name states in CUE.
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+		if !alnum && ((c != '-' && c != '.') || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// splitPath turns a printed path back into CUE-style elements.
+func splitPath(p string) []string {
+	var out []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '.':
+			flush()
+		case '[':
+			flush()
+			j := strings.IndexByte(p[i:], ']')
+			if j < 0 {
+				return out
+			}
+			out = append(out, p[i+1:i+j])
+			i += j
+		case '"':
+			j := strings.IndexByte(p[i+1:], '"')
+			if j < 0 {
+				return out
+			}
+			cur.WriteString(p[i+1 : i+1+j])
+			i += j + 1
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	return out
+}
+
+// applyDefaults fills what tink.cue's defaults give and objects leave unset.
+func applyDefaults(s *Set, cfg *Config) {
+	if cfg == nil || cfg.Defaults == nil {
+		return
+	}
+	d := cfg.Defaults
+	each := func(m *ObjectMeta) {
+		if m.Namespace == "" {
+			m.Namespace = d.Namespace
+		}
+		if len(d.Labels) > 0 {
+			labels := make(map[string]string, len(d.Labels)+len(m.Labels))
+			for k, v := range d.Labels {
+				labels[k] = v
+			}
+			for k, v := range m.Labels {
+				labels[k] = v
+			}
+			m.Labels = labels
+		}
+	}
+	for _, h := range s.Hardware {
+		each(&h.Metadata)
+		if b := h.Spec.BMC; b != nil && d.BMC != nil {
+			if b.Port == 0 {
+				b.Port = d.BMC.Port
+			}
+			if b.Protocol == "" {
+				b.Protocol = d.BMC.Protocol
+			}
+			if !b.InsecureTLS {
+				b.InsecureTLS = d.BMC.InsecureTLS
+			}
+		}
+	}
+	for _, t := range s.Templates {
+		each(&t.Metadata)
+	}
+	for _, w := range s.Workflows {
+		each(&w.Metadata)
+		if w.Spec.BootOptions == nil && d.Workflow != nil && d.Workflow.BootOptions != nil {
+			b := *d.Workflow.BootOptions
+			w.Spec.BootOptions = &b
+		}
+	}
+	for _, m := range s.Machines {
+		each(&m.Metadata)
+	}
+}

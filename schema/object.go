@@ -1,0 +1,125 @@
+package schema
+
+import "sort"
+
+// API groups and kinds tinkops reads. They are Tinkerbell's, so existing
+// manifests drop into a repository unchanged.
+const (
+	// APIVersion is the group/version of Hardware, Template and Workflow.
+	APIVersion = "tinkerbell.org/v1alpha1"
+	// BMCAPIVersion is the group/version of Rufio's Machine.
+	BMCAPIVersion = "bmc.tinkerbell.org/v1alpha1"
+
+	KindHardware = "Hardware" // a machine: interfaces, disks, metadata, BMC
+	KindTemplate = "Template" // a Tinkerbell workflow template
+	KindWorkflow = "Workflow" // a template run on hardware
+	KindMachine  = "Machine"  // a Rufio BMC connection, referenced by Hardware.spec.bmcRef
+)
+
+// TypeMeta is the apiVersion/kind pair every object starts with.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion" tink:"required"`
+	Kind       string `json:"kind" tink:"required"`
+}
+
+// ObjectMeta is the part of Kubernetes metadata an operator writes. Fields a
+// Kubernetes API server sets (uid, resourceVersion, managedFields, ...) are
+// removed by Load before decoding and counted in Set.Ignored.
+type ObjectMeta struct {
+	Name        string            `json:"name" tink:"required"`
+	Namespace   string            `json:"namespace,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Key identifies an object within its kind: names are unique per kind and
+// namespace.
+type Key struct {
+	Namespace string
+	Name      string
+}
+
+// String prints namespace/name, or the name alone in the default namespace.
+func (k Key) String() string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}
+
+// Object is what every declared kind has in common.
+type Object interface {
+	// GetKind returns Hardware, Template, Workflow or Machine.
+	GetKind() string
+	// GetMeta returns the object's metadata.
+	GetMeta() *ObjectMeta
+	// Origin returns where the object is declared.
+	Origin() Pos
+}
+
+// source records where an object came from and the positions of the fields
+// that set-wide checks (uniqueness, references) report on. It is unexported
+// so it never reaches JSON or the decoder.
+type source struct {
+	pos   Pos
+	spots map[string]Pos
+}
+
+// Origin returns the file and line where the object's document starts.
+func (s *source) Origin() Pos { return s.pos }
+
+// at returns the position of a field path, or the object's own position
+// when the field was not recorded.
+func (s *source) at(path string) Pos {
+	if p, ok := s.spots[path]; ok {
+		return p
+	}
+	return s.pos
+}
+
+// Set is a validated desired state: every object in a repository.
+type Set struct {
+	Hardware  []*Hardware
+	Templates []*Template
+	Workflows []*Workflow
+	Machines  []*Machine
+	// Config is the repository's tink.cue, when it has one.
+	Config *Config
+	// Ignored counts server-set fields (status, uid, managedFields, ...)
+	// dropped from kubectl dumps.
+	Ignored int
+}
+
+// Counts returns the number of objects by kind.
+func (s *Set) Counts() map[string]int {
+	return map[string]int{
+		KindHardware: len(s.Hardware),
+		KindTemplate: len(s.Templates),
+		KindWorkflow: len(s.Workflows),
+		KindMachine:  len(s.Machines),
+	}
+}
+
+// Len is the number of objects in the set.
+func (s *Set) Len() int {
+	return len(s.Hardware) + len(s.Templates) + len(s.Workflows) + len(s.Machines)
+}
+
+// sortSet orders every kind by namespace and name so that a Set is the same
+// whatever order files were read in.
+func (s *Set) sortSet() {
+	sortObjects(s.Hardware)
+	sortObjects(s.Templates)
+	sortObjects(s.Workflows)
+	sortObjects(s.Machines)
+}
+
+func sortObjects[T Object](l []T) {
+	sort.Slice(l, func(i, j int) bool {
+		a, b := l[i].GetMeta(), l[j].GetMeta()
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+}
