@@ -65,7 +65,9 @@ func (l *Loader) checkTemplateText(t *Template) ErrorList {
 		}
 	}
 	tmpl, err := l.renderer.Parse("t", *t.Spec.Data)
-	t.parsed = &parsedTemplate{tmpl: tmpl, err: err}
+	text := *t.Spec.Data
+	t.parsed = &parsedTemplate{tmpl: tmpl, err: err,
+		readsObject: strings.Contains(text, ".hardware") || strings.Contains(text, `"hardware"`) || strings.Contains(text, "`hardware`")}
 	if err == nil {
 		return nil
 	}
@@ -250,7 +252,7 @@ func checkUnique[T Object](e *errs, l []T) {
 
 // renderFor renders t for workflow w on hw and checks the result.
 func (l *Loader) renderFor(t *Template, w *Workflow, hw *Hardware, macs map[string]*Hardware) (*TemplateDocument, ErrorList) {
-	out, err := l.renderer.Execute(t.parsed.tmpl, TemplateData(hw, w.Spec.HardwareMap))
+	out, err := l.renderer.Execute(t.parsed.tmpl, templateData(hw, w.Spec.HardwareMap, t.parsed.readsObject))
 	if err != nil {
 		if err == errRenderTooLarge {
 			return nil, ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}

@@ -35,7 +35,8 @@ const maxLeafResults = 1 << 20
 type leafConstraint struct {
 	v       cue.Value
 	exists  bool
-	trivial bool // a bare type the decoder has already checked
+	trivial bool       // a bare type the decoder has already checked
+	fast    fastAccept // nil when the constraint does not compile to Go
 }
 
 // leafChecker checks values against the constraints of its definitions; it
@@ -44,6 +45,7 @@ type leafChecker struct {
 	d           *definitions
 	constraints map[string]*leafConstraint
 	results     *leafResults
+	noFast      bool // tests: always ask CUE
 }
 
 // leafResults remembers what checking a value at a path gave, as plain data
@@ -86,6 +88,9 @@ func (lc *leafChecker) constraint(key string, parent *leafConstraint, sels ...cu
 	}
 	if c.exists {
 		c.trivial = trivialConstraint(fmt.Sprint(c.v))
+		if !c.trivial && !lc.noFast {
+			c.fast = compileFast(c.v, 0)
+		}
 	}
 	if lc.constraints == nil {
 		lc.constraints = map[string]*leafConstraint{}
@@ -160,7 +165,7 @@ func (lc *leafChecker) check(kind string, def cue.Value, root *yaml.Node, file s
 				path = path[:len(path)-1]
 			}
 		case yaml.ScalarNode:
-			if c.trivial {
+			if c.trivial || (c.fast != nil && c.fast(n)) {
 				return
 			}
 			rk := key + "\x00" + n.Tag + "\x00" + n.Value

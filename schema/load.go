@@ -136,7 +136,9 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 	all = append(all, walkErrs...)
 
 	results := make([]fileResult, len(files))
-	if err := l.parallel(ctx, len(files), func(i int) {
+	// Reading files waits on the kernel as much as it computes: twice as
+	// many goroutines as cores keep both busy.
+	if err := l.parallelN(ctx, 2*l.workers(), len(files), func(i int) {
 		results[i] = l.loadFile(fsys, files[i])
 	}); err != nil {
 		return nil, err
@@ -185,12 +187,20 @@ func (l *Loader) Limit() int {
 	return MaxObjects
 }
 
+func (l *Loader) workers() int {
+	if l.Workers > 0 {
+		return l.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 // parallel runs fn(0..n-1) on the Loader's workers and waits for them all.
 func (l *Loader) parallel(ctx context.Context, n int, fn func(i int)) error {
-	workers := l.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	return l.parallelN(ctx, l.workers(), n, fn)
+}
+
+// parallelN runs fn(0..n-1) on the given number of goroutines.
+func (l *Loader) parallelN(ctx context.Context, workers, n int, fn func(i int)) error {
 	workers = min(workers, n)
 	var next int
 	var mu sync.Mutex
@@ -281,10 +291,14 @@ func readFile(fsys fs.FS, name string) ([]byte, *Error) {
 		return nil, &Error{Pos: Pos{File: name}, Message: "cannot read: " + err.Error()}
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > MaxFileSize {
-		return nil, &Error{Pos: Pos{File: name}, Message: fmt.Sprintf("file is %s; the limit is 1 MiB (split it into several files)", humanSize(st.Size()))}
+	size := int64(512)
+	if st, err := f.Stat(); err == nil {
+		if st.Size() > MaxFileSize {
+			return nil, &Error{Pos: Pos{File: name}, Message: fmt.Sprintf("file is %s; the limit is 1 MiB (split it into several files)", humanSize(st.Size()))}
+		}
+		size = st.Size() + 1 // one byte more, so the read that sees EOF needs no new buffer
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	b, err := readAllSized(io.LimitReader(f, MaxFileSize+1), size)
 	if err != nil {
 		return nil, &Error{Pos: Pos{File: name}, Message: "cannot read: " + err.Error()}
 	}
@@ -296,6 +310,24 @@ func readFile(fsys fs.FS, name string) ([]byte, *Error) {
 		return nil, &Error{Pos: Pos{File: name, Line: line, Column: col}, Message: "file is not valid UTF-8 text"}
 	}
 	return b, nil
+}
+
+// readAllSized is io.ReadAll starting from a buffer of the expected size.
+func readAllSized(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func humanSize(n int64) string {
@@ -703,4 +735,7 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 type parsedTemplate struct {
 	tmpl *template.Template
 	err  error
+	// readsObject is false when the text cannot refer to .hardware (the
+	// whole object as maps), which then need not be built per render.
+	readsObject bool
 }

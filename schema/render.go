@@ -128,6 +128,13 @@ type TemplateHardware struct {
 // As in Tinkerbell, the reserved keys win over hardwareMap keys of the same
 // name.
 func TemplateData(hw *Hardware, hardwareMap map[string]string) map[string]any {
+	return templateData(hw, hardwareMap, true)
+}
+
+// templateData builds the data; withObject false leaves .hardware empty for
+// templates that never read it (building it costs a JSON round trip of the
+// whole object per workflow).
+func templateData(hw *Hardware, hardwareMap map[string]string, withObject bool) map[string]any {
 	data := make(map[string]any, len(hardwareMap)+3)
 	for k, v := range hardwareMap {
 		data[k] = v
@@ -148,8 +155,10 @@ func TemplateData(hw *Hardware, hardwareMap map[string]string) map[string]any {
 		if hw.Spec.VendorData != nil {
 			th.VendorData = *hw.Spec.VendorData
 		}
-		if b, err := json.Marshal(hw); err == nil {
-			_ = json.Unmarshal(b, &hwMap) // the types marshal to a JSON object by construction
+		if withObject {
+			if b, err := json.Marshal(hw); err == nil {
+				_ = json.Unmarshal(b, &hwMap) // the types marshal to a JSON object by construction
+			}
 		}
 	}
 	data["hardware"] = hwMap
