@@ -556,3 +556,44 @@ func applyDefaults(s *Set, cfg *Config) {
 		each(&m.Metadata)
 	}
 }
+
+// RenderFor renders the template named tk for the hardware named hk with
+// the given hardwareMap (device_1 defaults to the hardware's first MAC), and
+// checks the result as Load checks a workflow's. It returns the rendered
+// text, what `tink template render` shows an operator before a run.
+func (l *Loader) RenderFor(s *Set, tk, hk Key, hardwareMap map[string]string) ([]byte, ErrorList) {
+	if err := l.init(); err != nil {
+		return nil, ErrorList{{Pos: Pos{File: "."}, Message: err.Error()}}
+	}
+	t, ok := index(s.Templates)[tk]
+	if !ok {
+		return nil, ErrorList{{Pos: Pos{File: "."}, Message: fmt.Sprintf("template %q is not declared%s", tk.Name, inNamespace(tk.Namespace))}}
+	}
+	hw, ok := index(s.Hardware)[hk]
+	if !ok {
+		return nil, ErrorList{{Pos: Pos{File: "."}, Message: fmt.Sprintf("hardware %q is not declared%s", hk.Name, inNamespace(hk.Namespace))}}
+	}
+	if len(hardwareMap) == 0 {
+		if macs := hw.MACs(); len(macs) > 0 {
+			hardwareMap = map[string]string{"device_1": macs[0]}
+		}
+	}
+	if t.parsed == nil || t.parsed.err != nil {
+		return nil, l.checkTemplateText(t)
+	}
+	macs := map[string]*Hardware{}
+	for _, h := range s.Hardware {
+		for _, m := range h.MACs() {
+			macs[m] = h
+		}
+	}
+	w := &Workflow{Metadata: ObjectMeta{Name: "(render)"}, Spec: WorkflowSpec{TemplateRef: tk.Name, HardwareRef: hk.Name, HardwareMap: hardwareMap}}
+	if _, errs := l.renderFor(t, w, hw, macs); len(errs) > 0 {
+		return nil, errs
+	}
+	out, err := l.renderer.Execute(t.parsed.tmpl, templateData(hw, hardwareMap, t.parsed.readsObject))
+	if err != nil {
+		return nil, ErrorList{{Pos: t.at("spec.data"), Message: err.Error()}}
+	}
+	return out, nil
+}

@@ -739,3 +739,23 @@ type parsedTemplate struct {
 	// whole object as maps), which then need not be built per render.
 	readsObject bool
 }
+
+// DecodeFile reads the objects of one file (YAML documents, a kubectl List,
+// a bare template, or CUE) and checks each on its own, without the set-wide
+// checks. tink import uses it to split a cluster dump. It returns the
+// objects, the number of server-set fields dropped, and the errors. Unlike
+// repository files, data may exceed MaxFileSize (a dump of a large fleet
+// does); the caller bounds what it reads.
+func (l *Loader) DecodeFile(name string, data []byte) ([]Object, int, ErrorList) {
+	if err := l.init(); err != nil {
+		return nil, 0, ErrorList{{Pos: Pos{File: name}, Message: err.Error()}}
+	}
+	if !utf8.Valid(data) {
+		line, col := invalidUTF8At(data)
+		return nil, 0, ErrorList{{Pos: Pos{File: name, Line: line, Column: col}, Message: "file is not valid UTF-8 text"}}
+	}
+	defs := l.borrow()
+	defer l.release(defs)
+	res := l.loadBytes(defs, name, data)
+	return res.objects, res.ignored, res.errs.sort()
+}

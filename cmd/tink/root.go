@@ -18,6 +18,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCommand())
+	root.AddCommand(newValidateCommand(), newImportCommand(), newTemplateCommand())
 	return root
 }

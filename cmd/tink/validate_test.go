@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,8 +14,13 @@ import (
 
 func runTink(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runTinkIn(t, strings.NewReader(""), args...)
+}
+
+func runTinkIn(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	code = run(context.Background(), args, stdin, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
