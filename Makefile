@@ -7,7 +7,7 @@ CMDS      := $(notdir $(wildcard cmd/*))
 PKGS      := ./...
 # The fuzz target runs for FUZZTIME under `make fuzz` (the suite runs only its seed corpus).
 FUZZTIME  ?= 5m
-BENCHTIME ?= 1x
+BENCHTIME ?= 1s
 
 .PHONY: all build run test bench fuzz lint clean
 

@@ -1,0 +1,108 @@
+package badger
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/tinkops/tinkops/state"
+)
+
+// Options configures a Store. The zero value is the production setting.
+type Options struct {
+	// NoSync acknowledges writes before they reach the disk. A crash of the
+	// process loses nothing, but a crash of the machine can lose the last
+	// acknowledged writes (never part of a batch). For tests and benchmarks.
+	NoSync bool
+
+	// Retention says which events are kept; the zero value keeps the
+	// defaults of state.Retention.
+	Retention state.Retention
+	// CompactInterval is how often events outside Retention are removed.
+	// Default 1 minute; negative disables the timer (CompactEvents still
+	// works).
+	CompactInterval time.Duration
+	// GCInterval is how often Badger's value log is garbage-collected.
+	// Default 5 minutes; negative disables it.
+	GCInterval time.Duration
+
+	// MaxTxnBytes caps the size of one Badger transaction. A batch larger
+	// than this is committed in several transactions that readers still
+	// see all at once (see the package documentation); an object larger
+	// than half of it is refused. Default: half of what Badger accepts in
+	// one transaction (about 4.8 MB with Badger's default memtable size).
+	MaxTxnBytes int64
+	// MaxGroup caps how many concurrent Apply calls are committed together
+	// with one disk sync. Default 1000.
+	MaxGroup int
+	// WatchBuffer is how many recent events are kept in memory for watchers;
+	// a watcher further behind reads from disk. Default 4096.
+	WatchBuffer int
+
+	// Now is the clock for object times, event times and retention. Default
+	// time.Now.
+	Now func() time.Time
+	// Logger receives Badger's errors and warnings (its info and debug
+	// messages at debug level). Default slog.Default().
+	Logger *slog.Logger
+	// Badger, if set, adjusts Badger's options before opening (cache sizes,
+	// for example). Options this package relies on (SyncWrites, Dir,
+	// ValueDir, Logger, DetectConflicts) are set again afterwards.
+	Badger func(badgerdb.Options) badgerdb.Options
+}
+
+func (o Options) withDefaults() Options {
+	o.Retention = o.Retention.WithDefaults()
+	if o.CompactInterval == 0 {
+		o.CompactInterval = time.Minute
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 5 * time.Minute
+	}
+	if o.MaxGroup <= 0 {
+		o.MaxGroup = 1000
+	}
+	if o.WatchBuffer <= 0 {
+		o.WatchBuffer = 4096
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+func (o Options) badgerOptions(dir string) badgerdb.Options {
+	bo := badgerdb.DefaultOptions(dir)
+	if o.Badger != nil {
+		bo = o.Badger(bo)
+	}
+	return bo.
+		WithDir(dir).
+		WithValueDir(dir).
+		WithSyncWrites(!o.NoSync).
+		// One goroutine writes (see writer.go), and it checks resource
+		// versions itself, so Badger's conflict tracking is pure cost.
+		WithDetectConflicts(false).
+		WithLogger(badgerLogger{o.Logger.With("component", "badger", "dir", dir)})
+}
+
+// badgerLogger routes Badger's log lines to slog, demoting its chatty info
+// messages (table opening, compaction progress) to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, args ...any) { b.l.Error(line(f, args)) }
+func (b badgerLogger) Warningf(f string, args ...any) {
+	b.l.Warn(line(f, args))
+}
+func (b badgerLogger) Infof(f string, args ...any)  { b.l.Debug(line(f, args)) }
+func (b badgerLogger) Debugf(f string, args ...any) { b.l.Debug(line(f, args)) }
+
+func line(f string, args []any) string {
+	return strings.TrimSpace(fmt.Sprintf(f, args...))
+}

@@ -1,0 +1,70 @@
+package badger
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/tinkops/tinkops/state"
+)
+
+// GetRun implements state.Store.
+func (s *Store) GetRun(ctx context.Context, key state.RunKey) (*state.WorkflowRun, error) {
+	if err := key.Validate(); err != nil {
+		return nil, err
+	}
+	var run *state.WorkflowRun
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		var err error
+		run, err = readRun(txn, runKey(key), key)
+		return err
+	})
+	if err != nil {
+		return nil, wrapInternal(err, "get %s", key)
+	}
+	if run == nil {
+		return nil, state.Errorf(state.ENOTFOUND, "%s: not found", key)
+	}
+	return run, nil
+}
+
+// readRun returns the run at bk, or nil if there is none.
+func readRun(txn *badgerdb.Txn, bk []byte, key state.RunKey) (*state.WorkflowRun, error) {
+	v, ok, err := get(txn, bk)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var run state.WorkflowRun
+	if err := json.Unmarshal(v, &run); err != nil {
+		return nil, state.Errorf(state.EINTERNAL, "%s: stored run does not decode: %v", key, err)
+	}
+	return &run, nil
+}
+
+// ListRuns implements state.Store. Runs of one workflow share a key prefix
+// and sort by run number, so "the runs of wf-7" is a prefix scan.
+func (s *Store) ListRuns(ctx context.Context, q state.RunQuery) (*state.RunPage, error) {
+	prefix := runPrefix(q.Namespace, q.Workflow, q.Workflow != "")
+	runs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(key, v []byte) (*state.WorkflowRun, bool, error) {
+		var run state.WorkflowRun
+		if err := json.Unmarshal(v, &run); err != nil {
+			return nil, false, state.Errorf(state.EINTERNAL, "stored run %q does not decode: %v", key, err)
+		}
+		return &run, len(q.States) == 0 || slices.Contains(q.States, run.State), nil
+	})
+	if err != nil {
+		return nil, wrapInternal(err, "list runs")
+	}
+	return &state.RunPage{Runs: runs, Continue: cont}, nil
+}
+
+// PutRun implements state.Store.
+func (s *Store) PutRun(ctx context.Context, actor state.Actor, run *state.WorkflowRun) (*state.WorkflowRun, error) {
+	res, err := s.Apply(ctx, &state.Batch{Actor: actor, Runs: []*state.WorkflowRun{run}})
+	if err != nil {
+		return nil, err
+	}
+	return res.Runs[0], nil
+}

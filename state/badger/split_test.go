@@ -1,0 +1,101 @@
+package badger_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/state"
+	"github.com/tinkops/tinkops/state/badger"
+)
+
+// bigBatch returns a batch of n objects labelled with id, each with about pad
+// bytes of annotation, and one sync event.
+func bigBatch(id, n, pad int) *state.Batch {
+	b := &state.Batch{Actor: state.ActorGit, Revision: "main@sha1:" + strconv.Itoa(id)}
+	for j := range n {
+		o := hw(fmt.Sprintf("b%06d-%03d", id, j), map[string]string{"batch": strconv.Itoa(id), "size": strconv.Itoa(n)})
+		if pad > 0 {
+			o.Annotations = map[string]string{"padding": strings.Repeat("p", pad)}
+		}
+		b.Put(o, "")
+	}
+	b.Events = append(b.Events, state.Event{Type: state.EventSync, Message: "batch " + strconv.Itoa(id)})
+	return b
+}
+
+// TestLargeBatch forces batches over the transaction limit and checks that
+// readers never see part of one, and that they are written in full.
+func TestLargeBatch(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t, t.TempDir(), badger.Options{MaxTxnBytes: 16 << 10})
+
+	const batches, size = 8, 60
+	done := make(chan struct{})
+	readErr := make(chan error, 1)
+	reads := 0
+	go func() {
+		defer close(readErr)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			page, err := s.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware})
+			if err != nil {
+				readErr <- err
+				return
+			}
+			reads++
+			per := map[string]int{}
+			for _, o := range page.Objects {
+				per[o.Labels["batch"]]++
+			}
+			for b, n := range per {
+				if n != size {
+					readErr <- fmt.Errorf("reader saw %d of the %d objects of batch %s", n, size, b)
+					return
+				}
+			}
+		}
+	}()
+	for i := range batches {
+		_, err := s.Apply(ctx, bigBatch(i, size, 500))
+		require.NoError(t, err)
+	}
+	close(done)
+	for err := range readErr {
+		require.NoError(t, err)
+	}
+	require.Equal(t, uint64(batches), s.Stats().Splits.Load(), "every batch needed several transactions")
+	t.Logf("%d reads during %d split batches", reads, batches)
+
+	page, err := s.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware})
+	require.NoError(t, err)
+	require.Len(t, page.Objects, batches*size)
+	evs, err := s.Events(ctx, state.EventQuery{Limit: 10000})
+	require.NoError(t, err)
+	require.Len(t, evs, batches*(size+1))
+	for i, ev := range evs {
+		require.Equal(t, uint64(i+1), ev.Seq)
+	}
+
+	// Small batches around large ones still work, and the counters moved on.
+	o, err := s.PutObject(ctx, state.ActorGit, hw("after", nil))
+	require.NoError(t, err)
+	require.Equal(t, uint64(batches*size+1), o.ResourceVersion)
+}
+
+func TestErrObjectTooLarge(t *testing.T) {
+	s := MustOpen(t, t.TempDir(), badger.Options{MaxTxnBytes: 16 << 10})
+	o := hw("huge", nil)
+	o.Annotations = map[string]string{"padding": strings.Repeat("p", 20<<10)}
+	_, err := s.PutObject(context.Background(), state.ActorGit, o)
+	require.Equal(t, state.EINVALID, state.ErrorCode(err), "%v", err)
+	require.Contains(t, state.ErrorMessage(err), "Hardware/huge")
+}

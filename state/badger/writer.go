@@ -1,0 +1,394 @@
+package badger
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/tinkops/tinkops/state"
+)
+
+// Group commit.
+//
+// With SyncWrites, Badger syncs its log once per transaction, so a
+// transaction per Apply caps durable throughput at the disk's sync rate (a few
+// thousand per second here). Instead, one writer goroutine takes every
+// pending Apply from a channel (up to Options.MaxGroup at a time), checks and
+// writes them in as few transactions as fit, and acknowledges them all after
+// the sync. Callers that arrive during a sync form the next group, so the
+// group size adapts to the load.
+//
+// The writer is also the only place that assigns sequence numbers and
+// resource versions, in commit order, which is what makes the event log
+// gap-free and ordered.
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// request is one Apply call waiting for the writer.
+type request struct {
+	batch *state.Batch
+	// status lets a caller whose context ends withdraw a request the
+	// writer has not taken yet, so that "context error" always means
+	// "not written".
+	status atomic.Int32
+	done   chan outcome
+}
+
+type outcome struct {
+	res *state.Result
+	err error
+}
+
+func (r *request) reply(res *state.Result, err error) { r.done <- outcome{res, err} }
+
+// entry is one key write of a prepared batch.
+type entry struct {
+	key   []byte
+	value []byte
+	del   bool
+}
+
+// prepared is a batch checked against the current state and turned into key
+// writes, with its sequence numbers and resource versions assigned.
+type prepared struct {
+	req     *request
+	entries []entry
+	size    int64 // Badger's estimate of the transaction size
+	result  *state.Result
+	after   counters // counters once this batch is committed
+}
+
+func (p *prepared) set(key, value []byte) {
+	p.entries = append(p.entries, entry{key: key, value: value})
+	p.size += entrySize(key, value)
+}
+
+func (p *prepared) del(key []byte) {
+	p.entries = append(p.entries, entry{key: key, del: true})
+	p.size += entrySize(key, nil)
+}
+
+// entrySize mirrors Badger's accounting in Txn.checkSize (key, value, two
+// meta bytes and ten bytes of version), so that a transaction built within
+// our budget never hits ErrTxnTooBig.
+func entrySize(key, value []byte) int64 {
+	return int64(len(key)+len(value)) + 12
+}
+
+// writer owns the counters; only its goroutine touches them.
+type writer struct {
+	s *Store
+	// next is what the next prepared batch gets; committed what is on
+	// disk. They differ only while a transaction is being built.
+	next, committed counters
+	group           []*request
+}
+
+func (w *writer) run(ctx context.Context) {
+	for {
+		var first *request
+		select {
+		case <-ctx.Done():
+			return
+		case first = <-w.s.reqs:
+		}
+		w.group = append(w.group[:0], first)
+	drain:
+		for len(w.group) < w.s.opts.MaxGroup {
+			select {
+			case r := <-w.s.reqs:
+				w.group = append(w.group, r)
+			default:
+				break drain
+			}
+		}
+		w.commitGroup(w.group)
+		clear(w.group)
+	}
+}
+
+// pendingTxn is a Badger transaction being filled with prepared batches.
+type pendingTxn struct {
+	txn   *badgerdb.Txn
+	items []*prepared
+	size  int64
+	count int64
+}
+
+func (w *writer) begin() *pendingTxn {
+	return &pendingTxn{txn: w.s.db.NewTransaction(true)}
+}
+
+func (w *writer) commitGroup(group []*request) {
+	w.s.stats.Groups.Add(1)
+	t := w.begin()
+	for i, r := range group {
+		if !r.status.CompareAndSwap(reqQueued, reqTaken) {
+			continue // the caller gave up before we got to it
+		}
+		if e := w.s.broken.Load(); e != nil {
+			r.reply(nil, e)
+			continue
+		}
+		p, err := w.prepare(t.txn, r.batch)
+		if err != nil {
+			r.reply(nil, err)
+			continue
+		}
+		p.req = r
+		n := int64(len(p.entries)) + 1 // and the counters
+		if p.size > w.s.maxBytes || n > w.s.maxEntries {
+			// Too big for one transaction: commit what we have, then
+			// write this batch through the staging area.
+			if !w.commit(t) {
+				w.failRest(p, group[i+1:])
+				return
+			}
+			w.commitSplit(p)
+			t = w.begin()
+			continue
+		}
+		if t.size+p.size > w.s.maxBytes || t.count+n > w.s.maxEntries {
+			if !w.commit(t) {
+				w.failRest(p, group[i+1:])
+				return
+			}
+			t = w.begin()
+		}
+		if err := addEntries(t.txn, p.entries); err != nil {
+			// Our size estimate was wrong; nothing of this transaction is
+			// written, so fail its batches and carry on.
+			t.items = append(t.items, p)
+			w.abort(t, wrapInternal(err, "write batch in %s", w.s.dir))
+			t = w.begin()
+			continue
+		}
+		t.items = append(t.items, p)
+		t.size += p.size
+		t.count += n
+	}
+	w.commit(t)
+}
+
+func addEntries(txn *badgerdb.Txn, entries []entry) error {
+	for _, e := range entries {
+		var err error
+		if e.del {
+			err = txn.Delete(e.key)
+		} else {
+			err = txn.Set(e.key, e.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit commits t and acknowledges its batches. It returns false if the
+// commit failed, which breaks the store: batches prepared after t assumed t
+// was written, and Badger may have written part of t's log record.
+func (w *writer) commit(t *pendingTxn) bool {
+	defer t.txn.Discard()
+	if len(t.items) == 0 {
+		return true
+	}
+	last := t.items[len(t.items)-1].after
+	err := t.txn.Set([]byte(keyCounters), last.encode())
+	if err == nil {
+		err = t.txn.Commit()
+	}
+	if err != nil {
+		e := state.Errorf(state.EINTERNAL, "commit to %s failed, reopen the store: %v", w.s.dir, err)
+		w.s.broken.Store(e)
+		w.abort(t, e)
+		return false
+	}
+	w.committed = last
+	w.s.stats.Txns.Add(1)
+	w.acknowledge(t.items)
+	return true
+}
+
+// abort fails every batch of t and rewinds the counters to what is on disk.
+func (w *writer) abort(t *pendingTxn, err error) {
+	t.txn.Discard()
+	w.next = w.committed
+	for _, p := range t.items {
+		p.req.reply(nil, err)
+	}
+}
+
+// failRest fails p and the requests after it once the store broke.
+func (w *writer) failRest(p *prepared, rest []*request) {
+	err := w.s.broken.Load()
+	p.req.reply(nil, err)
+	for _, r := range rest {
+		if r.status.CompareAndSwap(reqQueued, reqTaken) {
+			r.reply(nil, err)
+		}
+	}
+}
+
+// acknowledge publishes the events of committed batches to watchers and
+// answers their callers, in commit order.
+func (w *writer) acknowledge(items []*prepared) {
+	for _, p := range items {
+		w.s.hub.publish(p.result.Events)
+	}
+	for _, p := range items {
+		w.s.stats.Batches.Add(1)
+		p.req.reply(p.result, nil)
+	}
+}
+
+// prepare checks b against the state visible in txn (which includes the
+// batches before it in the same group) and turns it into key writes. On error
+// nothing is assigned: the counters are only advanced on success.
+func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
+	now := w.s.opts.Now()
+	c := w.next
+	p := &prepared{result: &state.Result{}}
+	var events []state.Event
+
+	for _, op := range b.Objects {
+		key := op.Object.Key()
+		bk := objectKey(key)
+		old, err := readObject(txn, bk, key)
+		if err != nil {
+			return nil, err
+		}
+		want := op.Object.ResourceVersion
+		if op.Delete {
+			if old == nil {
+				return nil, state.Errorf(state.ENOTFOUND, "%s: not found", key)
+			}
+			if want != 0 && old.ResourceVersion != want {
+				return nil, stale(key, want, old.ResourceVersion)
+			}
+			p.del(bk)
+			p.result.Objects = append(p.result.Objects, old)
+			events = append(events, state.ObjectEvent(op, old, old, b.Actor, b.Revision, now))
+			continue
+		}
+		var oldRV uint64
+		if old != nil {
+			oldRV = old.ResourceVersion
+		}
+		if err := precondition(key, want, old != nil, oldRV); err != nil {
+			return nil, err
+		}
+		obj := *op.Object
+		obj.ResourceVersion = c.NextRV
+		c.NextRV++
+		obj.UpdatedAt = now
+		obj.CreatedAt = now
+		if old != nil {
+			obj.CreatedAt = old.CreatedAt
+		}
+		v, err := json.Marshal(&obj)
+		if err != nil {
+			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+		}
+		if int64(len(v)) > w.s.maxValue {
+			return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(v), w.s.maxValue)
+		}
+		p.set(bk, v)
+		p.result.Objects = append(p.result.Objects, &obj)
+		events = append(events, state.ObjectEvent(op, old, &obj, b.Actor, b.Revision, now))
+	}
+
+	for _, in := range b.Runs {
+		key := in.Key()
+		bk := runKey(key)
+		old, err := readRun(txn, bk, key)
+		if err != nil {
+			return nil, err
+		}
+		want := in.ResourceVersion
+		var oldRV uint64
+		if old != nil {
+			oldRV = old.ResourceVersion
+		}
+		if err := precondition(key, want, old != nil, oldRV); err != nil {
+			return nil, err
+		}
+		run := *in
+		run.ResourceVersion = c.NextRV
+		c.NextRV++
+		run.UpdatedAt = now
+		run.CreatedAt = now
+		if old != nil {
+			run.CreatedAt = old.CreatedAt
+		}
+		v, err := json.Marshal(&run)
+		if err != nil {
+			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+		}
+		if int64(len(v)) > w.s.maxValue {
+			return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(v), w.s.maxValue)
+		}
+		p.set(bk, v)
+		p.result.Runs = append(p.result.Runs, &run)
+		events = append(events, state.RunEvents(old, &run, b.Actor, b.Revision, now)...)
+	}
+
+	for _, ev := range b.Events {
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		if ev.Actor == "" {
+			ev.Actor = b.Actor
+		}
+		if ev.Revision == "" {
+			ev.Revision = b.Revision
+		}
+		events = append(events, ev)
+	}
+
+	if b.Sync != nil {
+		v, err := json.Marshal(b.Sync)
+		if err != nil {
+			return nil, state.Errorf(state.EINVALID, "sync status: encode: %v", err)
+		}
+		p.set([]byte(keySync), v)
+	}
+
+	for i := range events {
+		events[i].Seq = c.NextSeq
+		c.NextSeq++
+		v, err := json.Marshal(&events[i])
+		if err != nil {
+			return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
+		}
+		p.set(eventKey(events[i].Seq), v)
+	}
+	p.result.Events = events
+	p.after = c
+	w.next = c
+	return p, nil
+}
+
+func stale(key interface{ String() string }, want, have uint64) error {
+	return state.Errorf(state.ECONFLICT, "%s: resourceVersion %d is stale (current %d)", key, want, have)
+}
+
+// precondition checks a write's resourceVersion against what is stored:
+// 0 creates (nothing may exist), anything else must match.
+func precondition(key interface{ String() string }, want uint64, exists bool, have uint64) error {
+	switch {
+	case want == 0 && exists:
+		return state.Errorf(state.ECONFLICT, "%s: already exists (resourceVersion %d)", key, have)
+	case want != 0 && !exists:
+		return state.Errorf(state.ENOTFOUND, "%s: not found (expected resourceVersion %d)", key, want)
+	case want != 0 && have != want:
+		return stale(key, want, have)
+	}
+	return nil
+}
