@@ -161,7 +161,7 @@ func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
 		if !hok && w.Spec.HardwareRef != "" {
 			e.on(w, w.at("spec.hardwareRef"), "spec.hardwareRef", "hardware %q is not declared%s", w.Spec.HardwareRef, inNamespace(ns))
 		}
-		if hok {
+		if hok && !hw.invalid {
 			keys := make([]string, 0, len(w.Spec.HardwareMap))
 			for k := range w.Spec.HardwareMap {
 				keys = append(keys, k)
@@ -178,7 +178,7 @@ func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
 		if tok {
 			used[t] = true
 		}
-		if tok && hok && t.parsed != nil && t.parsed.err == nil {
+		if tok && hok && !hw.invalid && !w.invalid && t.parsed != nil && t.parsed.err == nil {
 			jobs = append(jobs, job{w, t, hw})
 		}
 	}

@@ -508,10 +508,26 @@ func (l *Loader) decodeObject(defs *definitions, file string, src []byte, n *yam
 		}
 	}
 	list := mergeErrors(primary, cueErrs)
+	if len(list) > 0 {
+		markInvalid(obj)
+	}
 	for _, x := range list {
 		x.Object = kind.Value + "/" + objectName(obj)
 	}
 	return obj, list
+}
+
+func markInvalid(o Object) {
+	switch x := o.(type) {
+	case *Hardware:
+		x.invalid = true
+	case *Template:
+		x.invalid = true
+	case *Workflow:
+		x.invalid = true
+	case *Machine:
+		x.invalid = true
+	}
 }
 
 func objectName(o Object) string {

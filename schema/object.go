@@ -63,6 +63,10 @@ type Object interface {
 type source struct {
 	pos   Pos
 	spots map[string]Pos
+	// invalid is set when the object has errors of its own; checks that
+	// depend on it are skipped, so one mistake is reported once and not
+	// again by everything that refers to the object.
+	invalid bool
 }
 
 // Origin returns the file and line where the object's document starts.

@@ -1,0 +1,234 @@
+// Package reconciler turns a repository into the fleet's state: it loads a
+// snapshot with package schema, plans the difference against the store
+// (Plan is pure, so `tink diff` shows exactly what a sync will do), and
+// applies the plan in one atomic batch. A snapshot with any error applies
+// nothing: the last good revision stays in effect and the status says why
+// the new one failed.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// Reconciler syncs snapshots into a store. The zero value is not usable;
+// build one with New.
+type Reconciler struct {
+	store  state.Store
+	loader *schema.Loader
+	log    *slog.Logger
+	opts   Options
+	now    func() time.Time
+}
+
+// Config configures a Reconciler.
+type Config struct {
+	Store  state.Store
+	Loader *schema.Loader // nil: a new one
+	Log    *slog.Logger   // nil: discard
+	Plan   Options
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a Reconciler; it does no I/O.
+func New(cfg Config) *Reconciler {
+	r := &Reconciler{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, opts: cfg.Plan, now: cfg.Now}
+	if r.loader == nil {
+		r.loader = schema.NewLoader()
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
+}
+
+// Snapshot is one state of the repository to sync.
+type Snapshot struct {
+	// Revision names it: main@sha1:<hash>, or dir@sha256:<hash>.
+	Revision string
+	// FS holds the repository files (under the configured path).
+	FS fs.FS
+	// Commit describes the commit for events ("abc1234 by alice: fix MAC").
+	Commit string
+}
+
+// Outcome is what one sync did.
+type Outcome struct {
+	Revision string
+	// Errors are the repository's errors; the revision was not applied.
+	Errors schema.ErrorList
+	Plan   *Plan
+	// Applied is true when the plan was written.
+	Applied  bool
+	Duration time.Duration
+}
+
+// PlanSnapshot loads a snapshot and plans it against the store without
+// writing anything (what `tink diff` shows).
+func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, schema.ErrorList, error) {
+	set, err := r.loader.Load(ctx, snap.FS)
+	var list schema.ErrorList
+	if errors.As(err, &list) {
+		return nil, list, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	actual, err := readActual(ctx, r.store)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := MakePlan(set, snap.Revision, actual, r.opts)
+	return p, nil, err
+}
+
+// Sync loads, plans and applies one snapshot. Repository errors are not an
+// error of Sync: they are recorded in the sync status and an event, and
+// returned in the Outcome. Sync returns an error when the store fails.
+func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) {
+	start := r.now()
+	out := &Outcome{Revision: snap.Revision}
+	prev, err := r.store.SyncStatus(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read sync status: %w", err)
+	}
+	commit := snap.Commit
+	if commit == "" {
+		commit = snap.Revision
+	}
+	// A concurrent API write can move an object between planning and
+	// applying; the batch then fails with a conflict and the plan is made
+	// again from the new state.
+	for attempt := 1; ; attempt++ {
+		plan, errs, err := r.PlanSnapshot(ctx, snap)
+		if err != nil {
+			return nil, err
+		}
+		out.Plan = plan
+		status := &state.SyncStatus{
+			LastAttemptedRevision: snap.Revision,
+			LastAppliedRevision:   prev.LastAppliedRevision,
+			Suspended:             prev.Suspended,
+			LastSyncAt:            start,
+			LastDuration:          r.now().Sub(start),
+		}
+		if len(errs) > 0 {
+			out.Errors = errs
+			status.Errors = syncErrors(errs)
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf(
+				"%s not applied: %d error(s); %s stays in effect. First: %s", commit, len(errs), orNone(prev.LastAppliedRevision), errs[0].Error())})
+			if _, err := r.store.Apply(ctx, b); err != nil {
+				return nil, fmt.Errorf("record failed sync: %w", err)
+			}
+			r.log.Warn("revision not applied", "revision", snap.Revision, "errors", len(errs), "first", errs[0].Error())
+			out.Duration = r.now().Sub(start)
+			return out, nil
+		}
+		if plan.Blocked != "" {
+			status.Errors = []state.SyncError{{Message: plan.Blocked}}
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf("%s not applied: %s", commit, plan.Blocked)})
+			if _, err := r.store.Apply(ctx, b); err != nil {
+				return nil, fmt.Errorf("record blocked sync: %w", err)
+			}
+			out.Duration = r.now().Sub(start)
+			return out, nil
+		}
+		status.LastAppliedRevision = snap.Revision
+		b := plan.batch(commit)
+		b.Sync = status
+		if !plan.Empty() || prev.LastAppliedRevision != snap.Revision || len(prev.Errors) > 0 {
+			b.Events = append(b.Events, state.Event{Type: state.EventSync, Actor: state.ActorGit, Message: syncMessage(commit, plan)})
+		}
+		if b.Empty() {
+			out.Applied = true
+			out.Duration = r.now().Sub(start)
+			return out, nil
+		}
+		_, err = r.store.Apply(ctx, b)
+		if state.ErrorCode(err) == state.ECONFLICT && attempt < 5 {
+			r.log.Info("store moved while syncing; planning again", "revision", snap.Revision, "err", state.ErrorMessage(err))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("apply %s: %w", snap.Revision, err)
+		}
+		out.Applied = true
+		out.Duration = r.now().Sub(start)
+		r.log.Info("revision applied", "revision", snap.Revision, "created", plan.Count(OpCreate), "updated", plan.Count(OpUpdate),
+			"deleted", plan.Count(OpDelete), "runs", len(plan.runs), "duration", out.Duration)
+		return out, nil
+	}
+}
+
+// syncMessage summarises an applied plan for its event.
+func syncMessage(commit string, p *Plan) string {
+	s := fmt.Sprintf("applied %s: %d created, %d updated, %d deleted, %d unchanged",
+		commit, p.Count(OpCreate), p.Count(OpUpdate), p.Count(OpDelete), p.Unchanged)
+	if n := len(p.runs); n > 0 {
+		s += fmt.Sprintf("; %s", plural(n, "run starts", "runs start"))
+	}
+	return s
+}
+
+func orNone(rev string) string {
+	if rev == "" {
+		return "nothing applied yet"
+	}
+	return rev
+}
+
+// syncErrors converts schema errors for the sync status.
+func syncErrors(list schema.ErrorList) []state.SyncError {
+	out := make([]state.SyncError, 0, len(list))
+	for _, e := range list {
+		out = append(out, state.SyncError{File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Message: e.Message})
+	}
+	return out
+}
+
+// FormatText renders a plan for people: consequences first, then each
+// change with its fields.
+func (p *Plan) FormatText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Plan for %s: %d to create, %d to update, %d to delete, %d unchanged\n",
+		p.Revision, p.Count(OpCreate), p.Count(OpUpdate), p.Count(OpDelete), p.Unchanged)
+	if p.Blocked != "" {
+		fmt.Fprintf(&b, "\nBLOCKED: %s\n", p.Blocked)
+	}
+	if cs := p.Consequences(); len(cs) > 0 {
+		b.WriteString("\nWhat happens:\n")
+		for _, c := range cs {
+			fmt.Fprintf(&b, "  - %s\n", c)
+		}
+	}
+	for _, c := range p.Changes {
+		fmt.Fprintf(&b, "\n%s %s (%s)\n", c.Op, c.Key, c.File)
+		for _, f := range c.Fields {
+			switch {
+			case f.Old == "" && f.New == "":
+				fmt.Fprintf(&b, "    %s\n", f.Path)
+			case f.Old == "":
+				fmt.Fprintf(&b, "  + %s: %s\n", f.Path, f.New)
+			case f.New == "":
+				fmt.Fprintf(&b, "  - %s: %s\n", f.Path, f.Old)
+			default:
+				fmt.Fprintf(&b, "  ~ %s: %s -> %s\n", f.Path, f.Old, f.New)
+			}
+		}
+	}
+	return b.String()
+}
