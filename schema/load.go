@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"unicode/utf8"
 
@@ -51,6 +52,8 @@ type Loader struct {
 	renderer *Renderer
 	tmplErrs *templateErrorParser
 	images   *imageGrammar
+	cache    fileCache
+	parses   atomic.Int64 // files read and decoded, for tests and stats
 	// fullCUE checks each object as one CUE value instead of value by
 	// value; tests use it to show both ways find the same errors.
 	fullCUE bool
@@ -136,12 +139,30 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 	all = append(all, walkErrs...)
 
 	results := make([]fileResult, len(files))
+	hfs, hashed := fsys.(HashFS)
 	// Reading files waits on the kernel as much as it computes: twice as
 	// many goroutines as cores keep both busy.
 	if err := l.parallelN(ctx, 2*l.workers(), len(files), func(i int) {
+		if !hashed {
+			results[i] = l.loadFile(fsys, files[i])
+			return
+		}
+		hash, ok := hfs.FileHash(files[i])
+		if ok {
+			if res, hit := l.cache.get(files[i], hash); hit {
+				results[i] = res
+				return
+			}
+		}
 		results[i] = l.loadFile(fsys, files[i])
+		if ok {
+			l.cache.put(files[i], hash, results[i])
+		}
 	}); err != nil {
 		return nil, err
+	}
+	if hashed {
+		l.cache.keep(files)
 	}
 
 	set := &Set{Config: cfg}
@@ -365,6 +386,7 @@ func (l *Loader) loadFile(fsys fs.FS, name string) (res fileResult) {
 			res = fileResult{errs: ErrorList{{Pos: Pos{File: name}, Message: fmt.Sprintf("internal error while reading this file: %v", r)}}}
 		}
 	}()
+	l.parses.Add(1)
 	b, ferr := readFile(fsys, name)
 	if ferr != nil {
 		return fileResult{errs: ErrorList{ferr}}
