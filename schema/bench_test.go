@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 

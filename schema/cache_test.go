@@ -75,4 +75,3 @@ func readDirFS(t *testing.T, dir string) fstest.MapFS {
 	}
 	return out
 }
-
