@@ -213,7 +213,11 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 		case state.KindTemplate:
 			if c.Op == OpUpdate && hasSpecChange(c.Fields) {
 				n := len(usedBy[key])
-				c.Consequences = append(c.Consequences, fmt.Sprintf("template %s changed: %s use it; none will re-run", name(key), plural(n, "workflow", "workflows")))
+				verb := "use"
+				if n == 1 {
+					verb = "uses"
+				}
+				c.Consequences = append(c.Consequences, fmt.Sprintf("template %s changed: %s %s it; none will re-run", name(key), plural(n, "workflow", "workflows"), verb))
 			}
 		case state.KindHardware:
 			if c.Op == OpUpdate {

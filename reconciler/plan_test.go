@@ -229,3 +229,17 @@ func TestPlanIsPure(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, b.Latest, "planning writes no event")
 }
+
+func TestPlanMarkdown(t *testing.T) {
+	base := repo(1)
+	desired := withFile(base, "hardware/node-01.yaml", fmt.Sprintf(hwFmt, "node-01", 1, "node-01", 1, 42))
+	desired = withFile(desired, "templates/provision.yaml", fmt.Sprintf(tmplFmt, "provision", 30))
+	p, err := reconciler.MakePlan(load(t, desired), "main@sha1:abc", reconciler.Actual{Objects: stored(t, base, map[string]int{"wf-node-01": 1})}, reconciler.Options{})
+	require.NoError(t, err)
+	md := p.FormatMarkdown()
+	require.True(t, strings.HasPrefix(md, "### tinkops plan for `main@sha1:abc`\n\n**What happens when this merges:**\n\n- hardware node-01: its network interfaces change"), md)
+	require.Contains(t, md, "- template provision changed: 1 workflow uses it; none will re-run\n")
+	require.Contains(t, md, "0 to create, 2 to update, 0 to delete, 1 unchanged.")
+	require.Contains(t, md, "| update | `Hardware/node-01` | hardware/node-01.yaml |")
+	require.Contains(t, md, "- spec.interfaces[0].dhcp.ip.address: \"10.0.1.1\"\n+ spec.interfaces[0].dhcp.ip.address: \"10.0.1.42\"\n")
+}

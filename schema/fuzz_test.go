@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/tinkops/tinkops/schema"
 )
@@ -62,7 +63,14 @@ func FuzzLoad(f *testing.F) {
 		case 3:
 			fsys["tink.cue"] = &fstest.MapFile{Data: data}
 		}
+		// A small input that takes seconds is an attack on the server (it
+		// loads every commit pushed); the bound is far above any real
+		// input's time, so it only catches pathological ones.
+		start := time.Now()
 		set, err := l.Load(context.Background(), fsys)
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("Load took %s on a %d-byte input", d, len(data))
+		}
 		if err == nil {
 			if set == nil {
 				t.Fatal("nil set without error")

@@ -164,3 +164,16 @@ func TestMachinePreferringRedfish(t *testing.T) {
 			From: "Machine/tink-system/bmc-every-field"}, *c)
 	}
 }
+
+// TestNamesUniquePerNamespace: the same name in two namespaces is two
+// objects; twice in one namespace is an error at the second.
+func TestNamesUniquePerNamespace(t *testing.T) {
+	doc := func(ns, mac string) string {
+		return "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-01, namespace: " + ns + "}\nspec: {interfaces: [{dhcp: {mac: \"" + mac + "\"}}]}\n"
+	}
+	set, err := schema.Load(fstest.MapFS{"a.yaml": {Data: []byte(doc("dc1", "52:54:00:00:00:01"))}, "b.yaml": {Data: []byte(doc("dc2", "52:54:00:00:00:02"))}})
+	require.NoError(t, err)
+	require.Len(t, set.Hardware, 2)
+	_, err = schema.Load(fstest.MapFS{"a.yaml": {Data: []byte(doc("dc1", "52:54:00:00:00:01"))}, "b.yaml": {Data: []byte(doc("dc1", "52:54:00:00:00:02"))}})
+	require.EqualError(t, err, `b.yaml:3:18: metadata.name: Hardware "dc1/node-01" is already declared at a.yaml:1:1`)
+}
