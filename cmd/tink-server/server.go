@@ -10,47 +10,54 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+	"github.com/tinkops/tinkops/state/badger"
 )
 
 // Config is tink-server's configuration, from flags.
 type Config struct {
-	Listen  string
-	DataDir string
-	Repo    string
+	Listen       string
+	DataDir      string
+	Repo         string
+	Branch       string
+	Tag          string
+	Commit       string
+	Path         string
+	PollInterval time.Duration
+	GitAuthDir   string
+	Prune        bool
+	SyncTimeout  time.Duration
 }
 
-// Main wires the server: it validates the repository and serves the API.
-// Constructors do no I/O; Open does.
+// Main wires the server: the store, the source, the reconcile loop and the
+// API. Constructors do no I/O; Open does, and Close undoes it.
 type Main struct {
 	Config Config
 	log    *slog.Logger
 	stdout io.Writer
 
-	ln  net.Listener
-	srv *http.Server
+	Store  *badger.Store
+	Source gitsource.Source
+	Loop   *reconciler.Loop
 
-	mu     sync.Mutex
-	status status
-}
-
-// status is what /v1/status reports until the reconciler provides more.
-type status struct {
-	Repo          string           `json:"repo"`
-	Valid         bool             `json:"valid"`
-	LastValidated time.Time        `json:"lastValidated"`
-	Counts        map[string]int   `json:"counts,omitempty"`
-	Errors        schema.ErrorList `json:"errors"`
+	ln     net.Listener
+	srv    *http.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewMain returns a Main with default configuration.
 func NewMain(stdout, stderr io.Writer) *Main {
 	return &Main{
-		Config: Config{Listen: "127.0.0.1:42113", DataDir: "./tink-data"},
+		Config: Config{Listen: "127.0.0.1:42113", DataDir: "./tink-data", Branch: gitsource.DefaultBranch,
+			PollInterval: gitsource.DefaultPollInterval, SyncTimeout: reconciler.DefaultSyncTimeout},
 		log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		stdout: stdout,
 	}
@@ -59,81 +66,132 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // ParseFlags reads the command line into Config.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("tink-server", flag.ContinueOnError)
-	fs.StringVar(&m.Config.Listen, "listen", m.Config.Listen, "address to serve the API on")
-	fs.StringVar(&m.Config.DataDir, "data-dir", m.Config.DataDir, "directory for the server's state")
-	fs.StringVar(&m.Config.Repo, "repo", m.Config.Repo, "repository directory holding hardware, templates and workflows")
+	c := &m.Config
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve the API on")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded state store")
+	fs.StringVar(&c.Repo, "repo", c.Repo, "the desired state: a Git URL (https://, ssh://, git@host:path, git://, file://) or a local directory (watched)")
+	fs.StringVar(&c.Branch, "branch", c.Branch, "Git branch to follow")
+	fs.StringVar(&c.Tag, "tag", c.Tag, "Git tag to pin (instead of a branch)")
+	fs.StringVar(&c.Commit, "commit", c.Commit, "Git commit to pin (full hash)")
+	fs.StringVar(&c.Path, "path", c.Path, "subdirectory of the repository holding the objects")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "how often to check the repository for new commits")
+	fs.StringVar(&c.GitAuthDir, "git-auth-dir", c.GitAuthDir, "directory with Git credentials (username/password or token, ssh key, known_hosts)")
+	fs.BoolVar(&c.Prune, "prune", c.Prune, "delete Git-managed objects that are removed from Git")
+	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "deadline of one sync (load, plan, apply)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if m.Config.Repo == "" {
+	if c.Repo == "" {
 		return errors.New("--repo is required")
+	}
+	if c.PollInterval <= 0 {
+		return fmt.Errorf("--poll-interval must be positive, got %s", c.PollInterval)
 	}
 	return nil
 }
 
-// Open validates the repository and starts serving.
-func (m *Main) Open(ctx context.Context) error {
-	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	m.validate(ctx)
-	ln, err := net.Listen("tcp", m.Config.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Config.Listen, err)
-	}
-	m.ln = ln
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /v1/status", m.handleStatus)
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("serve", "err", err)
+// Open opens the store, starts following the repository and serves.
+func (m *Main) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Close()
 		}
 	}()
-	fmt.Fprintf(m.stdout, "tink-server listening on http://%s (repo %s)\n", ln.Addr(), m.Config.Repo)
+	c := m.Config
+	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{})
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	m.Source, err = gitsource.New(gitsource.Config{
+		Repo: c.Repo, Branch: c.Branch, Tag: c.Tag, Commit: c.Commit, Path: c.Path,
+		PollInterval: c.PollInterval, AuthDir: c.GitAuthDir,
+		CacheDir: filepath.Join(c.DataDir, "git-cache"), Logger: m.log,
+	})
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: schema.NewLoader(), Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
+	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
+
+	m.ln, err = net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", m.handleReady)
+	mux.HandleFunc("GET /v1/status", m.handleStatus)
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.goRun("source", func() error { return m.Source.Run(runCtx) })
+	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
+	m.goRun("http", func() error {
+		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	fmt.Fprintf(m.stdout, "tink-server listening on http://%s (repo %s, data %s)\n", m.ln.Addr(), c.Repo, c.DataDir)
 	return nil
+}
+
+// goRun runs fn in a goroutine that Close waits for.
+func (m *Main) goRun(what string, fn func() error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := fn(); err != nil {
+			m.log.Error(what+" stopped", "err", err)
+		}
+	}()
 }
 
 // Addr is the address the server listens on (useful with port 0).
 func (m *Main) Addr() string { return m.ln.Addr().String() }
 
-func (m *Main) validate(ctx context.Context) {
-	set, err := schema.NewLoader().Load(ctx, os.DirFS(m.Config.Repo))
-	st := status{Repo: m.Config.Repo, LastValidated: time.Now().UTC(), Valid: err == nil}
-	var list schema.ErrorList
-	switch {
-	case err == nil:
-		st.Counts = set.Counts()
-		m.log.Info("repository valid", "repo", m.Config.Repo, "objects", set.Len())
-	case errors.As(err, &list):
-		st.Errors = list
-		m.log.Warn("repository has errors", "repo", m.Config.Repo, "errors", len(list))
-		for _, e := range list {
-			m.log.Warn("invalid", "error", e.Error())
-		}
-	default:
-		st.Errors = schema.ErrorList{{Pos: schema.Pos{File: m.Config.Repo}, Message: err.Error()}}
+func (m *Main) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if m.Loop == nil || !m.Loop.Ready() {
+		http.Error(w, "not ready: the first sync has not finished\n", http.StatusServiceUnavailable)
+		return
 	}
-	m.mu.Lock()
-	m.status = st
-	m.mu.Unlock()
+	_, _ = io.WriteString(w, "ok\n")
 }
 
-func (m *Main) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	m.mu.Lock()
-	st := m.status
-	m.mu.Unlock()
+// statusDoc is /v1/status until the API server serves it.
+type statusDoc struct {
+	state.SyncStatus
+	Valid  bool             `json:"valid"`
+	Source gitsource.Status `json:"source"`
+}
+
+func (m *Main) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := m.Store.SyncStatus(r.Context())
+	if err != nil {
+		m.log.Error("status", "err", err)
+		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(st)
+	_ = json.NewEncoder(w).Encode(statusDoc{SyncStatus: *st, Valid: len(st.Errors) == 0, Source: m.Source.Status()})
 }
 
-// Close stops serving, letting requests in flight finish.
+// Close stops serving (letting requests in flight finish), stops the loop
+// and the source, and closes the store.
 func (m *Main) Close() error {
-	if m.srv == nil {
-		return nil
+	var errs []error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.srv.Shutdown(ctx))
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return m.srv.Shutdown(ctx)
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+	}
+	return errors.Join(errs...)
 }

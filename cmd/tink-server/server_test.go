@@ -5,54 +5,108 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/state"
 )
 
 // MustRunMain starts tink-server on a temp data dir and port 0.
-func MustRunMain(tb testing.TB, repo string) *Main {
+func MustRunMain(tb testing.TB, repo string, args ...string) *Main {
 	tb.Helper()
 	m := NewMain(io.Discard, io.Discard)
-	require.NoError(tb, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", tb.TempDir(), "--repo", repo}))
+	require.NoError(tb, m.ParseFlags(append([]string{"--listen", "127.0.0.1:0", "--data-dir", tb.TempDir(), "--repo", repo}, args...)))
 	require.NoError(tb, m.Open(context.Background()))
-	tb.Cleanup(func() { _ = m.Close() })
+	tb.Cleanup(func() { require.NoError(tb, m.Close()) })
 	return m
 }
 
-func getStatus(t *testing.T, m *Main) map[string]any {
+func get(t *testing.T, m *Main, path string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Get("http://" + m.Addr() + "/v1/status")
+	resp, err := http.Get("http://" + m.Addr() + path)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var st map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
-	return st
+	var doc map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&doc)
+	return resp.StatusCode, doc
 }
 
-func TestServerReportsValidRepo(t *testing.T) {
-	m := MustRunMain(t, filepath.Join("..", "..", "examples", "repo"))
-	st := getStatus(t, m)
+func waitReady(t *testing.T, m *Main) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + m.Addr() + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	require.NoError(t, os.CopyFS(dst, os.DirFS(src)))
+	return dst
+}
+
+// TestServerAppliesExampleRepo: what `make run` does, on a copy of
+// examples/repo; an edit to a file is reconciled within seconds.
+func TestServerAppliesExampleRepo(t *testing.T) {
+	repo := copyDir(t, filepath.Join("..", "..", "examples", "repo"))
+	m := MustRunMain(t, repo)
+	waitReady(t, m)
+	code, st := get(t, m, "/v1/status")
+	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, true, st["valid"])
-	require.Equal(t, map[string]any{"Hardware": 3.0, "Template": 2.0, "Workflow": 2.0, "Machine": 0.0}, st["counts"])
-	resp, err := http.Get("http://" + m.Addr() + "/healthz")
+	applied := st["lastAppliedRevision"].(string)
+	require.Contains(t, applied, "dir@sha256:")
+	objs, err := m.Store.ListObjects(context.Background(), stateQueryAll())
 	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-}
+	require.Len(t, objs.Objects, 7)
 
-func TestServerReportsErrors(t *testing.T) {
-	m := MustRunMain(t, filepath.Join("..", "..", "schema", "testdata", "invalid", "bad-mac"))
-	st := getStatus(t, m)
-	require.Equal(t, false, st["valid"])
+	// Break a file: the status shows the error and the old revision stays.
+	hw := filepath.Join(repo, "hardware", "node-01.yaml")
+	orig, err := os.ReadFile(hw)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(hw, append(orig, []byte("  bogus: 1\n")...), 0o644))
+	require.Eventually(t, func() bool {
+		_, st = get(t, m, "/v1/status")
+		return st["valid"] == false
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, applied, st["lastAppliedRevision"])
 	errs := st["errors"].([]any)
-	require.Len(t, errs, 1)
-	require.Equal(t, "hardware/node-02.yaml", errs[0].(map[string]any)["file"])
+	require.Equal(t, "hardware/node-01.yaml", errs[0].(map[string]any)["file"])
+
+	// Fix it: applied again.
+	require.NoError(t, os.WriteFile(hw, orig, 0o644))
+	require.Eventually(t, func() bool {
+		_, st = get(t, m, "/v1/status")
+		return st["valid"] == true
+	}, 5*time.Second, 20*time.Millisecond)
 }
 
 func TestServerNeedsRepo(t *testing.T) {
 	m := NewMain(io.Discard, io.Discard)
 	require.EqualError(t, m.ParseFlags(nil), "--repo is required")
 }
+
+func TestServerRefusesLockedDataDir(t *testing.T) {
+	repo := filepath.Join("..", "..", "examples", "repo")
+	dir := t.TempDir()
+	first := NewMain(io.Discard, io.Discard)
+	require.NoError(t, first.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--repo", repo}))
+	require.NoError(t, first.Open(context.Background()))
+	defer first.Close()
+	second := NewMain(io.Discard, io.Discard)
+	require.NoError(t, second.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--repo", repo}))
+	err := second.Open(context.Background())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), dir)
+}
+
+func stateQueryAll() state.ObjectQuery { return state.ObjectQuery{} }
