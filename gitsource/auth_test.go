@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
 )
 
 // sshKey is a key pair for tests.
@@ -195,13 +196,13 @@ func (a fakeAddr) String() string  { return string(a) }
 // an Ed25519 host key, with a known_hosts that holds only the Ed25519 one.
 func TestGit_SSH(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"hardware/n1.yaml": hw1})
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"hardware/n1.yaml": hw1})
 	ed := newEd25519Key(t, "")
 	ec := newECDSAKey(t)
 	client := newEd25519Key(t, "")
-	addr := serveSSH(t, repo.base, client.signer.PublicKey(), ec.signer, ed.signer)
-	url := "ssh://git@" + addr + "/" + repo.name
+	addr := serveSSH(t, repo.Base, client.signer.PublicKey(), ec.signer, ed.signer)
+	url := "ssh://git@" + addr + "/" + repo.Name
 	ctx := context.Background()
 
 	t.Run("OK", func(t *testing.T) {
@@ -212,7 +213,7 @@ func TestGit_SSH(t *testing.T) {
 		require.Equal(t, "main@sha1:"+c1, snap.Revision)
 		require.Equal(t, hw1, readAll(t, snap, "hardware/n1.yaml"))
 
-		c2 := repo.commit("second", map[string]string{"hardware/n1.yaml": hw1 + "spec: {}\n"})
+		c2 := repo.Commit("second", map[string]string{"hardware/n1.yaml": hw1 + "spec: {}\n"})
 		runSource(t, g)
 		g.Trigger()
 		snap = waitChange(t, g, 5*time.Second)
@@ -220,9 +221,9 @@ func TestGit_SSH(t *testing.T) {
 	})
 	t.Run("EncryptedKey", func(t *testing.T) {
 		enc := newEd25519Key(t, "open sesame")
-		addr := serveSSH(t, repo.base, enc.signer.PublicKey(), ed.signer)
+		addr := serveSSH(t, repo.Base, enc.signer.PublicKey(), ed.signer)
 		auth := writeAuthDir(t, map[string][]byte{"identity": enc.pem, "passphrase": []byte("open sesame\n"), "known_hosts": knownHostsLine(addr, ed.signer.PublicKey())})
-		g := newGit(t, gitsource.Config{Repo: "ssh://git@" + addr + "/" + repo.name, AuthDir: auth})
+		g := newGit(t, gitsource.Config{Repo: "ssh://git@" + addr + "/" + repo.Name, AuthDir: auth})
 		_, err := g.Snapshot(ctx)
 		require.NoError(t, err)
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
 )
 
 // writeFiles writes files under root (an empty content removes the file).
@@ -54,12 +55,12 @@ func TestDir_Snapshot(t *testing.T) {
 	d := newDir(t, gitsource.Config{Repo: root})
 	snap, err := d.Snapshot(context.Background())
 	require.NoError(t, err)
-	hash := mustGit(t, root, "hash-object", "hardware/n1.yaml")
+	hash := gittest.Git(t, root, "hash-object", "hardware/n1.yaml")
 	require.Equal(t, map[string]string{
 		"hardware/n1.yaml":          hash,
 		"link.yaml":                 hash,
-		"templates/basic/task.yaml": mustGit(t, root, "hash-object", "templates/basic/task.yaml"),
-		"tink.cue":                  mustGit(t, root, "hash-object", "tink.cue"),
+		"templates/basic/task.yaml": gittest.Git(t, root, "hash-object", "templates/basic/task.yaml"),
+		"tink.cue":                  gittest.Git(t, root, "hash-object", "tink.cue"),
 	}, fileMap(snap), "hashes are git's blob hashes; hidden names, links to directories and dangling links are left out")
 	require.Regexp(t, regexp.MustCompile(`^dir@sha256:[0-9a-f]{64}$`), snap.Revision)
 	require.Empty(t, snap.Commit)
@@ -195,7 +196,7 @@ func TestDir_LargeFile(t *testing.T) {
 	writeFiles(t, root, map[string]string{"big.yaml": "0123456789abcdefghij", "small.yaml": "a: 1\n"})
 	snap, err := newDir(t, gitsource.Config{Repo: root, MaxFileSize: 10}).Snapshot(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, gitsource.File{Path: "big.yaml", Hash: mustGit(t, root, "hash-object", "big.yaml"), Size: 20}, snap.Files[0])
+	require.Equal(t, gitsource.File{Path: "big.yaml", Hash: gittest.Git(t, root, "hash-object", "big.yaml"), Size: 20}, snap.Files[0])
 	_, err = fs.ReadFile(snap.FS(), "big.yaml")
 	require.ErrorIs(t, err, gitsource.ErrTooLarge)
 	require.Equal(t, "a: 1\n", readAll(t, snap, "small.yaml"))

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
 )
 
 const hw1 = "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-01}\n"
@@ -36,15 +37,15 @@ func newGit(tb testing.TB, cfg gitsource.Config) *gitsource.Git {
 
 func TestGit_Daemon(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("add node-01\n\nwith a body", map[string]string{
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("add node-01\n\nwith a body", map[string]string{
 		"hardware/node-01.yaml":    hw1,
 		"templates/basic.yaml":     "name: basic\n",
 		".github/workflows/ci.yml": "on: push\n",
 		"README.md":                "# fleet\n",
 	})
-	d := serveGitDaemon(t, repo.base)
-	g := newGit(t, gitsource.Config{Repo: d.url + repo.name})
+	d := gittest.ServeDaemon(t, repo.Base)
+	g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name})
 
 	snap, err := g.Snapshot(context.Background())
 	require.NoError(t, err)
@@ -54,9 +55,9 @@ func TestGit_Daemon(t *testing.T) {
 	require.Equal(t, "add node-01\n\nwith a body\n", snap.Message)
 	require.False(t, snap.Time.IsZero())
 	require.Equal(t, map[string]string{
-		"README.md":             repo.blob(c1, "README.md"),
-		"hardware/node-01.yaml": repo.blob(c1, "hardware/node-01.yaml"),
-		"templates/basic.yaml":  repo.blob(c1, "templates/basic.yaml"),
+		"README.md":             repo.Blob(c1, "README.md"),
+		"hardware/node-01.yaml": repo.Blob(c1, "hardware/node-01.yaml"),
+		"templates/basic.yaml":  repo.Blob(c1, "templates/basic.yaml"),
 	}, fileMap(snap), "hidden directories are left out; hashes are git's blob hashes")
 	require.Equal(t, int64(len(hw1)), snap.Files[1].Size)
 	require.Equal(t, hw1, readAll(t, snap, "hardware/node-01.yaml"))
@@ -65,7 +66,7 @@ func TestGit_Daemon(t *testing.T) {
 	require.True(t, ok)
 	h, ok := hashes.FileHash("templates/basic.yaml")
 	require.True(t, ok)
-	require.Equal(t, repo.blob(c1, "templates/basic.yaml"), h)
+	require.Equal(t, repo.Blob(c1, "templates/basic.yaml"), h)
 	_, ok = hashes.FileHash("templates")
 	require.False(t, ok)
 
@@ -74,7 +75,7 @@ func TestGit_Daemon(t *testing.T) {
 	require.Equal(t, "branch main", st.Ref)
 	require.Equal(t, int64(1), st.Checks)
 	require.Equal(t, int64(1), st.Fetches)
-	require.Equal(t, 2, d.uploadPacks(), "one ls-remote and one fetch")
+	require.Equal(t, 2, d.UploadPacks(), "one ls-remote and one fetch")
 
 	// The remote has not moved: each sync is one ls-remote and no fetch.
 	drain(g)
@@ -85,10 +86,10 @@ func TestGit_Daemon(t *testing.T) {
 		eventually(t, 5*time.Second, func() bool { return g.Status().Checks >= int64(3+i) }, "trigger %d not served", i)
 	}
 	require.Equal(t, int64(1), g.Status().Fetches)
-	eventually(t, 5*time.Second, func() bool { return int(g.Status().Checks)+1 == d.uploadPacks() },
-		"an unchanged remote is only listed: %d checks, %d upload-packs", g.Status().Checks, d.uploadPacks())
+	eventually(t, 5*time.Second, func() bool { return int(g.Status().Checks)+1 == d.UploadPacks() },
+		"an unchanged remote is only listed: %d checks, %d upload-packs", g.Status().Checks, d.UploadPacks())
 
-	c2 := repo.commit("change node-01", map[string]string{"hardware/node-01.yaml": hw1 + "spec: {}\n"})
+	c2 := repo.Commit("change node-01", map[string]string{"hardware/node-01.yaml": hw1 + "spec: {}\n"})
 	g.Trigger()
 	snap2 := waitChange(t, g, 5*time.Second)
 	require.Equal(t, "main@sha1:"+c2, snap2.Revision)
@@ -100,53 +101,53 @@ func TestGit_Daemon(t *testing.T) {
 
 func TestGit_HTTPBasicAuth(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"hardware/node-01.yaml": hw1})
-	srv := serveGitHTTP(t, repo.base, "operator", "s3cret-pass", false)
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"hardware/node-01.yaml": hw1})
+	srv := gittest.ServeHTTP(t, repo.Base, "operator", "s3cret-pass", false)
 	auth := writeAuthDir(t, map[string][]byte{"username": []byte("operator\n"), "password": []byte("s3cret-pass\n")})
-	g := newGit(t, gitsource.Config{Repo: srv.url + repo.name, AuthDir: auth, PollInterval: 50 * time.Millisecond})
+	g := newGit(t, gitsource.Config{Repo: srv.URL + repo.Name, AuthDir: auth, PollInterval: 50 * time.Millisecond})
 
 	snap, err := g.Snapshot(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "main@sha1:"+c1, snap.Revision)
-	require.Equal(t, int64(1), srv.uploadPacks.Load())
+	require.Equal(t, int64(1), srv.UploadPacks.Load())
 
 	// Polling an unchanged remote lists its refs and never asks for a pack.
 	runSource(t, g)
-	eventually(t, 5*time.Second, func() bool { return srv.infoRefs.Load() >= 8 }, "polls")
-	require.Equal(t, int64(1), srv.uploadPacks.Load(), "upload-pack requests while the remote did not move")
+	eventually(t, 5*time.Second, func() bool { return srv.InfoRefs.Load() >= 8 }, "polls")
+	require.Equal(t, int64(1), srv.UploadPacks.Load(), "upload-pack requests while the remote did not move")
 	require.Equal(t, int64(1), g.Status().Fetches)
-	require.Zero(t, srv.refused.Load())
+	require.Zero(t, srv.Refused.Load())
 
-	c2 := repo.commit("second", map[string]string{"hardware/node-02.yaml": strings.ReplaceAll(hw1, "01", "02")})
+	c2 := repo.Commit("second", map[string]string{"hardware/node-02.yaml": strings.ReplaceAll(hw1, "01", "02")})
 	snap2 := waitChange(t, g, 5*time.Second)
 	require.Equal(t, "main@sha1:"+c2, snap2.Revision)
-	require.Equal(t, int64(2), srv.uploadPacks.Load())
+	require.Equal(t, int64(2), srv.UploadPacks.Load())
 	require.Len(t, snap2.Files, 2)
 }
 
 func TestGit_HTTPSToken(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"a.yaml": "a: 1\n"})
-	srv := serveGitHTTP(t, repo.base, "git", "ghp_token123", true)
-	auth := writeAuthDir(t, map[string][]byte{"token": []byte("ghp_token123"), "ca.crt": srv.caPEM})
-	g := newGit(t, gitsource.Config{Repo: srv.url + repo.name, AuthDir: auth})
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"a.yaml": "a: 1\n"})
+	srv := gittest.ServeHTTP(t, repo.Base, "git", "ghp_token123", true)
+	auth := writeAuthDir(t, map[string][]byte{"token": []byte("ghp_token123"), "ca.crt": srv.CAPEM})
+	g := newGit(t, gitsource.Config{Repo: srv.URL + repo.Name, AuthDir: auth})
 	snap, err := g.Snapshot(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "main@sha1:"+c1, snap.Revision)
-	require.True(t, strings.HasPrefix(srv.url, "https://"))
+	require.True(t, strings.HasPrefix(srv.URL, "https://"))
 }
 
 func TestGit_CredentialsNeverShown(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	repo.commit("first", map[string]string{"a.yaml": "a: 1\n"})
-	srv := serveGitHTTP(t, repo.base, "operator", "right-password", false)
-	host := strings.TrimPrefix(srv.url, "http://")
+	repo := gittest.NewRepo(t)
+	repo.Commit("first", map[string]string{"a.yaml": "a: 1\n"})
+	srv := gittest.ServeHTTP(t, repo.Base, "operator", "right-password", false)
+	host := strings.TrimPrefix(srv.URL, "http://")
 
 	t.Run("URLUserinfo", func(t *testing.T) {
-		g := newGit(t, gitsource.Config{Repo: "http://operator:wrong-password@" + host + repo.name})
+		g := newGit(t, gitsource.Config{Repo: "http://operator:wrong-password@" + host + repo.Name})
 		_, err := g.Snapshot(context.Background())
 		require.Error(t, err)
 		st := g.Status()
@@ -154,20 +155,20 @@ func TestGit_CredentialsNeverShown(t *testing.T) {
 			require.NotContains(t, s, "wrong-password")
 			require.NotContains(t, s, "operator:")
 		}
-		require.Contains(t, err.Error(), "ls-remote http://"+host+repo.name)
+		require.Contains(t, err.Error(), "ls-remote http://"+host+repo.Name)
 		require.Contains(t, err.Error(), "authentication required")
 		require.Equal(t, 1, st.Failures)
-		require.Equal(t, "http://"+host+repo.name, st.Source)
+		require.Equal(t, "http://"+host+repo.Name, st.Source)
 	})
 	t.Run("URLUserinfoRight", func(t *testing.T) {
-		g := newGit(t, gitsource.Config{Repo: "http://operator:right-password@" + host + repo.name})
+		g := newGit(t, gitsource.Config{Repo: "http://operator:right-password@" + host + repo.Name})
 		_, err := g.Snapshot(context.Background())
 		require.NoError(t, err)
 		require.NotContains(t, g.Status().Source, "right-password")
 	})
 	t.Run("AuthDir", func(t *testing.T) {
 		auth := writeAuthDir(t, map[string][]byte{"username": []byte("operator"), "password": []byte("not-the-password")})
-		g := newGit(t, gitsource.Config{Repo: srv.url + repo.name, AuthDir: auth})
+		g := newGit(t, gitsource.Config{Repo: srv.URL + repo.Name, AuthDir: auth})
 		_, err := g.Snapshot(context.Background())
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "not-the-password")
@@ -185,11 +186,11 @@ func TestGit_CredentialsNeverShown(t *testing.T) {
 
 func TestGit_ForcePush(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	a := repo.commit("a", map[string]string{"f.yaml": "v: a\n"})
-	b := repo.commit("b", map[string]string{"f.yaml": "v: b\n"})
-	d := serveGitDaemon(t, repo.base)
-	g := newGit(t, gitsource.Config{Repo: d.url + repo.name})
+	repo := gittest.NewRepo(t)
+	a := repo.Commit("a", map[string]string{"f.yaml": "v: a\n"})
+	b := repo.Commit("b", map[string]string{"f.yaml": "v: b\n"})
+	d := gittest.ServeDaemon(t, repo.Base)
+	g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name})
 	ctx := context.Background()
 	snap, err := g.Snapshot(ctx)
 	require.NoError(t, err)
@@ -197,15 +198,15 @@ func TestGit_ForcePush(t *testing.T) {
 	runSource(t, g)
 
 	// Rewrite history: c replaces b on top of a.
-	repo.setBranch(a)
-	c := repo.commit("c", map[string]string{"f.yaml": "v: c\n", "g.yaml": "g: 1\n"})
+	repo.SetBranch(a)
+	c := repo.Commit("c", map[string]string{"f.yaml": "v: c\n", "g.yaml": "g: 1\n"})
 	g.Trigger()
 	snap = waitChange(t, g, 5*time.Second)
 	require.Equal(t, "main@sha1:"+c, snap.Revision)
 	require.Equal(t, "v: c\n", readAll(t, snap, "f.yaml"))
 
 	// The branch moves back to a, which the shallow cache never held.
-	repo.setBranch(a)
+	repo.SetBranch(a)
 	g.Trigger()
 	snap = waitChange(t, g, 5*time.Second)
 	require.Equal(t, "main@sha1:"+a, snap.Revision)
@@ -214,7 +215,7 @@ func TestGit_ForcePush(t *testing.T) {
 	fetches := g.Status().Fetches
 
 	// And forward again to c, which the cache holds: no fetch.
-	repo.setBranch(c)
+	repo.SetBranch(c)
 	g.Trigger()
 	snap = waitChange(t, g, 5*time.Second)
 	require.Equal(t, "main@sha1:"+c, snap.Revision)
@@ -223,25 +224,25 @@ func TestGit_ForcePush(t *testing.T) {
 
 func TestGit_FileURLAndPath(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{
 		"clusters/ams1/hardware/n1.yaml": hw1,
 		"clusters/ams1/tink.cue":         "defaults: {}\n",
 		"clusters/fra1/n2.yaml":          hw1,
 	})
 	ctx := context.Background()
-	g := newGit(t, gitsource.Config{Repo: repo.fileURL(), Path: "/clusters/ams1/"})
+	g := newGit(t, gitsource.Config{Repo: repo.FileURL(), Path: "/clusters/ams1/"})
 	snap, err := g.Snapshot(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "main@sha1:"+c1, snap.Revision)
 	require.Equal(t, map[string]string{
-		"hardware/n1.yaml": repo.blob(c1, "clusters/ams1/hardware/n1.yaml"),
-		"tink.cue":         repo.blob(c1, "clusters/ams1/tink.cue"),
+		"hardware/n1.yaml": repo.Blob(c1, "clusters/ams1/hardware/n1.yaml"),
+		"tink.cue":         repo.Blob(c1, "clusters/ams1/tink.cue"),
 	}, fileMap(snap))
 	require.Equal(t, "clusters/ams1", g.Status().Path)
 
 	for _, p := range []string{"clusters/nowhere", "clusters/ams1/tink.cue", "nowhere/at/all"} {
-		g = newGit(t, gitsource.Config{Repo: repo.fileURL(), Path: p})
+		g = newGit(t, gitsource.Config{Repo: repo.FileURL(), Path: p})
 		_, err = g.Snapshot(ctx)
 		require.ErrorContains(t, err, `"`+p+`" is not a directory in this commit`)
 		require.Equal(t, int64(1), g.Status().Fetches, "a missing path is not the cache's fault")
@@ -250,16 +251,16 @@ func TestGit_FileURLAndPath(t *testing.T) {
 
 func TestGit_Tag(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"f.yaml": "v: 1\n"})
-	mustGit(t, repo.work, "tag", "-a", "-m", "release 1", "v1")
-	mustGit(t, repo.work, "tag", "light")
-	mustGit(t, repo.work, "push", "--quiet", repo.bare, "v1", "light")
-	c2 := repo.commit("second", map[string]string{"f.yaml": "v: 2\n"})
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"f.yaml": "v: 1\n"})
+	gittest.Git(t, repo.Work, "tag", "-a", "-m", "release 1", "v1")
+	gittest.Git(t, repo.Work, "tag", "light")
+	gittest.Git(t, repo.Work, "push", "--quiet", repo.Bare, "v1", "light")
+	c2 := repo.Commit("second", map[string]string{"f.yaml": "v: 2\n"})
 	ctx := context.Background()
 
 	for _, tag := range []string{"v1", "light"} {
-		g := newGit(t, gitsource.Config{Repo: repo.fileURL(), Tag: tag})
+		g := newGit(t, gitsource.Config{Repo: repo.FileURL(), Tag: tag})
 		snap, err := g.Snapshot(ctx)
 		require.NoError(t, err, tag)
 		require.Equal(t, tag+"@sha1:"+c1, snap.Revision)
@@ -268,32 +269,32 @@ func TestGit_Tag(t *testing.T) {
 	}
 
 	// A tag that moves is followed.
-	g := newGit(t, gitsource.Config{Repo: repo.fileURL(), Tag: "v1", PollInterval: time.Hour})
+	g := newGit(t, gitsource.Config{Repo: repo.FileURL(), Tag: "v1", PollInterval: time.Hour})
 	_, err := g.Snapshot(ctx)
 	require.NoError(t, err)
 	runSource(t, g)
-	mustGit(t, repo.work, "tag", "-f", "-a", "-m", "release 1 again", "v1")
-	mustGit(t, repo.work, "push", "--quiet", "--force", repo.bare, "v1")
+	gittest.Git(t, repo.Work, "tag", "-f", "-a", "-m", "release 1 again", "v1")
+	gittest.Git(t, repo.Work, "push", "--quiet", "--force", repo.Bare, "v1")
 	g.Trigger()
 	snap := waitChange(t, g, 5*time.Second)
 	require.Equal(t, "v1@sha1:"+c2, snap.Revision)
 
-	g = newGit(t, gitsource.Config{Repo: repo.fileURL(), Tag: "v9"})
+	g = newGit(t, gitsource.Config{Repo: repo.FileURL(), Tag: "v9"})
 	_, err = g.Snapshot(ctx)
 	require.ErrorContains(t, err, `tag "v9" not found`)
 }
 
 func TestGit_Commit(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"f.yaml": "v: 1\n"})
-	c2 := repo.commit("second", map[string]string{"f.yaml": "v: 2\n"})
-	repo.commit("third", map[string]string{"f.yaml": "v: 3\n"})
-	d := serveGitDaemon(t, repo.base)
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"f.yaml": "v: 1\n"})
+	c2 := repo.Commit("second", map[string]string{"f.yaml": "v: 2\n"})
+	repo.Commit("third", map[string]string{"f.yaml": "v: 3\n"})
+	d := gittest.ServeDaemon(t, repo.Base)
 	ctx := context.Background()
 
 	check := func(t *testing.T, hash, want string) *gitsource.Git {
-		g := newGit(t, gitsource.Config{Repo: d.url + repo.name, Commit: strings.ToUpper(hash), PollInterval: 20 * time.Millisecond})
+		g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name, Commit: strings.ToUpper(hash), PollInterval: 20 * time.Millisecond})
 		snap, err := g.Snapshot(ctx)
 		require.NoError(t, err)
 		require.Equal(t, "sha1:"+hash, snap.Revision)
@@ -307,51 +308,51 @@ func TestGit_Commit(t *testing.T) {
 		check(t, c1, "v: 1\n")
 	})
 	t.Run("ServerServesHashes", func(t *testing.T) {
-		mustGit(t, repo.bare, "config", "uploadpack.allowReachableSHA1InWant", "true")
+		gittest.Git(t, repo.Bare, "config", "uploadpack.allowReachableSHA1InWant", "true")
 		g := check(t, c2, "v: 2\n")
 		// A pinned commit never changes: no more network calls.
-		before := d.uploadPacks()
+		before := d.UploadPacks()
 		runSource(t, g)
 		eventually(t, 5*time.Second, func() bool { return g.Status().LastSync.After(time.Now().Add(-10 * time.Millisecond)) }, "polls")
 		time.Sleep(100 * time.Millisecond)
-		require.Equal(t, before, d.uploadPacks())
+		require.Equal(t, before, d.UploadPacks())
 		require.Zero(t, g.Status().Checks)
 	})
 	t.Run("Unknown", func(t *testing.T) {
-		g := newGit(t, gitsource.Config{Repo: d.url + repo.name, Commit: strings.Repeat("ab", 20)})
+		g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name, Commit: strings.Repeat("ab", 20)})
 		_, err := g.Snapshot(ctx)
-		require.ErrorContains(t, err, "fetch "+d.url+repo.name+" commit abab")
+		require.ErrorContains(t, err, "fetch "+d.URL+repo.Name+" commit abab")
 	})
 }
 
 func TestGit_CacheKeptAcrossRestarts(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	c1 := repo.commit("first", map[string]string{"f.yaml": "v: 1\n"})
-	srv := serveGitHTTP(t, repo.base, "u", "p-secret", false)
+	repo := gittest.NewRepo(t)
+	c1 := repo.Commit("first", map[string]string{"f.yaml": "v: 1\n"})
+	srv := gittest.ServeHTTP(t, repo.Base, "u", "p-secret", false)
 	auth := writeAuthDir(t, map[string][]byte{"username": []byte("u"), "password": []byte("p-secret")})
 	cache := t.TempDir()
-	cfg := gitsource.Config{Repo: srv.url + repo.name, AuthDir: auth, CacheDir: cache}
+	cfg := gitsource.Config{Repo: srv.URL + repo.Name, AuthDir: auth, CacheDir: cache}
 	ctx := context.Background()
 
 	_, err := newGit(t, cfg).Snapshot(ctx)
 	require.NoError(t, err)
-	require.Equal(t, int64(1), srv.uploadPacks.Load())
+	require.Equal(t, int64(1), srv.UploadPacks.Load())
 
 	g := newGit(t, cfg)
 	snap, err := g.Snapshot(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "main@sha1:"+c1, snap.Revision)
-	require.Equal(t, int64(1), srv.uploadPacks.Load(), "a restart with the cache in place fetches nothing")
+	require.Equal(t, int64(1), srv.UploadPacks.Load(), "a restart with the cache in place fetches nothing")
 	require.Zero(t, g.Status().Fetches)
 }
 
 func TestGit_BrokenCacheIsReplaced(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	repo.commit("first", map[string]string{"f.yaml": "v: 1\n"})
+	repo := gittest.NewRepo(t)
+	repo.Commit("first", map[string]string{"f.yaml": "v: 1\n"})
 	cache := t.TempDir()
-	cfg := gitsource.Config{Repo: repo.fileURL(), CacheDir: cache}
+	cfg := gitsource.Config{Repo: repo.FileURL(), CacheDir: cache}
 	g := newGit(t, cfg)
 	ctx := context.Background()
 	_, err := g.Snapshot(ctx)
@@ -364,7 +365,7 @@ func TestGit_BrokenCacheIsReplaced(t *testing.T) {
 	for _, p := range packs {
 		require.NoError(t, os.WriteFile(p, []byte("garbage"), 0o644))
 	}
-	c2 := repo.commit("second", map[string]string{"f.yaml": "v: 2\n"})
+	c2 := repo.Commit("second", map[string]string{"f.yaml": "v: 2\n"})
 	g = newGit(t, cfg)
 	snap, err := g.Snapshot(ctx)
 	require.NoError(t, err)
@@ -374,9 +375,9 @@ func TestGit_BrokenCacheIsReplaced(t *testing.T) {
 
 func TestGit_TooManyPacks(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	repo.commit("c0", map[string]string{"f.yaml": "v: 0\n"})
-	g := newGit(t, gitsource.Config{Repo: repo.fileURL()})
+	repo := gittest.NewRepo(t)
+	repo.Commit("c0", map[string]string{"f.yaml": "v: 0\n"})
+	g := newGit(t, gitsource.Config{Repo: repo.FileURL()})
 	gitsource.SetMaxPacks(g, 2)
 	ctx := context.Background()
 	_, err := g.Snapshot(ctx)
@@ -387,7 +388,7 @@ func TestGit_TooManyPacks(t *testing.T) {
 		return len(p)
 	}
 	for i := 1; i <= 4; i++ {
-		c := repo.commit("c", map[string]string{"f.yaml": strings.Repeat("v: x\n", i)})
+		c := repo.Commit("c", map[string]string{"f.yaml": strings.Repeat("v: x\n", i)})
 		g.Trigger()
 		snap := waitChange(t, g, 5*time.Second)
 		require.Equal(t, "main@sha1:"+c, snap.Revision)
@@ -397,13 +398,13 @@ func TestGit_TooManyPacks(t *testing.T) {
 
 func TestGit_LargeFiles(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
+	repo := gittest.NewRepo(t)
 	big := strings.Repeat("x", 2048)
-	c1 := repo.commit("first", map[string]string{"big.yaml": big, "small.yaml": "a: 1\n"})
-	g := newGit(t, gitsource.Config{Repo: repo.fileURL(), MaxFileSize: 1024})
+	c1 := repo.Commit("first", map[string]string{"big.yaml": big, "small.yaml": "a: 1\n"})
+	g := newGit(t, gitsource.Config{Repo: repo.FileURL(), MaxFileSize: 1024})
 	snap, err := g.Snapshot(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, repo.blob(c1, "big.yaml"), snap.Files[0].Hash)
+	require.Equal(t, repo.Blob(c1, "big.yaml"), snap.Files[0].Hash)
 	require.Equal(t, int64(2048), snap.Files[0].Size)
 
 	fsys := snap.FS()
@@ -418,7 +419,7 @@ func TestGit_LargeFiles(t *testing.T) {
 	require.ErrorIs(t, err, gitsource.ErrTooLarge)
 	require.Equal(t, "a: 1\n", readAll(t, snap, "small.yaml"))
 
-	g = newGit(t, gitsource.Config{Repo: repo.fileURL(), MaxTotalSize: 3})
+	g = newGit(t, gitsource.Config{Repo: repo.FileURL(), MaxTotalSize: 3})
 	_, err = g.Snapshot(context.Background())
 	require.ErrorContains(t, err, "more than 3 bytes")
 }
@@ -458,7 +459,7 @@ func TestGit_Deadline(t *testing.T) {
 
 func TestGit_Backoff(t *testing.T) {
 	t.Parallel()
-	port := freePort(t) // nothing listens there
+	port := gittest.FreePort(t) // nothing listens there
 	g := newGit(t, gitsource.Config{
 		Repo:         "git://127.0.0.1:" + strconv.Itoa(port) + "/fleet.git",
 		PollInterval: 400 * time.Millisecond,
@@ -480,9 +481,9 @@ func TestGit_Backoff(t *testing.T) {
 
 func TestGit_RunOnce(t *testing.T) {
 	t.Parallel()
-	repo := newTestRepo(t)
-	repo.commit("first", map[string]string{"f.yaml": "v: 1\n"})
-	g := newGit(t, gitsource.Config{Repo: repo.fileURL()})
+	repo := gittest.NewRepo(t)
+	repo.Commit("first", map[string]string{"f.yaml": "v: 1\n"})
+	g := newGit(t, gitsource.Config{Repo: repo.FileURL()})
 	runSource(t, g)
 	eventually(t, 5*time.Second, func() bool { return g.Status().Revision != "" }, "first sync")
 	require.ErrorContains(t, g.Run(context.Background()), "already running")

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
 	"github.com/tinkops/tinkops/schema"
 )
 
@@ -80,7 +81,7 @@ func TestSnapshot_SchemaLoad(t *testing.T) {
 	dirSnap, err := newDir(t, gitsource.Config{Repo: examples}).Snapshot(context.Background())
 	require.NoError(t, err)
 
-	repo := newTestRepo(t)
+	repo := gittest.NewRepo(t)
 	files := map[string]string{}
 	require.NoError(t, fs.WalkDir(os.DirFS(examples), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -90,8 +91,8 @@ func TestSnapshot_SchemaLoad(t *testing.T) {
 		files["deploy/"+p] = string(b)
 		return err
 	}))
-	repo.commit("import the example", files)
-	gitSnap, err := newGit(t, gitsource.Config{Repo: repo.fileURL(), Path: "deploy", Timeout: 10 * time.Second}).Snapshot(context.Background())
+	repo.Commit("import the example", files)
+	gitSnap, err := newGit(t, gitsource.Config{Repo: repo.FileURL(), Path: "deploy", Timeout: 10 * time.Second}).Snapshot(context.Background())
 	require.NoError(t, err)
 
 	require.Equal(t, dirSnap.Files, gitSnap.Files, "the same files have the same hashes from either source")

@@ -1,0 +1,86 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/state"
+)
+
+// TestGitScenario follows a repository served by git daemon: a valid
+// commit applies; an invalid one moves only lastAttempted; the fix
+// applies; a force-push back to an older commit applies; a Git server that
+// goes away shows in the source's status and backs off; back, it recovers.
+func TestGitScenario(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	repoGit := gittest.NewRepo(t)
+	files := map[string]string{}
+	for name, f := range repo(2) {
+		files[name] = string(f.Data)
+	}
+	good := repoGit.Commit("two machines", files)
+	daemon := gittest.ServeDaemon(t, repoGit.Base)
+
+	st := MustOpenStore(t)
+	src, err := gitsource.NewGit(gitsource.Config{Repo: daemon.URL + repoGit.Name, PollInterval: 200 * time.Millisecond,
+		RetryMin: 50 * time.Millisecond, Timeout: 5 * time.Second, CacheDir: t.TempDir()})
+	require.NoError(t, err)
+	loop := reconciler.NewLoop(reconciler.New(reconciler.Config{Store: st}), src, 0)
+	srcDone, loopDone := make(chan error, 1), make(chan error, 1)
+	go func() { srcDone <- src.Run(ctx) }()
+	go func() { loopDone <- loop.Run(ctx) }()
+
+	rev := func(hash string) string { return "main@sha1:" + hash }
+	s := waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAppliedRevision == rev(good) })
+	require.Empty(t, s.Errors)
+	evs, err := st.Events(ctx, state.EventQuery{Filter: state.EventFilter{Types: []state.EventType{state.EventSync}}})
+	require.NoError(t, err)
+	require.Contains(t, evs[len(evs)-1].Message, fmt.Sprintf("applied %s (%s by Ada Lovelace <ada@example.com>: two machines)", rev(good), good[:12]))
+
+	// An invalid commit: attempted, not applied.
+	bad := repoGit.Commit("typo", map[string]string{"hardware/node-02.yaml": strings.Replace(files["hardware/node-02.yaml"], "disks:", "disk:", 1)})
+	s = waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAttemptedRevision == rev(bad) })
+	require.Equal(t, rev(good), s.LastAppliedRevision)
+	require.Equal(t, "hardware/node-02.yaml", s.Errors[0].File)
+	require.Contains(t, s.Errors[0].Message, `unknown field "disk"`)
+
+	// The fix applies.
+	fix := repoGit.Commit("fix typo; add node-03", map[string]string{
+		"hardware/node-02.yaml": files["hardware/node-02.yaml"],
+		"hardware/node-03.yaml": fmt.Sprintf(hwFmt, "node-03", 3, "node-03", 3, 3),
+	})
+	waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAppliedRevision == rev(fix) && len(s.Errors) == 0 })
+	_, err = st.GetObject(ctx, state.ObjectKey{Kind: "Hardware", Name: "node-03"})
+	require.NoError(t, err)
+
+	// A force-push back to the first commit applies it (node-03 stays:
+	// prune is off, and the plan says so).
+	repoGit.SetBranch(good)
+	waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAppliedRevision == rev(good) })
+
+	// The Git server goes away: the source reports it and backs off.
+	daemon.Stop()
+	require.Eventually(t, func() bool { return src.Status().Failures >= 2 }, 10*time.Second, 20*time.Millisecond)
+	status := src.Status()
+	require.NotEmpty(t, status.LastError)
+	require.Equal(t, rev(good), status.Revision, "the last snapshot stays")
+
+	// Back: a new commit is applied.
+	daemon.Restart(t)
+	again := repoGit.Commit("after the outage", map[string]string{"hardware/node-04.yaml": fmt.Sprintf(hwFmt, "node-04", 4, "node-04", 4, 4)})
+	waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAppliedRevision == rev(again) })
+	require.Zero(t, src.Status().Failures)
+
+	cancel()
+	require.NoError(t, <-loopDone)
+	<-srcDone
+}
