@@ -597,3 +597,44 @@ func (l *Loader) RenderFor(s *Set, tk, hk Key, hardwareMap map[string]string) ([
 	}
 	return out, nil
 }
+
+// Render renders template t for workflow w on hardware hw, as a workflow
+// run does when it starts, and checks the result like Load does. known
+// reports whether a MAC belongs to a declared hardware (a task's worker
+// must); nil accepts hw's own MACs only. Templates that come from the
+// store rather than from Load are parsed here.
+func (l *Loader) Render(t *Template, w *Workflow, hw *Hardware, known func(mac string) bool) (*TemplateDocument, ErrorList) {
+	if err := l.init(); err != nil {
+		return nil, ErrorList{{Pos: Pos{File: "."}, Message: err.Error()}}
+	}
+	if t.parsed == nil {
+		if errs := l.checkTemplateText(t); len(errs) > 0 {
+			return nil, errs
+		}
+	}
+	if t.parsed == nil || t.parsed.err != nil {
+		return nil, ErrorList{{Pos: t.at("spec.data"), Message: "template has no text"}}
+	}
+	macs := map[string]*Hardware{}
+	for _, m := range hw.MACs() {
+		macs[m] = hw
+	}
+	if known != nil {
+		macs = nil
+	}
+	doc, errs := l.renderFor(t, w, hw, macs)
+	if len(errs) > 0 || known == nil {
+		return doc, errs
+	}
+	var out ErrorList
+	for i, task := range doc.Tasks {
+		if !known(task.Worker) && !hw.HasMAC(task.Worker) {
+			out = append(out, &Error{Pos: t.at("spec.data"), Path: fmt.Sprintf("spec.data: tasks[%d].worker", i),
+				Message: fmt.Sprintf("worker %q is not the MAC address of any declared hardware", task.Worker)})
+		}
+	}
+	if len(out) > 0 {
+		return nil, out
+	}
+	return doc, nil
+}

@@ -144,6 +144,9 @@ type RunAction struct {
 	Volumes     []string          `json:"volumes,omitempty"`
 	Pid         string            `json:"pid,omitempty"`
 	Retries     int               `json:"retries,omitempty"`
+	// Background marks an action (the final reboot or kexec) that counts
+	// as done once the worker reports it started.
+	Background bool `json:"background,omitempty"`
 	// Worker is the worker the action's task runs on (a MAC or hardware
 	// name, from the template's worker field after rendering).
 	Worker string `json:"worker"`

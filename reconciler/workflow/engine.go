@@ -1,0 +1,485 @@
+// Package workflow runs workflow runs: it starts the oldest waiting run of
+// each machine, renders its template once at start and keeps that
+// rendering, hands actions to the machine's worker strictly in order,
+// takes the worker's reports, enforces action and global timeouts with
+// its own timers, retries and cancels.
+//
+// All state lives in the store; the engine keeps a copy of the runs that
+// have not ended and writes every transition durably (state.Store.PutRun,
+// whose group commit lets concurrent runs share disk syncs) before it
+// answers. A restarted engine reads the active runs back, and the stored
+// deadlines re-arm its timers, so nothing is handed out twice unless its
+// attempt timed out.
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// Preparer does a run's boot actions (power, PXE, virtual media) before
+// its first action is handed out. The BMC package implements it; nil
+// skips PREPARING.
+type Preparer interface {
+	Prepare(ctx context.Context, run *state.WorkflowRun, wf *schema.Workflow, hw *schema.Hardware) error
+}
+
+// Config configures an Engine.
+type Config struct {
+	Store  state.Store
+	Loader *schema.Loader // nil: a new one
+	Log    *slog.Logger   // nil: discard
+	Now    func() time.Time
+	// Tick is how often deadlines are checked and waiting runs started
+	// (default 200 ms: a timeout is seen well within a second).
+	Tick     time.Duration
+	Preparer Preparer
+}
+
+// Engine runs workflow runs. Build it with New; Run drives its timers.
+type Engine struct {
+	store  state.Store
+	loader *schema.Loader
+	log    *slog.Logger
+	now    func() time.Time
+	tick   time.Duration
+	prep   Preparer
+
+	mu      sync.Mutex
+	runs    map[state.RunKey]*state.WorkflowRun // runs that have not ended
+	locks   map[state.RunKey]*sync.Mutex        // one writer per run
+	waiters map[string][]chan struct{}          // by hardware key
+	loaded  bool
+
+	preparing map[state.RunKey]bool // boot actions in flight
+	wg        sync.WaitGroup        // goroutines doing boot actions
+}
+
+// New returns an Engine; it does no I/O until Run (or the first call).
+func New(cfg Config) *Engine {
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer,
+		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
+		preparing: map[state.RunKey]bool{}}
+	if e.loader == nil {
+		e.loader = schema.NewLoader()
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.tick <= 0 {
+		e.tick = 200 * time.Millisecond
+	}
+	return e
+}
+
+// Run loads the active runs, then starts waiting runs and enforces
+// deadlines until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.load(ctx); err != nil {
+		return err
+	}
+	t := time.NewTicker(e.tick)
+	defer t.Stop()
+	defer e.wg.Wait()
+	for {
+		e.Step(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// load reads the runs that have not ended from the store (once).
+func (e *Engine) load(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loaded {
+		return nil
+	}
+	cont := ""
+	for {
+		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}, Limit: 5000, Continue: cont})
+		if err != nil {
+			return fmt.Errorf("read active runs: %w", err)
+		}
+		for _, r := range page.Runs {
+			e.runs[r.Key()] = r
+		}
+		if cont = page.Continue; cont == "" {
+			break
+		}
+	}
+	e.loaded = true
+	return nil
+}
+
+// Step does what time asks for: times out actions and runs past their
+// deadlines, and starts the oldest waiting run of each idle machine. Run
+// calls it every Tick; tests call it directly.
+func (e *Engine) Step(ctx context.Context) {
+	if err := e.load(ctx); err != nil {
+		e.log.Error("load runs", "err", err)
+		return
+	}
+	if err := e.refreshPending(ctx); err != nil {
+		e.log.Error("read pending runs", "err", err)
+	}
+	now := e.now()
+	for _, r := range e.active() {
+		if r.State == state.RunPreparing {
+			e.prepare(ctx, r.Key())
+			continue
+		}
+		if r.State != state.RunRunning {
+			continue
+		}
+		key := r.Key()
+		switch {
+		case !r.Deadline.IsZero() && now.After(r.Deadline):
+			e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+				if r.State != state.RunRunning || r.Deadline.IsZero() || !e.now().After(r.Deadline) {
+					return false, nil
+				}
+				if i := r.CurrentAction; i < len(r.Actions) && r.Actions[i].State == state.RunRunning {
+					a := &r.Actions[i]
+					a.State, a.FinishedAt, a.Message = state.RunTimeout, e.now(), "the run's global timeout passed"
+				}
+				finish(r, state.RunTimeout, fmt.Sprintf("global timeout of %ds passed", r.GlobalTimeout), e.now())
+				return true, nil
+			})
+		case r.CurrentAction < len(r.Actions):
+			a := r.Actions[r.CurrentAction]
+			if a.State == state.RunRunning && !a.Deadline.IsZero() && now.After(a.Deadline) {
+				idx, attempt := r.CurrentAction, a.Attempt
+				e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+					if r.State != state.RunRunning || r.CurrentAction != idx || r.Actions[idx].Attempt != attempt || r.Actions[idx].State != state.RunRunning {
+						return false, nil
+					}
+					e.endAttempt(r, state.RunTimeout, fmt.Sprintf("no report within the action's timeout of %ds", r.Actions[idx].Timeout))
+					return true, nil
+				})
+			}
+		}
+	}
+	e.startWaiting(ctx)
+}
+
+// prepare runs a PREPARING run's boot actions in a goroutine the engine
+// owns (BMC calls take seconds; other runs go on meanwhile), then moves the
+// run to RUNNING, or FAILED with the BMC's error.
+func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
+	e.mu.Lock()
+	if e.preparing[key] || e.prep == nil {
+		e.mu.Unlock()
+		return
+	}
+	e.preparing[key] = true
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer func() {
+			e.mu.Lock()
+			delete(e.preparing, key)
+			e.mu.Unlock()
+		}()
+		run, err := e.store.GetRun(ctx, key)
+		if err != nil {
+			e.log.Error("prepare: read run", "run", key, "err", err)
+			return
+		}
+		wf, _, hw, err := e.inputs(ctx, run)
+		if err == nil {
+			err = e.prep.Prepare(ctx, run, wf, hw)
+		}
+		if ctx.Err() != nil {
+			return // shutting down: the next engine prepares again
+		}
+		_ = e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+			if r.State != state.RunPreparing {
+				return false, nil
+			}
+			if err != nil {
+				finish(r, state.RunFailed, "boot actions failed: "+err.Error(), e.now())
+				return true, nil
+			}
+			r.State, r.Reason = state.RunRunning, "boot actions done"
+			return true, nil
+		})
+	}()
+}
+
+// refreshPending picks up runs the reconciler or the API created.
+func (e *Engine) refreshPending(ctx context.Context) error {
+	cont := ""
+	for {
+		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending}, Limit: 5000, Continue: cont})
+		if err != nil {
+			return err
+		}
+		e.mu.Lock()
+		for _, r := range page.Runs {
+			if _, ok := e.runs[r.Key()]; !ok {
+				e.runs[r.Key()] = r
+			}
+		}
+		e.mu.Unlock()
+		if cont = page.Continue; cont == "" {
+			return nil
+		}
+	}
+}
+
+// active returns the runs that have not ended, oldest first.
+func (e *Engine) active() []*state.WorkflowRun {
+	e.mu.Lock()
+	out := slices.Collect(maps.Values(e.runs))
+	e.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].Key().String() < out[j].Key().String()
+	})
+	return out
+}
+
+func hwKey(namespace, hardware string) string { return namespace + "/" + hardware }
+
+// startWaiting starts, for each machine without a run in progress, its
+// oldest waiting run: one run per machine at a time, in creation order.
+func (e *Engine) startWaiting(ctx context.Context) {
+	busy := map[string]bool{}
+	runs := e.active()
+	for _, r := range runs {
+		if r.State == state.RunPreparing || r.State == state.RunRunning {
+			busy[hwKey(r.Namespace, r.Hardware)] = true
+		}
+	}
+	for _, r := range runs {
+		hk := hwKey(r.Namespace, r.Hardware)
+		if r.State != state.RunPending || busy[hk] {
+			continue
+		}
+		busy[hk] = true
+		if err := e.start(ctx, r.Key()); err != nil {
+			e.log.Error("start run", "run", r.Key(), "err", err)
+		}
+	}
+}
+
+// start renders the run's template and hands the run to PREPARING or
+// RUNNING; a template that does not render fails the run, with why.
+func (e *Engine) start(ctx context.Context, key state.RunKey) error {
+	return e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+		if r.State != state.RunPending {
+			return false, nil
+		}
+		wf, t, hw, err := e.inputs(ctx, r)
+		now := e.now()
+		if err != nil {
+			finish(r, state.RunFailed, err.Error(), now)
+			return true, nil
+		}
+		doc, errs := e.loader.Render(t, wf, hw, e.knownMAC(ctx))
+		if len(errs) > 0 {
+			msg := errs[0].Error()
+			if len(errs) > 1 {
+				msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
+			}
+			finish(r, state.RunFailed, "template did not render: "+msg, now)
+			return true, nil
+		}
+		r.Actions = flatten(doc)
+		r.CurrentAction = 0
+		r.GlobalTimeout = doc.GlobalTimeout
+		r.StartedAt = now
+		if doc.GlobalTimeout > 0 {
+			r.Deadline = now.Add(time.Duration(doc.GlobalTimeout) * time.Second)
+		}
+		r.Template, r.Hardware = wf.Spec.TemplateRef, wf.Spec.HardwareRef
+		r.State, r.Reason = state.RunRunning, fmt.Sprintf("started: template %s rendered for %s, %d actions", t.Metadata.Name, hw.Metadata.Name, len(r.Actions))
+		if len(r.Actions) == 0 {
+			finish(r, state.RunSuccess, "the template has no actions", now)
+		}
+		if e.prep != nil && needsBoot(wf) && r.State == state.RunRunning {
+			r.State, r.Reason = state.RunPreparing, "preparing: BMC boot actions"
+		}
+		return true, nil
+	})
+}
+
+func needsBoot(wf *schema.Workflow) bool {
+	b := wf.Spec.BootOptions
+	return b != nil && (b.BootMode != "" || b.ToggleAllowNetboot)
+}
+
+// inputs reads the run's workflow, template and hardware from the store.
+func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, *schema.Template, *schema.Hardware, error) {
+	get := func(kind, name string) (schema.Object, error) {
+		o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
+		}
+		return reconciler.FromState(o)
+	}
+	wo, err := get(state.KindWorkflow, r.Workflow)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wf := wo.(*schema.Workflow)
+	to, err := get(state.KindTemplate, wf.Spec.TemplateRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ho, err := get(state.KindHardware, wf.Spec.HardwareRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return wf, to.(*schema.Template), ho.(*schema.Hardware), nil
+}
+
+// knownMAC reports whether a MAC belongs to any stored hardware.
+func (e *Engine) knownMAC(ctx context.Context) func(string) bool {
+	return func(mac string) bool {
+		_, err := e.hardwareFor(ctx, mac)
+		return err == nil
+	}
+}
+
+// flatten lists a rendered document's actions in execution order, with
+// the task's environment under the action's and the task's volumes before
+// the action's, as Tinkerbell runs them.
+func flatten(doc *schema.TemplateDocument) []state.RunAction {
+	var out []state.RunAction
+	for _, t := range doc.Tasks {
+		for _, a := range t.Actions {
+			env := map[string]string{}
+			maps.Copy(env, t.Environment)
+			maps.Copy(env, a.Environment)
+			if len(env) == 0 {
+				env = nil
+			}
+			pid := a.Pid
+			if a.Namespaces != nil && a.Namespaces.PID != "" {
+				pid = a.Namespaces.PID
+			}
+			out = append(out, state.RunAction{
+				Task: t.Name, Name: a.Name, Image: a.Image, Timeout: a.Timeout, Command: a.Command,
+				Environment: env, Volumes: append(slices.Clone(t.Volumes), a.Volumes...), Pid: pid,
+				Retries: a.Retries, Background: a.Background, Worker: t.Worker, State: state.RunPending,
+			})
+		}
+	}
+	return out
+}
+
+// finish ends a run.
+func finish(r *state.WorkflowRun, s state.RunState, reason string, now time.Time) {
+	r.State, r.Reason, r.FinishedAt = s, reason, now
+}
+
+// endAttempt ends the current action's attempt as FAILED or TIMEOUT: the
+// action is tried again while it has retries left, else the run ends.
+func (e *Engine) endAttempt(r *state.WorkflowRun, s state.RunState, msg string) {
+	now := e.now()
+	a := &r.Actions[r.CurrentAction]
+	a.FinishedAt, a.Message = now, msg
+	if a.Attempt <= a.Retries {
+		a.State, a.Deadline = state.RunPending, time.Time{}
+		r.Reason = fmt.Sprintf("action %s attempt %d %s; retrying (%d of %d retries left)", a.Name, a.Attempt, strings.ToLower(string(s)), a.Retries-a.Attempt+1, a.Retries)
+		return
+	}
+	a.State = s
+	finish(r, s, fmt.Sprintf("action %s %s after %d attempt(s): %s", a.Name, strings.ToLower(string(s)), a.Attempt, msg), now)
+}
+
+// lock returns the writer lock of one run.
+func (e *Engine) lock(key state.RunKey) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.locks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		e.locks[key] = l
+	}
+	return l
+}
+
+// transition applies change to the current version of a run and writes it
+// durably. change returns false to write nothing. Runs of different
+// machines change concurrently; one run changes one at a time.
+func (e *Engine) transition(ctx context.Context, key state.RunKey, actor state.Actor, change func(r *state.WorkflowRun) (bool, error)) error {
+	l := e.lock(key)
+	l.Lock()
+	defer l.Unlock()
+	e.mu.Lock()
+	cur, ok := e.runs[key]
+	e.mu.Unlock()
+	if !ok {
+		r, err := e.store.GetRun(ctx, key)
+		if err != nil {
+			return err
+		}
+		cur = r
+	}
+	next := cloneRun(cur)
+	write, err := change(next)
+	if err != nil || !write {
+		return err
+	}
+	written, err := e.store.PutRun(ctx, actor, next)
+	if err != nil {
+		if state.ErrorCode(err) == state.ECONFLICT {
+			// Someone else wrote the run (an API retry, a second engine):
+			// read it again next time.
+			e.mu.Lock()
+			delete(e.runs, key)
+			e.mu.Unlock()
+		}
+		return err
+	}
+	e.mu.Lock()
+	if written.State.Terminal() {
+		delete(e.runs, key)
+		delete(e.locks, key)
+	} else {
+		e.runs[key] = written
+	}
+	e.mu.Unlock()
+	e.notify(hwKey(written.Namespace, written.Hardware))
+	return nil
+}
+
+func cloneRun(r *state.WorkflowRun) *state.WorkflowRun {
+	c := *r
+	c.Actions = slices.Clone(r.Actions)
+	return &c
+}
+
+// notify wakes the workers waiting for work on a machine.
+func (e *Engine) notify(hk string) {
+	e.mu.Lock()
+	ws := e.waiters[hk]
+	delete(e.waiters, hk)
+	e.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}

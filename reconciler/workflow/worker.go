@@ -1,0 +1,333 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// Assignment is an action handed to a worker.
+type Assignment struct {
+	Namespace   string            `json:"namespace,omitempty"`
+	Workflow    string            `json:"workflow"`
+	Run         int               `json:"run"`
+	Task        string            `json:"task"`
+	Action      int               `json:"action"` // index in the run's action list
+	Attempt     int               `json:"attempt"`
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Volumes     []string          `json:"volumes,omitempty"`
+	Pid         string            `json:"pid,omitempty"`
+	Timeout     int64             `json:"timeout,omitempty"`
+	Background  bool              `json:"background,omitempty"`
+	Deadline    time.Time         `json:"deadline,omitzero"`
+}
+
+// Report is what a worker says about an action.
+type Report struct {
+	Namespace string         `json:"namespace,omitempty"`
+	Workflow  string         `json:"workflow"`
+	Run       int            `json:"run"`
+	Action    int            `json:"action"`
+	Attempt   int            `json:"attempt"`
+	State     state.RunState `json:"state"` // RUNNING, SUCCESS, FAILED or TIMEOUT
+	Message   string         `json:"message,omitempty"`
+	Started   time.Time      `json:"started,omitzero"`
+	Finished  time.Time      `json:"finished,omitzero"`
+}
+
+// maxMessage bounds what a report may store (the tail of the output).
+const maxMessage = 4 << 10
+
+// hardwareFor finds the hardware a worker id names: its name, or one of
+// its MACs.
+func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, error) {
+	if o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: state.KindHardware, Name: id}); err == nil {
+		h, err := reconciler.FromState(o)
+		if err != nil {
+			return nil, err
+		}
+		return h.(*schema.Hardware), nil
+	}
+	cont := ""
+	for {
+		page, err := e.store.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000, Continue: cont})
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Objects {
+			h, err := reconciler.FromState(o)
+			if err != nil {
+				continue
+			}
+			if hw := h.(*schema.Hardware); hw.HasMAC(id) {
+				return hw, nil
+			}
+		}
+		if cont = page.Continue; cont == "" {
+			return nil, state.Errorf(state.ENOTFOUND, "no hardware is named %q or has that MAC", id)
+		}
+	}
+}
+
+// worksFor reports whether a task's worker (a MAC or a hardware name)
+// names hw.
+func worksFor(worker string, hw *schema.Hardware) bool {
+	return worker == hw.Metadata.Name || hw.HasMAC(worker)
+}
+
+// Next hands the worker on machine id (its hardware name or a MAC) its
+// next action, waiting up to wait for one; nil when none came. An action
+// already handed out and not finished is handed out again to the same
+// machine (the worker restarted) with the same attempt, so the worker can
+// find what it started instead of starting it twice.
+func (e *Engine) Next(ctx context.Context, id string, wait time.Duration) (*Assignment, error) {
+	if err := e.load(ctx); err != nil {
+		return nil, err
+	}
+	hw, err := e.hardwareFor(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	hk := hwKey(hw.Metadata.Namespace, hw.Metadata.Name)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		ch := make(chan struct{})
+		e.mu.Lock()
+		e.waiters[hk] = append(e.waiters[hk], ch)
+		e.mu.Unlock()
+		a, err := e.tryNext(ctx, hw)
+		if err != nil || a != nil {
+			return a, err
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment, error) {
+	for _, r := range e.active() {
+		if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) || !worksFor(r.Actions[r.CurrentAction].Worker, hw) {
+			continue
+		}
+		var out *Assignment
+		err := e.transition(ctx, r.Key(), state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
+			if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) {
+				return false, nil
+			}
+			a := &r.Actions[r.CurrentAction]
+			if !worksFor(a.Worker, hw) {
+				return false, nil
+			}
+			write := false
+			if a.State == state.RunPending {
+				now := e.now()
+				a.State, a.Attempt, a.StartedAt, a.FinishedAt, a.Message = state.RunRunning, a.Attempt+1, now, time.Time{}, ""
+				a.Deadline = time.Time{}
+				if a.Timeout > 0 {
+					a.Deadline = now.Add(time.Duration(a.Timeout) * time.Second)
+				}
+				r.Reason = fmt.Sprintf("action %s handed to %s (attempt %d)", a.Name, hw.Metadata.Name, a.Attempt)
+				write = true
+			}
+			out = &Assignment{Namespace: r.Namespace, Workflow: r.Workflow, Run: r.Number, Task: a.Task, Action: r.CurrentAction,
+				Attempt: a.Attempt, Name: a.Name, Image: a.Image, Command: a.Command, Environment: a.Environment,
+				Volumes: a.Volumes, Pid: a.Pid, Timeout: a.Timeout, Background: a.Background, Deadline: a.Deadline}
+			return write, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out != nil {
+			return out, nil
+		}
+	}
+	return nil, nil
+}
+
+// Report takes a worker's report on an action. A report repeated changes
+// nothing; a report on an action that is not current, on an old attempt or
+// on a run that ended is refused with ECONFLICT and the reason (a worker
+// told its run was cancelled stops).
+func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.WorkflowRun, error) {
+	switch rep.State {
+	case state.RunRunning, state.RunSuccess, state.RunFailed, state.RunTimeout:
+	default:
+		return nil, state.Errorf(state.EINVALID, "state must be RUNNING, SUCCESS, FAILED or TIMEOUT, not %q", rep.State)
+	}
+	if err := e.load(ctx); err != nil {
+		return nil, err
+	}
+	hw, err := e.hardwareFor(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Message) > maxMessage {
+		rep.Message = rep.Message[len(rep.Message)-maxMessage:]
+	}
+	key := state.RunKey{Namespace: rep.Namespace, Workflow: rep.Workflow, Number: rep.Run}
+	var result *state.WorkflowRun
+	err = e.transition(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
+		result = r
+		if rep.Action < 0 || rep.Action >= len(r.Actions) {
+			return false, state.Errorf(state.EINVALID, "%s has no action %d", key, rep.Action)
+		}
+		a := &r.Actions[rep.Action]
+		if !worksFor(a.Worker, hw) {
+			return false, state.Errorf(state.ECONFLICT, "%s: action %s belongs to worker %s, not %s", key, a.Name, a.Worker, hw.Metadata.Name)
+		}
+		// The same report again changes nothing.
+		duplicate := a.State == rep.State && !(a.Background && rep.State == state.RunRunning) ||
+			a.Background && rep.State == state.RunRunning && a.State == state.RunSuccess
+		if a.Attempt == rep.Attempt && duplicate {
+			return false, nil
+		}
+		switch {
+		case r.State.Terminal():
+			return false, state.Errorf(state.ECONFLICT, "%s is %s (%s); stop", key, r.State, r.Reason)
+		case rep.Action != r.CurrentAction:
+			return false, state.Errorf(state.ECONFLICT, "%s: action %d is not current (current: %d)", key, rep.Action, r.CurrentAction)
+		case rep.Attempt != a.Attempt:
+			return false, state.Errorf(state.ECONFLICT, "%s: attempt %d of action %s is over (current attempt: %d)", key, rep.Attempt, a.Name, a.Attempt)
+		case a.State != state.RunRunning:
+			return false, state.Errorf(state.ECONFLICT, "%s: action %s is %s, not running", key, a.Name, a.State)
+		}
+		now := e.now()
+		a.Message = rep.Message
+		switch {
+		case rep.State == state.RunRunning && !a.Background:
+			if !rep.Started.IsZero() {
+				a.StartedAt = rep.Started
+			}
+			r.Reason = fmt.Sprintf("action %s running on %s", a.Name, hw.Metadata.Name)
+		case rep.State == state.RunSuccess || rep.State == state.RunRunning:
+			a.State, a.FinishedAt = state.RunSuccess, now
+			if !rep.Finished.IsZero() {
+				a.FinishedAt = rep.Finished
+			}
+			r.CurrentAction++
+			r.Reason = fmt.Sprintf("action %s succeeded", a.Name)
+			if a.Background {
+				r.Reason = fmt.Sprintf("action %s started in the background; counted as done", a.Name)
+			}
+			if r.CurrentAction == len(r.Actions) {
+				finish(r, state.RunSuccess, "every action succeeded", now)
+			}
+		default:
+			e.endAttempt(r, rep.State, rep.Message)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if latest, err := e.store.GetRun(ctx, key); err == nil {
+		result = latest
+	}
+	return result, nil
+}
+
+// latestRun finds the newest run of a workflow.
+func (e *Engine) latestRun(ctx context.Context, wf state.ObjectKey) (*state.WorkflowRun, error) {
+	page, err := e.store.ListRuns(ctx, state.RunQuery{Workflow: wf.Name, Namespace: wf.Namespace})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Runs) == 0 {
+		return nil, state.Errorf(state.ENOTFOUND, "%s has no run", wf)
+	}
+	latest := page.Runs[0]
+	for _, r := range page.Runs {
+		if r.Number > latest.Number {
+			latest = r
+		}
+	}
+	return latest, nil
+}
+
+// Retry starts a new attempt of a workflow's latest run, which must have
+// ended FAILED, TIMEOUT or CANCELLED: from the action that did not succeed,
+// or from the first with fromStart. The run waits its turn on the machine.
+func (e *Engine) Retry(ctx context.Context, actor state.Actor, wf state.ObjectKey, fromStart bool) (*state.WorkflowRun, error) {
+	latest, err := e.latestRun(ctx, wf)
+	if err != nil {
+		return nil, err
+	}
+	key := latest.Key()
+	err = e.transition(ctx, key, actor, func(r *state.WorkflowRun) (bool, error) {
+		switch r.State {
+		case state.RunFailed, state.RunTimeout, state.RunCancelled:
+		default:
+			return false, state.Errorf(state.ECONFLICT, "%s is %s; only a FAILED, TIMEOUT or CANCELLED run can be retried", key, r.State)
+		}
+		from := r.CurrentAction
+		if fromStart || from >= len(r.Actions) {
+			from = 0
+		}
+		for i := from; i < len(r.Actions); i++ {
+			a := &r.Actions[i]
+			a.State, a.Deadline, a.FinishedAt = state.RunPending, time.Time{}, time.Time{}
+			if fromStart {
+				a.Attempt = 0
+			}
+		}
+		r.CurrentAction = from
+		r.FinishedAt = time.Time{}
+		if len(r.Actions) == 0 {
+			// It never started (its template did not render): start over.
+			r.State, r.Reason = state.RunPending, fmt.Sprintf("retried by %s", actor)
+			return true, nil
+		}
+		r.State = state.RunRunning
+		if r.GlobalTimeout > 0 {
+			r.Deadline = e.now().Add(time.Duration(r.GlobalTimeout) * time.Second)
+		}
+		where := fmt.Sprintf("from action %s", r.Actions[from].Name)
+		if fromStart {
+			where = "from the start"
+		}
+		r.Reason = fmt.Sprintf("retried by %s %s", actor, where)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.store.GetRun(ctx, key)
+}
+
+// Cancel ends a workflow's active run. A worker that reports on it is told
+// the run is cancelled and stops.
+func (e *Engine) Cancel(ctx context.Context, actor state.Actor, wf state.ObjectKey) (*state.WorkflowRun, error) {
+	latest, err := e.latestRun(ctx, wf)
+	if err != nil {
+		return nil, err
+	}
+	key := latest.Key()
+	err = e.transition(ctx, key, actor, func(r *state.WorkflowRun) (bool, error) {
+		if r.State.Terminal() {
+			return false, state.Errorf(state.ECONFLICT, "%s already ended %s", key, r.State)
+		}
+		now := e.now()
+		if i := r.CurrentAction; i < len(r.Actions) && r.Actions[i].State == state.RunRunning {
+			r.Actions[i].State, r.Actions[i].FinishedAt, r.Actions[i].Message = state.RunCancelled, now, "cancelled by "+string(actor)
+		}
+		finish(r, state.RunCancelled, "cancelled by "+string(actor), now)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.store.GetRun(ctx, key)
+}
