@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,10 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCommand(), newImportCommand(), newTemplateCommand())
+	g := &globals{getenv: os.Getenv}
+	g.register(root)
+	root.AddCommand(newValidateCommand(), newImportCommand(), newTemplateCommand(g),
+		newHardwareCommand(g), newWorkflowCommand(g),
+		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g))
 	return root
 }

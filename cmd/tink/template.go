@@ -5,19 +5,63 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/schema"
 )
 
-func newTemplateCommand() *cobra.Command {
+func newTemplateCommand(g *globals) *cobra.Command {
+	rc := &resourceCmd{
+		g:       g,
+		res:     client.Templates,
+		columns: []string{"NAME", "SOURCE", "REVISION", "UPDATED"},
+		row: func(o client.Object, now time.Time) []string {
+			var rev string
+			var updated time.Time
+			if o.Status != nil {
+				rev, updated = shortRevision(o.Status.Revision), o.Status.UpdatedAt
+			}
+			return []string{o.Metadata.Name, source(o.Status), rev, age(now, updated)}
+		},
+	}
 	cmd := &cobra.Command{
 		Use:   "template",
 		Short: "Work with templates",
 	}
-	cmd.AddCommand(newTemplateRenderCommand())
+	cmd.AddCommand(newTemplateRenderCommand(), newTemplateCreateCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand())
 	return cmd
+}
+
+func newTemplateCreateCommand(g *globals) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "create --file FILE",
+		Short: "Create templates on tink-server from a file: Template objects or a bare template document (- reads standard input)",
+		Long: `create checks FILE as tink validate checks a file, then creates each template
+on tink-server (source api). The server renders a template for every
+workflow that uses it before accepting a change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			objs, err := readObjects(cmd, file)
+			if err != nil {
+				return err
+			}
+			return pushObjects(cmd, g, client.Templates, objs, client.WriteOptions{}, false)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file with the template, or - for standard input")
+	return cmd
+}
+
+// shortRevision abbreviates main@sha1:<40 hex> to main@sha1:<12 hex>.
+func shortRevision(rev string) string {
+	if i := strings.LastIndex(rev, ":"); i >= 0 && len(rev)-i-1 > 12 {
+		return rev[:i+13]
+	}
+	return rev
 }
 
 func newTemplateRenderCommand() *cobra.Command {

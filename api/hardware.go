@@ -1,0 +1,68 @@
+package api
+
+import (
+	"context"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/state"
+)
+
+// hardwareKind serves /v1/hardware. A machine's status shows the workflow
+// run that runs on it now, or ran last.
+func (s *Server) hardwareKind() *kind {
+	k := &kind{s: s, res: client.Hardware, kind: state.KindHardware}
+	k.check = func(ctx context.Context, _ *state.Object, p *pushed) error {
+		return s.checkHardware(ctx, p)
+	}
+	k.decorate = func(ctx context.Context, out []client.Object, objs []*state.Object, _ bool) error {
+		return s.decorateHardware(ctx, out, objs)
+	}
+	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
+		return s.refuseIfUsed(ctx, obj, "hardwareRef")
+	}
+	return k
+}
+
+// decorateHardware sets status.workflow: for each machine, its active run if
+// it has one, else the run created last.
+func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs []*state.Object) error {
+	want := make(map[state.ObjectKey]int, len(objs))
+	for i, o := range objs {
+		want[o.Key()] = i
+	}
+	wfs, err := s.listAll(ctx, state.KindWorkflow)
+	if err != nil {
+		return err
+	}
+	best := make(map[int]*state.WorkflowRun)
+	for _, wf := range wfs {
+		_, hw := workflowRefs(wf)
+		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
+		n := lastRun(wf)
+		if !ok || n == 0 {
+			continue
+		}
+		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
+		if state.ErrorCode(err) == state.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if b := best[i]; b == nil || newerRun(run, b) {
+			best[i] = run
+		}
+	}
+	for i, run := range best {
+		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
+	}
+	return nil
+}
+
+// newerRun prefers a run that has not ended, then the one created last.
+func newerRun(a, b *state.WorkflowRun) bool {
+	if a.State.Terminal() != b.State.Terminal() {
+		return !a.State.Terminal()
+	}
+	return a.CreatedAt.After(b.CreatedAt)
+}

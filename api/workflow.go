@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// workflowKind serves /v1/workflows. Writing a workflow starts a run as a
+// sync would: a new workflow runs once; a change to its spec (other than
+// disabled) runs it again, after the current run ends; a disabled workflow
+// does not run. The run is written in the same batch as the workflow.
+func (s *Server) workflowKind() *kind {
+	k := &kind{s: s, res: client.Workflows, kind: state.KindWorkflow}
+	k.check = func(ctx context.Context, _ *state.Object, p *pushed) error {
+		return s.checkWorkflow(ctx, p)
+	}
+	k.runs = s.workflowRuns
+	k.decorate = s.decorateWorkflows
+	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
+		run, err := s.latestRun(ctx, obj)
+		if err != nil || run == nil || run.State.Terminal() {
+			return err
+		}
+		return Errorf(state.ECONFLICT, "workflow %s has run %d %s; cancel it first (tink workflow cancel %s)", obj.Name, run.Number, run.State, obj.Name)
+	}
+	return k
+}
+
+// workflowRuns decides whether a write starts a run, and if so records its
+// number in the workflow's status.
+func (s *Server) workflowRuns(ctx context.Context, old *state.Object, p *pushed, who *Principal) ([]*state.WorkflowRun, error) {
+	wf, ok := p.decoded.(*schema.Workflow)
+	if !ok || (wf.Spec.Disabled != nil && *wf.Spec.Disabled) {
+		return nil, nil
+	}
+	last := 0
+	reason := "created through the API by " + who.Name
+	if old != nil {
+		last = lastRun(old)
+		if last > 0 {
+			changed := false
+			var paths []string
+			diffValues("spec", decodeAny(old.Spec), decodeAny(p.obj.Spec), &paths)
+			for _, path := range paths {
+				if path != "spec.disabled" {
+					changed = true
+				}
+			}
+			if !changed {
+				return nil, nil
+			}
+			reason = "spec changed through the API by " + who.Name
+		} else {
+			reason = "enabled through the API by " + who.Name
+		}
+	}
+	// Runs of an earlier workflow of the same name stay in the store; a new
+	// run numbers after them.
+	page, err := s.store.ListRuns(ctx, state.RunQuery{Namespace: p.obj.Namespace, Workflow: p.obj.Name})
+	if err != nil {
+		return nil, err
+	}
+	number := last + 1
+	if n := len(page.Runs); n > 0 {
+		prev := page.Runs[n-1]
+		number = max(number, prev.Number+1)
+		if !prev.State.Terminal() {
+			reason += fmt.Sprintf("; waits for run %d, now %s, to end", prev.Number, prev.State)
+		}
+	}
+	p.obj.Status = withLastRun(p.obj.Status, number)
+	return []*state.WorkflowRun{{
+		Namespace: p.obj.Namespace,
+		Workflow:  p.obj.Name,
+		Number:    number,
+		State:     state.RunPending,
+		Template:  wf.Spec.TemplateRef,
+		Hardware:  wf.Spec.HardwareRef,
+		Reason:    reason,
+	}}, nil
+}
+
+func decodeAny(b json.RawMessage) any {
+	var v any
+	_ = json.Unmarshal(b, &v)
+	return v
+}
+
+// latestRun returns a workflow's latest run, nil if it never ran.
+func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.WorkflowRun, error) {
+	n := lastRun(wf)
+	if n == 0 {
+		return nil, nil
+	}
+	run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
+	if state.ErrorCode(err) == state.ENOTFOUND {
+		return nil, nil
+	}
+	return run, err
+}
+
+// decorateWorkflows sets status.run: each workflow's latest run, with its
+// actions when one workflow is read.
+func (s *Server) decorateWorkflows(ctx context.Context, out []client.Object, objs []*state.Object, full bool) error {
+	for i, o := range objs {
+		run, err := s.latestRun(ctx, o)
+		if err != nil {
+			return err
+		}
+		if run != nil {
+			out[i].Status.Run = runSummary(run, full)
+		}
+	}
+	return nil
+}
+
+// runSummary shows a run without what its rendering may hide: commands and
+// environments can carry a template's secrets.
+func runSummary(r *state.WorkflowRun, withActions bool) *client.Run {
+	out := &client.Run{
+		Number:       r.Number,
+		State:        string(r.State),
+		Reason:       r.Reason,
+		Template:     r.Template,
+		Hardware:     r.Hardware,
+		Revision:     r.Revision,
+		ActionsTotal: len(r.Actions),
+		CreatedAt:    r.CreatedAt,
+		StartedAt:    r.StartedAt,
+		FinishedAt:   r.FinishedAt,
+		Deadline:     r.Deadline,
+	}
+	for _, a := range r.Actions {
+		if a.State == state.RunSuccess {
+			out.ActionsDone++
+		}
+		if withActions {
+			out.Actions = append(out.Actions, client.RunAction{
+				Task: a.Task, Name: a.Name, Image: a.Image, Worker: a.Worker, State: string(a.State),
+				Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Message: a.Message,
+			})
+		}
+	}
+	if r.CurrentAction >= 0 && r.CurrentAction < len(r.Actions) {
+		a := r.Actions[r.CurrentAction]
+		out.CurrentAction = a.Task + "/" + a.Name
+		out.CurrentActionStartedAt = a.StartedAt
+	}
+	return out
+}
+
+// workflowRefs reads a stored workflow's template and hardware names.
+func workflowRefs(o *state.Object) (template, hardware string) {
+	var spec struct {
+		TemplateRef string `json:"templateRef"`
+		HardwareRef string `json:"hardwareRef"`
+	}
+	_ = json.Unmarshal(o.Spec, &spec)
+	return spec.TemplateRef, spec.HardwareRef
+}
+
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request, c *call) error {
+	fromStart, err := queryBool(r, "fromStart")
+	if err != nil {
+		return err
+	}
+	return s.steer(w, r, c, func(ctx context.Context, key state.ObjectKey) (*state.WorkflowRun, error) {
+		return s.workflows.Retry(ctx, c.actor(), key, fromStart)
+	})
+}
+
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, c *call) error {
+	return s.steer(w, r, c, func(ctx context.Context, key state.ObjectKey) (*state.WorkflowRun, error) {
+		return s.workflows.Cancel(ctx, c.actor(), key)
+	})
+}
+
+// steer runs retry or cancel on the workflow engine and answers with the run.
+func (s *Server) steer(w http.ResponseWriter, r *http.Request, c *call, fn func(context.Context, state.ObjectKey) (*state.WorkflowRun, error)) error {
+	if s.workflows == nil {
+		return Errorf(EUNAVAILABLE, "this server runs no workflow engine, so runs cannot be retried or cancelled")
+	}
+	key := state.ObjectKey{Kind: state.KindWorkflow, Namespace: r.URL.Query().Get("namespace"), Name: c.params.ByName("name")}
+	if _, err := s.store.GetObject(r.Context(), key); state.ErrorCode(err) == state.ENOTFOUND {
+		return Errorf(state.ENOTFOUND, "workflow %s not found", key.Name)
+	} else if err != nil {
+		return err
+	}
+	run, err := fn(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, runSummary(run, true))
+}
