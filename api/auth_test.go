@@ -145,11 +145,15 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		{"admin", s.Tokens["admin"], api.RoleAdmin},
 	}
 	routes := s.API.Routes()
-	require.Len(t, routes, 26)
+	require.Len(t, routes, 28)
 	for _, cred := range credentials {
 		for _, rt := range routes {
 			path := rt.Path
 			body := ""
+			path = strings.Replace(path, ":id", "node-01", 1)
+			if rt.Method == http.MethodPost && strings.HasPrefix(path, "/v1/workers/") {
+				body = `{"workflow":"wf-01","run":1,"action":0,"attempt":1,"state":"RUNNING"}`
+			}
 			if strings.Contains(path, ":name") {
 				res := strings.Split(path, "/")[2]
 				path = strings.Replace(path, ":name", names[res], 1)
@@ -192,7 +196,8 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 			"GET /v1/status": api.RoleViewer, "POST /v1/sync": api.RoleOperator,
 			"POST /v1/suspend": api.RoleAdmin, "POST /v1/resume": api.RoleAdmin, "GET /v1/events": api.RoleViewer,
 			"GET /v1/workflows/:name/events": api.RoleViewer, "POST /v1/workflows/:name/retry": api.RoleOperator,
-			"POST /v1/workflows/:name/cancel": api.RoleOperator,
+			"POST /v1/workflows/:name/cancel":  api.RoleOperator,
+			"GET /v1/workers/:id/actions/next": api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
 		}
 		for _, res := range []string{"hardware", "templates", "workflows"} {
 			want["GET /v1/"+res] = api.RoleViewer
@@ -349,4 +354,17 @@ func TestBrowserGuard(t *testing.T) {
 
 	r := sendTo(withTokens, http.MethodGet, "/v1/status", map[string]string{"Host": "tink.example:42113", "Authorization": "Bearer " + withTokens.Tokens["viewer"]})
 	require.Equal(t, http.StatusOK, r.Status, "with tokens, any host name may reach the server")
+}
+
+// TestWorkerTokenBoundToItsHardware: a worker token for node-01 cannot ask
+// for or report on node-02's actions.
+func TestWorkerTokenBoundToItsHardware(t *testing.T) {
+	s := apitest.MustRunServer(t, apitest.WithTokens())
+	seedFleet(t, s, s.Tokens["admin"])
+	tok := s.Tokens["worker-node-01"]
+	r := do(t, s, http.MethodGet, "/v1/workers/node-02/actions/next?wait=0s", tok, "")
+	e := r.apiError(t, http.StatusForbidden, "forbidden")
+	require.Equal(t, "worker token worker-node-01 is bound to hardware node-01; it may not act for node-02", e.Message)
+	r = do(t, s, http.MethodPost, "/v1/workers/node-02/actions/report", tok, `{"workflow":"wf-02","run":1,"action":0,"attempt":1,"state":"SUCCESS"}`)
+	r.apiError(t, http.StatusForbidden, "forbidden")
 }

@@ -71,6 +71,8 @@ type Config struct {
 	Syncer Syncer
 	// Workflows steers runs; nil answers retry and cancel with 503.
 	Workflows Workflows
+	// Workers serves the worker endpoints; nil answers them with 503.
+	Workers Workers
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -97,6 +99,7 @@ type Server struct {
 	loader    *schema.Loader
 	syncer    Syncer
 	workflows Workflows
+	workers   Workers
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -132,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 		loader:    cfg.Loader,
 		syncer:    cfg.Syncer,
 		workflows: cfg.Workflows,
+		workers:   cfg.Workers,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,
@@ -343,7 +347,11 @@ func (s *Server) wrap(rt route) httprouter.Handle {
 				break
 			}
 			c.who, err = s.authenticate(r)
-			if err == nil && !c.who.Permits(rt.role, ps.ByName(rt.hardwareParam)) {
+			hw := ps.ByName(rt.hardwareParam)
+			if err == nil && rt.role == RoleWorker && c.who.Role == RoleWorker && hw != c.who.Hardware {
+				hw = s.workerHardware(r.Context(), hw)
+			}
+			if err == nil && !c.who.Permits(rt.role, hw) {
 				err = forbidden(c.who, rt, ps)
 			}
 		}

@@ -2,22 +2,23 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
-	"github.com/tinkops/tinkops/state"
 	"github.com/tinkops/tinkops/state/badger"
 )
 
@@ -34,6 +35,10 @@ type Config struct {
 	GitAuthDir   string
 	Prune        bool
 	SyncTimeout  time.Duration
+	AuthFile     string
+	Insecure     bool
+	TLSCert      string
+	TLSKey       string
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -46,9 +51,10 @@ type Main struct {
 	Store  *badger.Store
 	Source gitsource.Source
 	Loop   *reconciler.Loop
+	Engine *workflow.Engine
+	API    *api.Server
 
 	ln     net.Listener
-	srv    *http.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -78,6 +84,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.GitAuthDir, "git-auth-dir", c.GitAuthDir, "directory with Git credentials (username/password or token, ssh key, known_hosts)")
 	fs.BoolVar(&c.Prune, "prune", c.Prune, "delete Git-managed objects that are removed from Git")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "deadline of one sync (load, plan, apply)")
+	fs.StringVar(&c.AuthFile, "auth-file", c.AuthFile, "YAML list of API tokens (name, role, sha256 of the token); required to listen beyond loopback")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "listen beyond loopback without API tokens (anyone who reaches the port is admin)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file (with --tls-cert)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,6 +96,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.PollInterval <= 0 {
 		return fmt.Errorf("--poll-interval must be positive, got %s", c.PollInterval)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	return nil
 }
@@ -98,6 +111,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	c := m.Config
+	var auth *api.Auth
+	if c.AuthFile != "" {
+		if auth, err = api.LoadAuthFile(c.AuthFile); err != nil {
+			return fmt.Errorf("--auth-file: %w", err)
+		}
+	}
+	if err := api.CheckListen(c.Listen, auth, c.Insecure); err != nil {
+		return err
+	}
 	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{})
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
@@ -110,30 +132,30 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
-	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: schema.NewLoader(), Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
+	loader := schema.NewLoader()
+	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
-
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log})
+	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth, Log: m.log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		return err
+	}
 	m.ln, err = net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", m.handleReady)
-	mux.HandleFunc("GET /v1/status", m.handleStatus)
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.goRun("source", func() error { return m.Source.Run(runCtx) })
 	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
-	m.goRun("http", func() error {
-		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	fmt.Fprintf(m.stdout, "tink-server listening on http://%s (repo %s, data %s)\n", m.ln.Addr(), c.Repo, c.DataDir)
+	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
+	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
+	scheme := "http"
+	if c.TLSCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(m.stdout, "tink-server listening on %s://%s (repo %s, data %s)\n", scheme, m.ln.Addr(), c.Repo, c.DataDir)
 	return nil
 }
 
@@ -151,39 +173,13 @@ func (m *Main) goRun(what string, fn func() error) {
 // Addr is the address the server listens on (useful with port 0).
 func (m *Main) Addr() string { return m.ln.Addr().String() }
 
-func (m *Main) handleReady(w http.ResponseWriter, _ *http.Request) {
-	if m.Loop == nil || !m.Loop.Ready() {
-		http.Error(w, "not ready: the first sync has not finished\n", http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = io.WriteString(w, "ok\n")
-}
-
-// statusDoc is /v1/status until the API server serves it.
-type statusDoc struct {
-	state.SyncStatus
-	Valid  bool             `json:"valid"`
-	Source gitsource.Status `json:"source"`
-}
-
-func (m *Main) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := m.Store.SyncStatus(r.Context())
-	if err != nil {
-		m.log.Error("status", "err", err)
-		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(statusDoc{SyncStatus: *st, Valid: len(st.Errors) == 0, Source: m.Source.Status()})
-}
-
 // Close stops serving (letting requests in flight finish), stops the loop
 // and the source, and closes the store.
 func (m *Main) Close() error {
 	var errs []error
-	if m.srv != nil {
+	if m.API != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errs = append(errs, m.srv.Shutdown(ctx))
+		errs = append(errs, m.API.Shutdown(ctx))
 		cancel()
 	}
 	if m.cancel != nil {

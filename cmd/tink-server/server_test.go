@@ -60,9 +60,10 @@ func TestServerAppliesExampleRepo(t *testing.T) {
 	repo := copyDir(t, filepath.Join("..", "..", "examples", "repo"))
 	m := MustRunMain(t, repo)
 	waitReady(t, m)
-	code, st := get(t, m, "/v1/status")
+	code, doc := get(t, m, "/v1/status")
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, true, st["valid"])
+	st := doc["sync"].(map[string]any)
+	require.Empty(t, st["errors"])
 	applied := st["lastAppliedRevision"].(string)
 	require.Contains(t, applied, "dir@sha256:")
 	objs, err := m.Store.ListObjects(context.Background(), stateQueryAll())
@@ -75,8 +76,9 @@ func TestServerAppliesExampleRepo(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(hw, append(orig, []byte("  bogus: 1\n")...), 0o644))
 	require.Eventually(t, func() bool {
-		_, st = get(t, m, "/v1/status")
-		return st["valid"] == false
+		_, doc = get(t, m, "/v1/status")
+		st = doc["sync"].(map[string]any)
+		return len(st["errors"].([]any)) > 0
 	}, 5*time.Second, 20*time.Millisecond)
 	require.Equal(t, applied, st["lastAppliedRevision"])
 	errs := st["errors"].([]any)
@@ -85,8 +87,9 @@ func TestServerAppliesExampleRepo(t *testing.T) {
 	// Fix it: applied again.
 	require.NoError(t, os.WriteFile(hw, orig, 0o644))
 	require.Eventually(t, func() bool {
-		_, st = get(t, m, "/v1/status")
-		return st["valid"] == true
+		_, doc = get(t, m, "/v1/status")
+		st = doc["sync"].(map[string]any)
+		return len(st["errors"].([]any)) == 0
 	}, 5*time.Second, 20*time.Millisecond)
 }
 

@@ -64,6 +64,10 @@ type Engine struct {
 
 	preparing map[state.RunKey]bool // boot actions in flight
 	wg        sync.WaitGroup        // goroutines doing boot actions
+
+	macMu    sync.Mutex
+	macs     map[string]state.ObjectKey // MAC -> hardware, rebuilt on a miss
+	macsRead time.Time
 }
 
 // New returns an Engine; it does no I/O until Run (or the first call).

@@ -45,35 +45,64 @@ type Report struct {
 // maxMessage bounds what a report may store (the tail of the output).
 const maxMessage = 4 << 10
 
-// hardwareFor finds the hardware a worker id names: its name, or one of
-// its MACs.
+// Resolve finds the hardware a worker id names: its name, or one of its
+// MACs. ENOTFOUND when none does.
+func (e *Engine) Resolve(ctx context.Context, id string) (*schema.Hardware, error) {
+	return e.hardwareFor(ctx, id)
+}
+
+// hardwareFor finds the hardware a worker id names. MACs are looked up in
+// an index rebuilt at most once a second on a miss, so a worker polling by
+// MAC does not make the engine read the whole fleet each time.
 func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, error) {
-	if o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: state.KindHardware, Name: id}); err == nil {
+	get := func(key state.ObjectKey) (*schema.Hardware, error) {
+		o, err := e.store.GetObject(ctx, key)
+		if err != nil {
+			return nil, err
+		}
 		h, err := reconciler.FromState(o)
 		if err != nil {
 			return nil, err
 		}
 		return h.(*schema.Hardware), nil
 	}
-	cont := ""
-	for {
-		page, err := e.store.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000, Continue: cont})
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range page.Objects {
-			h, err := reconciler.FromState(o)
-			if err != nil {
-				continue
-			}
-			if hw := h.(*schema.Hardware); hw.HasMAC(id) {
-				return hw, nil
-			}
-		}
-		if cont = page.Continue; cont == "" {
-			return nil, state.Errorf(state.ENOTFOUND, "no hardware is named %q or has that MAC", id)
+	if hw, err := get(state.ObjectKey{Kind: state.KindHardware, Name: id}); err == nil {
+		return hw, nil
+	}
+	e.macMu.Lock()
+	defer e.macMu.Unlock()
+	if key, ok := e.macs[id]; ok {
+		if hw, err := get(key); err == nil && hw.HasMAC(id) {
+			return hw, nil
 		}
 	}
+	if time.Since(e.macsRead) > time.Second || e.macs == nil {
+		macs := map[string]state.ObjectKey{}
+		cont := ""
+		for {
+			page, err := e.store.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000, Continue: cont})
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range page.Objects {
+				h, err := reconciler.FromState(o)
+				if err != nil {
+					continue
+				}
+				for _, m := range h.(*schema.Hardware).MACs() {
+					macs[m] = o.Key()
+				}
+			}
+			if cont = page.Continue; cont == "" {
+				break
+			}
+		}
+		e.macs, e.macsRead = macs, time.Now()
+		if key, ok := macs[id]; ok {
+			return get(key)
+		}
+	}
+	return nil, state.Errorf(state.ENOTFOUND, "no hardware is named %q or has that MAC", id)
 }
 
 // worksFor reports whether a task's worker (a MAC or a hardware name)

@@ -1,0 +1,76 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// WorkerAction is an action handed to a machine's worker.
+type WorkerAction struct {
+	Namespace   string            `json:"namespace,omitempty"`
+	Workflow    string            `json:"workflow"`
+	Run         int               `json:"run"`
+	Task        string            `json:"task"`
+	Action      int               `json:"action"`
+	Attempt     int               `json:"attempt"`
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Volumes     []string          `json:"volumes,omitempty"`
+	Pid         string            `json:"pid,omitempty"`
+	Timeout     int64             `json:"timeout,omitempty"`
+	Background  bool              `json:"background,omitempty"`
+	Deadline    time.Time         `json:"deadline,omitzero"`
+}
+
+// WorkerReport is what a worker says about an action.
+type WorkerReport struct {
+	Namespace string    `json:"namespace,omitempty"`
+	Workflow  string    `json:"workflow"`
+	Run       int       `json:"run"`
+	Action    int       `json:"action"`
+	Attempt   int       `json:"attempt"`
+	State     string    `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Finished  time.Time `json:"finished,omitzero"`
+}
+
+func workerPath(id, rest string) string {
+	return "/v1/workers/" + url.PathEscape(id) + "/actions/" + rest
+}
+
+// NextAction long-polls for the next action of the machine id (hardware
+// name or MAC), waiting up to wait; nil when none came.
+func (c *Client) NextAction(ctx context.Context, id string, wait time.Duration) (*WorkerAction, error) {
+	q := url.Values{"wait": {wait.String()}}
+	req, err := c.newRequest(ctx, http.MethodGet, workerPath(id, "next"), q, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil, nil
+	}
+	var a WorkerAction
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(&a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// ReportAction reports on an action. A *Error with code "conflict" means
+// the server will never take this report (a stale attempt, an ended run).
+func (c *Client) ReportAction(ctx context.Context, id string, r WorkerReport) error {
+	return c.do(ctx, http.MethodPost, workerPath(id, "report"), nil, r, nil)
+}

@@ -1,0 +1,83 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/state"
+)
+
+// Workers is the workflow engine as workers reach it.
+type Workers interface {
+	// Resolve returns the name of the hardware a worker id (hardware
+	// name or MAC) names; ENOTFOUND when none.
+	Resolve(ctx context.Context, id string) (string, error)
+	// Next waits up to wait for the machine's next action; nil when none.
+	Next(ctx context.Context, id string, wait time.Duration) (*client.WorkerAction, error)
+	// Report takes a report: ECONFLICT (with the reason) for a stale one
+	// or one on an ended run; EINVALID for a malformed one.
+	Report(ctx context.Context, id string, r client.WorkerReport) error
+}
+
+// maxWait bounds a long poll, below the server's write timeout.
+const maxWait = 50 * time.Second
+
+func (s *Server) handleNextAction(w http.ResponseWriter, r *http.Request, c *call) error {
+	if s.workers == nil {
+		return Errorf(EUNAVAILABLE, "this server runs no workflow engine")
+	}
+	wait := 30 * time.Second
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return Errorf(state.EINVALID, "wait must be a duration such as 30s, got %q", v)
+		}
+		wait = min(d, maxWait)
+	}
+	a, err := s.workers.Next(r.Context(), c.params.ByName("id"), wait)
+	if err != nil {
+		return err
+	}
+	if a == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) handleReportAction(w http.ResponseWriter, r *http.Request, c *call) error {
+	if s.workers == nil {
+		return Errorf(EUNAVAILABLE, "this server runs no workflow engine")
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	var rep client.WorkerReport
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		return Errorf(state.EINVALID, "report: %v", err)
+	}
+	if err := s.workers.Report(r.Context(), c.params.ByName("id"), rep); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"result": "accepted"})
+}
+
+// workerHardware resolves a worker route's id to the hardware name a
+// worker token is bound to: a worker may name its machine by a MAC.
+func (s *Server) workerHardware(ctx context.Context, id string) string {
+	if s.workers == nil {
+		return id
+	}
+	name, err := s.workers.Resolve(ctx, id)
+	if err != nil {
+		return id
+	}
+	return name
+}
