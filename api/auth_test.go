@@ -145,7 +145,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		{"admin", s.Tokens["admin"], api.RoleAdmin},
 	}
 	routes := s.API.Routes()
-	require.Len(t, routes, 28)
+	require.Len(t, routes, 29)
 	for _, cred := range credentials {
 		for _, rt := range routes {
 			path := rt.Path
@@ -197,6 +197,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 			"POST /v1/suspend": api.RoleAdmin, "POST /v1/resume": api.RoleAdmin, "GET /v1/events": api.RoleViewer,
 			"GET /v1/workflows/:name/events": api.RoleViewer, "POST /v1/workflows/:name/retry": api.RoleOperator,
 			"POST /v1/workflows/:name/cancel":  api.RoleOperator,
+			"POST /v1/webhooks/git":            api.RolePublic,
 			"GET /v1/workers/:id/actions/next": api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
 		}
 		for _, res := range []string{"hardware", "templates", "workflows"} {

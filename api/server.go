@@ -73,6 +73,8 @@ type Config struct {
 	Workflows Workflows
 	// Workers serves the worker endpoints; nil answers them with 503.
 	Workers Workers
+	// Webhook configures POST /v1/webhooks/git; the zero value disables it.
+	Webhook Webhook
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -100,6 +102,7 @@ type Server struct {
 	syncer    Syncer
 	workflows Workflows
 	workers   Workers
+	webhook   Webhook
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -136,6 +139,7 @@ func New(cfg Config) (*Server, error) {
 		syncer:    cfg.Syncer,
 		workflows: cfg.Workflows,
 		workers:   cfg.Workers,
+		webhook:   cfg.Webhook,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,

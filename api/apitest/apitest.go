@@ -53,6 +53,7 @@ type options struct {
 	noSyncer      bool
 	noWorkflows   bool
 	retentionKeep int
+	webhook       api.Webhook
 }
 
 // Option configures MustRunServer.
@@ -100,6 +101,12 @@ func WithoutSyncer() Option { return func(o *options) { o.noSyncer = true } }
 // WithoutWorkflows runs the server without a workflow engine.
 func WithoutWorkflows() Option { return func(o *options) { o.noWorkflows = true } }
 
+// WithWebhook enables POST /v1/webhooks/git with secret; trigger is called
+// for each verified push.
+func WithWebhook(secret string, trigger func()) Option {
+	return func(o *options) { o.webhook = api.Webhook{Secret: secret, Trigger: trigger} }
+}
+
 // WithRetention keeps only the newest n events (and compacts only when the
 // test calls Store.CompactEvents).
 func WithRetention(n int) Option { return func(o *options) { o.retentionKeep = n } }
@@ -127,6 +134,7 @@ func MustRunServer(tb testing.TB, opts ...Option) *Server {
 		Log:       slog.New(slog.NewJSONHandler(s.Log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxBody:   o.maxBody,
 		KeepAlive: o.keepAlive,
+		Webhook:   o.webhook,
 	}
 	if !o.noSyncer {
 		s.Syncer = &FakeSyncer{Store: st}

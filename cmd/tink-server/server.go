@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -39,6 +40,9 @@ type Config struct {
 	Insecure     bool
 	TLSCert      string
 	TLSKey       string
+	// WebhookSecret enables POST /v1/webhooks/git (GitHub signature or
+	// GitLab token).
+	WebhookSecret string
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -88,6 +92,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "listen beyond loopback without API tokens (anyone who reaches the port is admin)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file (with --tls-cert)")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", os.Getenv("TINK_WEBHOOK_SECRET"), "secret shared with the Git host for POST /v1/webhooks/git (env TINK_WEBHOOK_SECRET; prefer it: arguments show in ps)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -136,7 +141,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log})
-	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth, Log: m.log, Registry: prometheus.NewRegistry()})
+	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
+		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Log: m.log, Registry: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}
