@@ -39,6 +39,7 @@ func (s *Server) routeTable() []route {
 		route{method: http.MethodPost, path: wf + "/retry", role: RoleOperator, handle: s.handleRetry},
 		route{method: http.MethodPost, path: wf + "/cancel", role: RoleOperator, handle: s.handleCancel},
 		route{method: http.MethodPost, path: "/v1/webhooks/git", role: RolePublic, handle: s.handleWebhook},
+		route{method: http.MethodPost, path: "/v1/plan", role: RoleViewer, handle: s.handlePlan},
 		route{method: http.MethodGet, path: "/v1/workers/:id/actions/next", role: RoleWorker, hardwareParam: "id", handle: s.handleNextAction},
 		route{method: http.MethodPost, path: "/v1/workers/:id/actions/report", role: RoleWorker, hardwareParam: "id", handle: s.handleReportAction},
 	)

@@ -75,6 +75,8 @@ type Config struct {
 	Workers Workers
 	// Webhook configures POST /v1/webhooks/git; the zero value disables it.
 	Webhook Webhook
+	// Planner answers POST /v1/plan (tink diff); nil answers 503.
+	Planner Planner
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -103,6 +105,7 @@ type Server struct {
 	workflows Workflows
 	workers   Workers
 	webhook   Webhook
+	planner   Planner
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -140,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 		workflows: cfg.Workflows,
 		workers:   cfg.Workers,
 		webhook:   cfg.Webhook,
+		planner:   cfg.Planner,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,

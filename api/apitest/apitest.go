@@ -135,6 +135,7 @@ func MustRunServer(tb testing.TB, opts ...Option) *Server {
 		MaxBody:   o.maxBody,
 		KeepAlive: o.keepAlive,
 		Webhook:   o.webhook,
+		Planner:   reconciler.New(reconciler.Config{Store: st, Loader: s.loader}),
 	}
 	if !o.noSyncer {
 		s.Syncer = &FakeSyncer{Store: st}

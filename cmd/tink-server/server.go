@@ -142,7 +142,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
-		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Log: m.log, Registry: prometheus.NewRegistry()})
+		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	g.register(root)
 	root.AddCommand(newValidateCommand(), newImportCommand(), newTemplateCommand(g),
 		newHardwareCommand(g), newWorkflowCommand(g),
-		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g))
+		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g))
 	return root
 }
