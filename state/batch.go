@@ -181,6 +181,7 @@ func RunEvents(old, run *WorkflowRun, actor Actor, revision string, now time.Tim
 	if old == nil || old.State != run.State {
 		ev := base
 		ev.Type = EventRunState
+		ev.State = run.State
 		if old == nil {
 			ev.Message = fmt.Sprintf("%s: %s", run.Key(), run.State)
 		} else {
@@ -202,9 +203,17 @@ func RunEvents(old, run *WorkflowRun, actor Actor, revision string, now time.Tim
 		ev := base
 		ev.Type = EventActionState
 		ev.Action = a.Name
+		ev.State = a.State
+		ev.Attempt = a.Attempt
 		ev.Message = fmt.Sprintf("%s: action %s/%s: %s", run.Key(), a.Task, a.Name, a.State)
 		if a.Attempt > 1 {
 			ev.Message += fmt.Sprintf(" (attempt %d)", a.Attempt)
+		}
+		if a.Worker != "" && a.State != RunPending {
+			ev.Message += " on " + a.Worker
+		}
+		if a.State.Terminal() && !a.StartedAt.IsZero() && !a.FinishedAt.IsZero() {
+			ev.Message += fmt.Sprintf(" after %s", a.FinishedAt.Sub(a.StartedAt).Round(time.Millisecond))
 		}
 		if a.Message != "" {
 			ev.Message += ": " + a.Message

@@ -59,6 +59,12 @@ type Event struct {
 	Run int `json:"run,omitempty"`
 	// Action is the action name for action-state events.
 	Action string `json:"action,omitempty"`
+	// State is the run's state (run-state events) or the action's
+	// (action-state events) after the change, so a follower needs no
+	// parsing of Message.
+	State RunState `json:"state,omitempty"`
+	// Attempt is the action's attempt for action-state events.
+	Attempt int `json:"attempt,omitempty"`
 	// ResourceVersion is the version the change produced (for deletions,
 	// the last version of the object).
 	ResourceVersion uint64 `json:"resourceVersion,omitempty"`

@@ -119,4 +119,5 @@ func TestEndToEndWithWorker(t *testing.T) {
 		require.Contains(t, text, "action-state "+step)
 	}
 	require.Contains(t, text, "SUCCESS")
+	require.Regexp(t, `action-state step-1: Workflow/e2e#1: action first/step-1: SUCCESS on 52:54:00:00:00:01 after \d`, text, "events name the worker and the duration")
 }
