@@ -56,11 +56,20 @@ type Engine struct {
 	tick   time.Duration
 	prep   Preparer
 
-	mu      sync.Mutex
-	runs    map[state.RunKey]*state.WorkflowRun // runs that have not ended
-	locks   map[state.RunKey]*sync.Mutex        // one writer per run
-	waiters map[string][]chan struct{}          // by hardware key
-	loaded  bool
+	mu   sync.Mutex
+	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
+	// byWorker indexes RUNNING runs by their current action's worker (a
+	// MAC or a hardware name), so a worker asking for work looks at its
+	// own runs, not the whole fleet's.
+	byWorker map[string]map[state.RunKey]bool
+	// pendingRead is when waiting runs were last read from the store;
+	// pendingDirty says a new PENDING run was written since (the store's
+	// event log tells, see watchPending).
+	pendingRead  time.Time
+	pendingDirty bool
+	locks        map[state.RunKey]*sync.Mutex // one writer per run
+	waiters      map[string][]chan struct{}   // by hardware key
+	loaded       bool
 
 	preparing map[state.RunKey]bool // boot actions in flight
 	wg        sync.WaitGroup        // goroutines doing boot actions
@@ -68,12 +77,27 @@ type Engine struct {
 	macMu    sync.Mutex
 	macs     map[string]state.ObjectKey // MAC -> hardware, rebuilt on a miss
 	macsRead time.Time
+	// hwCache keeps decoded hardware for a moment: every worker request
+	// names its machine, and reading and decoding it each time costs more
+	// than the transition itself.
+	hwCache map[string]cachedHardware
 }
+
+// cachedHardware is a hardware read at a time.
+type cachedHardware struct {
+	hw   *schema.Hardware
+	read time.Time
+}
+
+// hardwareTTL bounds how stale a cached hardware may be: a changed MAC is
+// seen by the engine within this time.
+const hardwareTTL = 2 * time.Second
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
 	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
+		byWorker:  map[string]map[state.RunKey]bool{},
 		preparing: map[state.RunKey]bool{}}
 	if e.loader == nil {
 		e.loader = schema.NewLoader()
@@ -96,6 +120,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.load(ctx); err != nil {
 		return err
 	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.watchPending(ctx)
+	}()
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
 	defer e.wg.Wait()
@@ -123,7 +152,7 @@ func (e *Engine) load(ctx context.Context) error {
 			return fmt.Errorf("read active runs: %w", err)
 		}
 		for _, r := range page.Runs {
-			e.runs[r.Key()] = r
+			e.setRunLocked(r.Key(), r)
 		}
 		if cont = page.Continue; cont == "" {
 			break
@@ -131,6 +160,74 @@ func (e *Engine) load(ctx context.Context) error {
 	}
 	e.loaded = true
 	return nil
+}
+
+// setRunLocked records the current version of an active run (nil: it
+// ended) and keeps byWorker in step. The caller holds e.mu.
+func (e *Engine) setRunLocked(key state.RunKey, r *state.WorkflowRun) {
+	if old, ok := e.runs[key]; ok {
+		if w := currentWorker(old); w != "" {
+			delete(e.byWorker[w], key)
+			if len(e.byWorker[w]) == 0 {
+				delete(e.byWorker, w)
+			}
+		}
+	}
+	if r == nil {
+		delete(e.runs, key)
+		return
+	}
+	e.runs[key] = r
+	if w := currentWorker(r); w != "" {
+		if e.byWorker[w] == nil {
+			e.byWorker[w] = map[state.RunKey]bool{}
+		}
+		e.byWorker[w][key] = true
+	}
+}
+
+// currentWorker is the worker a RUNNING run waits on, or "".
+func currentWorker(r *state.WorkflowRun) string {
+	if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) {
+		return ""
+	}
+	return r.Actions[r.CurrentAction].Worker
+}
+
+// runsFor returns the RUNNING runs whose current action belongs to one of
+// a machine's worker names, oldest first.
+func (e *Engine) runsFor(names []string) []*state.WorkflowRun {
+	e.mu.Lock()
+	var out []*state.WorkflowRun
+	seen := map[state.RunKey]bool{}
+	for _, n := range names {
+		for k := range e.byWorker[n] {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, e.runs[k])
+			}
+		}
+	}
+	e.mu.Unlock()
+	sortRuns(out)
+	return out
+}
+
+// sortRuns orders runs oldest first, then by key.
+func sortRuns(runs []*state.WorkflowRun) {
+	sort.Slice(runs, func(i, j int) bool {
+		a, b := runs[i], runs[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Workflow != b.Workflow {
+			return a.Workflow < b.Workflow
+		}
+		return a.Number < b.Number
+	})
 }
 
 // Step does what time asks for: times out actions and runs past their
@@ -229,8 +326,55 @@ func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
 	}()
 }
 
-// refreshPending picks up runs the reconciler or the API created.
+// watchPending follows the event log for runs written PENDING (by the
+// reconciler or the API), so Step reads waiting runs only when there are
+// new ones rather than scanning the whole run history every tick.
+func (e *Engine) watchPending(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := e.store.Watch(ctx, 0, state.EventFilter{Kind: state.KindWorkflow, Types: []state.EventType{state.EventRunState}})
+		if err != nil {
+			e.log.Warn("watch runs", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ev := range w.Events() {
+			if ev.State == state.RunPending {
+				e.mu.Lock()
+				e.pendingDirty = true
+				e.mu.Unlock()
+			}
+		}
+		w.Close()
+		// The watch ended (fell behind, store closing): read everything
+		// once more.
+		e.mu.Lock()
+		e.pendingDirty = true
+		e.mu.Unlock()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// pendingSafety is how often waiting runs are read even without news.
+const pendingSafety = 30 * time.Second
+
+// refreshPending picks up runs the reconciler or the API created: when the
+// event log said there are new ones, and every pendingSafety anyway.
 func (e *Engine) refreshPending(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.pendingDirty && time.Since(e.pendingRead) < pendingSafety {
+		e.mu.Unlock()
+		return nil
+	}
+	e.pendingRead, e.pendingDirty = time.Now(), false
+	e.mu.Unlock()
 	cont := ""
 	for {
 		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending}, Limit: 5000, Continue: cont})
@@ -240,7 +384,7 @@ func (e *Engine) refreshPending(ctx context.Context) error {
 		e.mu.Lock()
 		for _, r := range page.Runs {
 			if _, ok := e.runs[r.Key()]; !ok {
-				e.runs[r.Key()] = r
+				e.setRunLocked(r.Key(), r)
 			}
 		}
 		e.mu.Unlock()
@@ -255,12 +399,7 @@ func (e *Engine) active() []*state.WorkflowRun {
 	e.mu.Lock()
 	out := slices.Collect(maps.Values(e.runs))
 	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].Key().String() < out[j].Key().String()
-	})
+	sortRuns(out)
 	return out
 }
 
@@ -430,6 +569,12 @@ func (e *Engine) lock(key state.RunKey) *sync.Mutex {
 // durably. change returns false to write nothing. Runs of different
 // machines change concurrently; one run changes one at a time.
 func (e *Engine) transition(ctx context.Context, key state.RunKey, actor state.Actor, change func(r *state.WorkflowRun) (bool, error)) error {
+	_, err := e.transitionRun(ctx, key, actor, change)
+	return err
+}
+
+// transitionRun is transition returning the run as it now is.
+func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor state.Actor, change func(r *state.WorkflowRun) (bool, error)) (*state.WorkflowRun, error) {
 	l := e.lock(key)
 	l.Lock()
 	defer l.Unlock()
@@ -439,14 +584,17 @@ func (e *Engine) transition(ctx context.Context, key state.RunKey, actor state.A
 	if !ok {
 		r, err := e.store.GetRun(ctx, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cur = r
 	}
 	next := cloneRun(cur)
 	write, err := change(next)
-	if err != nil || !write {
-		return err
+	if err != nil {
+		return nil, err
+	}
+	if !write {
+		return cur, nil
 	}
 	written, err := e.store.PutRun(ctx, actor, next)
 	if err != nil {
@@ -454,21 +602,21 @@ func (e *Engine) transition(ctx context.Context, key state.RunKey, actor state.A
 			// Someone else wrote the run (an API retry, a second engine):
 			// read it again next time.
 			e.mu.Lock()
-			delete(e.runs, key)
+			e.setRunLocked(key, nil)
 			e.mu.Unlock()
 		}
-		return err
+		return nil, err
 	}
 	e.mu.Lock()
 	if written.State.Terminal() {
-		delete(e.runs, key)
+		e.setRunLocked(key, nil)
 		delete(e.locks, key)
 	} else {
-		e.runs[key] = written
+		e.setRunLocked(key, written)
 	}
 	e.mu.Unlock()
 	e.notify(hwKey(written.Namespace, written.Hardware))
-	return nil
+	return written, nil
 }
 
 func cloneRun(r *state.WorkflowRun) *state.WorkflowRun {

@@ -66,16 +66,35 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 		}
 		return h.(*schema.Hardware), nil
 	}
+	e.macMu.Lock()
+	c, ok := e.hwCache[id]
+	e.macMu.Unlock()
+	if ok && time.Since(c.read) < hardwareTTL {
+		return c.hw, nil
+	}
+	remember := func(hw *schema.Hardware) *schema.Hardware {
+		e.macMu.Lock()
+		defer e.macMu.Unlock()
+		if e.hwCache == nil || len(e.hwCache) > 100_000 {
+			e.hwCache = map[string]cachedHardware{}
+		}
+		e.hwCache[id] = cachedHardware{hw: hw, read: time.Now()}
+		return hw
+	}
 	if hw, err := get(state.ObjectKey{Kind: state.KindHardware, Name: id}); err == nil {
-		return hw, nil
+		return remember(hw), nil
 	}
 	e.macMu.Lock()
-	defer e.macMu.Unlock()
-	if key, ok := e.macs[id]; ok {
+	key, known := e.macs[id]
+	e.macMu.Unlock()
+	if known {
 		if hw, err := get(key); err == nil && hw.HasMAC(id) {
-			return hw, nil
+			return remember(hw), nil
 		}
 	}
+	// Rebuild the MAC index, once a second at most, one reader at a time.
+	e.macMu.Lock()
+	defer e.macMu.Unlock()
 	if time.Since(e.macsRead) > time.Second || e.macs == nil {
 		macs := map[string]state.ObjectKey{}
 		cont := ""
@@ -99,7 +118,15 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 		}
 		e.macs, e.macsRead = macs, time.Now()
 		if key, ok := macs[id]; ok {
-			return get(key)
+			hw, err := get(key)
+			if err != nil {
+				return nil, err
+			}
+			if e.hwCache == nil {
+				e.hwCache = map[string]cachedHardware{}
+			}
+			e.hwCache[id] = cachedHardware{hw: hw, read: time.Now()}
+			return hw, nil
 		}
 	}
 	return nil, state.Errorf(state.ENOTFOUND, "no hardware is named %q or has that MAC", id)
@@ -147,7 +174,7 @@ func (e *Engine) Next(ctx context.Context, id string, wait time.Duration) (*Assi
 }
 
 func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment, error) {
-	for _, r := range e.active() {
+	for _, r := range e.runsFor(append([]string{hw.Metadata.Name}, hw.MACs()...)) {
 		if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) || !worksFor(r.Actions[r.CurrentAction].Worker, hw) {
 			continue
 		}
@@ -207,9 +234,7 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 		rep.Message = rep.Message[len(rep.Message)-maxMessage:]
 	}
 	key := state.RunKey{Namespace: rep.Namespace, Workflow: rep.Workflow, Number: rep.Run}
-	var result *state.WorkflowRun
-	err = e.transition(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
-		result = r
+	return e.transitionRun(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
 		if rep.Action < 0 || rep.Action >= len(r.Actions) {
 			return false, state.Errorf(state.EINVALID, "%s has no action %d", key, rep.Action)
 		}
@@ -259,13 +284,6 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 		}
 		return true, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if latest, err := e.store.GetRun(ctx, key); err == nil {
-		result = latest
-	}
-	return result, nil
 }
 
 // latestRun finds the newest run of a workflow.

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/state"
+)
+
+// BenchmarkWorkers: 1,000 simulated workers (goroutines speaking HTTP to
+// a real tink-server on loopback, durable store) each run a 10-action
+// workflow of instant actions. Reported: durable action transitions per
+// second (each action is handed out and then succeeds: two writes), p50 /
+// p99 report latency, and the server's peak heap.
+func BenchmarkWorkers(b *testing.B) {
+	machines, actions := benchSize()
+	repo := b.TempDir()
+	var tmpl strings.Builder
+	tmpl.WriteString("version: \"0.1\"\nname: instant\ntasks:\n  - name: main\n    worker: \"{{.device_1}}\"\n    actions:\n")
+	for i := 0; i < actions; i++ {
+		fmt.Fprintf(&tmpl, "      - {name: step-%d, image: instant:v1, timeout: 600}\n", i)
+	}
+	write := func(name, content string) {
+		p := filepath.Join(repo, name)
+		require.NoError(b, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(b, os.WriteFile(p, []byte(content), 0o644))
+	}
+	write("templates/instant.yaml", tmpl.String())
+	for i := 0; i < machines; i++ {
+		mac := fmt.Sprintf("52:54:00:01:%02x:%02x", i>>8, i&0xff)
+		write(fmt.Sprintf("hardware/node-%04d.yaml", i), fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%04d}\nspec: {interfaces: [{dhcp: {mac: %q}}]}\n", i, mac))
+		write(fmt.Sprintf("workflows/wf-%04d.yaml", i), fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: wf-%04d}\nspec: {templateRef: instant, hardwareRef: node-%04d, hardwareMap: {device_1: %q}}\n", i, i, mac))
+	}
+	for n := 0; n < b.N; n++ {
+		m := NewMain(io.Discard, io.Discard)
+		require.NoError(b, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", b.TempDir(), "--repo", repo}))
+		require.NoError(b, m.Open(context.Background()))
+		ctx := context.Background()
+		require.Eventually(b, func() bool {
+			p, err := m.Store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunRunning}, Limit: machines})
+			return err == nil && len(p.Runs) == machines
+		}, 2*time.Minute, 50*time.Millisecond)
+
+		c, err := client.New("http://"+m.Addr(), "", nil)
+		require.NoError(b, err)
+		var mu sync.Mutex
+		var lat []time.Duration
+		var peak uint64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			var ms runtime.MemStats
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapInuse)
+				}
+			}
+		}()
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, machines)
+		for i := 0; i < machines; i++ {
+			wg.Add(1)
+			go func(id string) {
+				defer wg.Done()
+				var mine []time.Duration
+				for done := 0; done < actions; {
+					a, err := c.NextAction(ctx, id, 5*time.Second)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if a == nil {
+						continue
+					}
+					for _, s := range []string{"RUNNING", "SUCCESS"} {
+						t0 := time.Now()
+						if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
+							errs <- err
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					done++
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}(fmt.Sprintf("node-%04d", i))
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		close(stop)
+		<-sampled
+		close(errs)
+		for err := range errs {
+			require.NoError(b, err)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(2*machines*actions)/elapsed.Seconds(), "transitions/s")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-report-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-report-ms")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(elapsed.Seconds(), "s-total")
+		require.NoError(b, m.Close())
+	}
+}
+
+// benchSize is 1,000 machines of 10 actions; BENCH_WORKERS scales it down
+// for profiling.
+func benchSize() (machines, actions int) {
+	if v := os.Getenv("BENCH_WORKERS"); v != "" {
+		var n int
+		if _, err := fmt.Sscan(v, &n); err == nil && n > 0 {
+			return n, 10
+		}
+	}
+	return 1000, 10
+}
