@@ -23,7 +23,14 @@ import (
 // id. This engine cannot grant every capability, hence --privileged=false.
 func startDockerWorker(t *testing.T, bin, server, id string, extra ...string) *exec.Cmd {
 	t.Helper()
-	args := append([]string{"--server", "http://" + server, "--id", id, "--work-dir", t.TempDir(), "--wait", "1s",
+	return startDockerWorkerIn(t, bin, server, id, t.TempDir(), extra...)
+}
+
+// startDockerWorkerIn is startDockerWorker with a given work directory, so
+// that a restarted worker finds what the previous one left.
+func startDockerWorkerIn(t *testing.T, bin, server, id, workDir string, extra ...string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"--server", "http://" + server, "--id", id, "--work-dir", workDir, "--wait", "1s",
 		"--runtime", "docker", "--privileged=false", "--pull", "never"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -124,4 +131,27 @@ func TestDockerRuntimeEndToEnd(t *testing.T) {
 		require.Contains(t, run.Actions[0].Message, "is not on this machine and the pull policy is never")
 		require.Eventually(t, func() bool { return containersOf(t, engine, "node-01") == 0 }, 20*time.Second, 100*time.Millisecond, "no container left")
 	})
+}
+
+// TestDockerWorkerRestartMidAction: a worker killed while its action's
+// container runs and started again finds the container by its labels and
+// waits for it: the action runs once and the run succeeds.
+func TestDockerWorkerRestartMidAction(t *testing.T) {
+	engine := dockertest.MustEngine(t)
+	image := dockertest.MustBusyboxImage(t, engine)
+	bin := buildWorker(t)
+	s := newScenario(t)
+	dockerWorkflow(s, "wf", image, 60, []string{`echo start >> /out/log; sleep 4; echo end >> /out/log`})
+	m := MustRunMain(t, s.repo)
+	work := t.TempDir()
+	first := startDockerWorkerIn(t, bin, m.Addr(), "node-01", work)
+	require.Eventually(t, func() bool { return len(s.log()) == 1 }, 60*time.Second, 50*time.Millisecond)
+	require.NoError(t, first.Process.Kill())
+	_ = first.Wait()
+	startDockerWorkerIn(t, bin, m.Addr(), "node-01", work)
+	run := waitRun(t, m.Store, "wf", 60*time.Second, terminal)
+	require.Equal(t, state.RunSuccess, run.State, run.Reason)
+	require.Equal(t, []string{"start", "end"}, s.log(), "the action ran once")
+	require.Equal(t, 1, run.Actions[0].Attempt)
+	require.Eventually(t, func() bool { return containersOf(t, engine, "node-01") == 0 }, 20*time.Second, 100*time.Millisecond)
 }
