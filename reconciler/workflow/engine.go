@@ -408,22 +408,45 @@ func hwKey(namespace, hardware string) string { return namespace + "/" + hardwar
 // startWaiting starts, for each machine without a run in progress, its
 // oldest waiting run: one run per machine at a time, in creation order.
 func (e *Engine) startWaiting(ctx context.Context) {
-	busy := map[string]bool{}
+	busy := map[string]*state.WorkflowRun{}
 	runs := e.active()
 	for _, r := range runs {
 		if r.State == state.RunPreparing || r.State == state.RunRunning {
-			busy[hwKey(r.Namespace, r.Hardware)] = true
+			busy[hwKey(r.Namespace, r.Hardware)] = r
 		}
 	}
 	for _, r := range runs {
 		hk := hwKey(r.Namespace, r.Hardware)
-		if r.State != state.RunPending || busy[hk] {
+		if r.State != state.RunPending {
 			continue
 		}
-		busy[hk] = true
+		if b := busy[hk]; b != nil {
+			// Say what the run waits for, once: status shows it.
+			reason := fmt.Sprintf("waits for %s#%d, %s on %s", b.Workflow, b.Number, b.State, r.Hardware)
+			if r.Reason != reason {
+				key := r.Key()
+				if err := e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+					if r.State != state.RunPending || r.Reason == reason {
+						return false, nil
+					}
+					r.Reason = reason
+					return true, nil
+				}); err != nil {
+					e.log.Error("note waiting run", "run", key, "err", err)
+				}
+			}
+			continue
+		}
 		if err := e.start(ctx, r.Key()); err != nil {
 			e.log.Error("start run", "run", r.Key(), "err", err)
 		}
+		e.mu.Lock()
+		started := e.runs[r.Key()]
+		e.mu.Unlock()
+		if started == nil {
+			started = r // it ended at once (its template did not render)
+		}
+		busy[hk] = started
 	}
 }
 

@@ -197,6 +197,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 	f.e.Step(ctx)
 	require.Equal(t, state.RunRunning, f.run(t, "wf-1", 1).State)
 	require.Equal(t, state.RunPending, f.run(t, "wf-2", 1).State, "one run per machine at a time")
+	require.Equal(t, "waits for wf-1#1, RUNNING on node-01", f.run(t, "wf-2", 1).Reason, "status says what it waits for")
 	a := f.next(t)
 	f.report(t, a, state.RunRunning, "")
 	f.clock.add(59 * time.Second)
