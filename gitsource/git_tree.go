@@ -102,6 +102,13 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 // readBlob reads one file's content, or reuses the previous snapshot's
 // bytes for the same blob.
 func (g *Git) readBlob(s storer.EncodedObjectStorer, h plumbing.Hash, p string, prev map[string][]byte) (*fileData, error) {
+	if data, ok := prev[h.String()]; ok {
+		// The bytes are the blob's (they hash to it), so the object
+		// store need not be asked: a lookup costs ~50 µs (go-git opens
+		// the pack files each time), 1 s for a fleet of 20,000 files on
+		// every commit.
+		return &fileData{File: File{Path: p, Hash: h.String(), Size: int64(len(data))}, data: data, maxSize: g.cfg.MaxFileSize}, nil
+	}
 	b, err := object.GetBlob(s, h)
 	if err != nil {
 		return nil, fmt.Errorf("file %s: %w", p, err)
@@ -109,10 +116,6 @@ func (g *Git) readBlob(s storer.EncodedObjectStorer, h plumbing.Hash, p string, 
 	fd := &fileData{File: File{Path: p, Hash: h.String(), Size: b.Size}, maxSize: g.cfg.MaxFileSize}
 	if b.Size > g.cfg.MaxFileSize {
 		fd.tooBig = true
-		return fd, nil
-	}
-	if data, ok := prev[fd.Hash]; ok {
-		fd.data = data
 		return fd, nil
 	}
 	r, err := b.Reader()

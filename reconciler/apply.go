@@ -36,33 +36,90 @@ func withLastRun(status json.RawMessage, n int) json.RawMessage {
 	return b
 }
 
-// readActual reads what MakePlan needs from the store: every object, and
-// the runs that have not ended.
-func readActual(ctx context.Context, st state.Store) (Actual, error) {
-	var a Actual
-	var cont string
-	for {
-		page, err := st.ListObjects(ctx, state.ObjectQuery{Limit: 5000, Continue: cont})
-		if err != nil {
-			return a, fmt.Errorf("read objects: %w", err)
+// runNeeds is what a plan needs to know about runs: those of the
+// workflows it may create, change or prune (to number a new run after the
+// highest one, and to wait for an active one), and, when it may prune
+// hardware, every active run (runs are not indexed by hardware).
+type runNeeds struct {
+	workflows map[state.ObjectKey]bool
+	hardware  bool
+}
+
+// needsRuns finds what MakePlan will ask about runs, or more: a workflow
+// whose stored object differs in any way from the declared one is counted,
+// though MakePlan may find the difference immaterial.
+func needsRuns(desired []*state.Object, have map[state.ObjectKey]*state.Object, opts Options) runNeeds {
+	n := runNeeds{workflows: map[state.ObjectKey]bool{}}
+	for _, d := range desired {
+		if d.Kind != state.KindWorkflow {
+			continue
 		}
-		a.Objects = append(a.Objects, page.Objects...)
-		if cont = page.Continue; cont == "" {
-			break
-		}
-	}
-	cont = ""
-	for {
-		page, err := st.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}, Limit: 5000, Continue: cont})
-		if err != nil {
-			return a, fmt.Errorf("read runs: %w", err)
-		}
-		a.Runs = append(a.Runs, page.Runs...)
-		if cont = page.Continue; cont == "" {
-			break
+		key := d.Key()
+		a := have[key]
+		if a == nil || a.Source != state.SourceGit || a.Override != nil || a.File != d.File || !sameContent(a, d) {
+			n.workflows[key] = true
 		}
 	}
-	return a, nil
+	if !opts.Prune {
+		return n // orphans are kept whatever their runs
+	}
+	declared := make(map[state.ObjectKey]bool, len(desired))
+	for _, d := range desired {
+		declared[d.Key()] = true
+	}
+	for key, a := range have {
+		if a.Source != state.SourceGit || declared[key] {
+			continue
+		}
+		switch key.Kind {
+		case state.KindWorkflow:
+			n.workflows[key] = true
+		case state.KindHardware:
+			n.hardware = true
+		}
+	}
+	return n
+}
+
+// maxRunLookups is how many workflows' runs are read one workflow at a
+// time; for more, one scan of every run is cheaper.
+const maxRunLookups = 256
+
+// readRuns reads the runs a plan needs: the active ones, and the highest
+// run number of each workflow.
+func readRuns(ctx context.Context, st state.Store, need runNeeds) ([]*state.WorkflowRun, map[state.ObjectKey]int, error) {
+	var active []*state.WorkflowRun
+	numbers := map[state.ObjectKey]int{}
+	add := func(runs []*state.WorkflowRun) {
+		for _, r := range runs {
+			k := state.ObjectKey{Kind: state.KindWorkflow, Namespace: r.Namespace, Name: r.Workflow}
+			numbers[k] = max(numbers[k], r.Number)
+			if !r.State.Terminal() {
+				active = append(active, r)
+			}
+		}
+	}
+	list := func(q state.RunQuery) error {
+		for {
+			page, err := st.ListRuns(ctx, q)
+			if err != nil {
+				return fmt.Errorf("read runs: %w", err)
+			}
+			add(page.Runs)
+			if q.Continue = page.Continue; q.Continue == "" {
+				return nil
+			}
+		}
+	}
+	if need.hardware || len(need.workflows) > maxRunLookups {
+		return active, numbers, list(state.RunQuery{Limit: 5000})
+	}
+	for key := range need.workflows {
+		if err := list(state.RunQuery{Namespace: key.Namespace, Workflow: key.Name, Limit: 5000}); err != nil {
+			return nil, nil, err
+		}
+	}
+	return active, numbers, nil
 }
 
 // batch turns a plan into one atomic store batch: every object change with

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sync"
+	"sync/atomic"
 
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
@@ -74,13 +76,47 @@ func FromState(o *state.Object) (schema.Object, error) {
 
 // desiredObjects lists every object of a set in its stored form.
 func desiredObjects(set *schema.Set, revision string) ([]*state.Object, error) {
+	var c desiredCache
+	return c.objects(set, revision)
+}
+
+// desiredCache keeps the stored form of declared objects by their
+// schema.Identity: an unchanged file yields objects of the same Identity,
+// so a sync encodes only the objects that changed since the last one.
+// Like the loader's caches it keeps what the latest sync used; a published
+// map and its objects are never modified.
+type desiredCache struct {
+	mu      sync.Mutex
+	entries map[schema.Identity]*state.Object // Revision left empty
+	// encoded counts objects encoded (cache misses), for tests.
+	encoded atomic.Int64
+}
+
+// objects is desiredObjects, from the cache where it can be.
+func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Object, error) {
+	c.mu.Lock()
+	cached := c.entries
+	c.mu.Unlock()
+	next := make(map[schema.Identity]*state.Object, set.Len())
 	out := make([]*state.Object, 0, set.Len())
 	add := func(o schema.Object) error {
-		so, err := ToState(o, state.SourceGit, revision)
-		if err != nil {
-			return err
+		id := schema.IdentityOf(o)
+		so := cached[id]
+		if id.IsZero() || so == nil {
+			var err error
+			if so, err = ToState(o, state.SourceGit, ""); err != nil {
+				return err
+			}
+			c.encoded.Add(1)
 		}
-		out = append(out, so)
+		if !id.IsZero() {
+			next[id] = so
+		}
+		// A copy per sync: planning writes its bookkeeping fields. Spec,
+		// labels and annotations are shared and only ever read.
+		d := *so
+		d.Revision = revision
+		out = append(out, &d)
 		return nil
 	}
 	for _, o := range set.Hardware {
@@ -103,5 +139,8 @@ func desiredObjects(set *schema.Set, revision string) ([]*state.Object, error) {
 			return nil, err
 		}
 	}
+	c.mu.Lock()
+	c.entries = next
+	c.mu.Unlock()
 	return out, nil
 }

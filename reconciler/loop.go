@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -207,10 +208,6 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 // FromSnapshot adapts a gitsource snapshot: its files keep their blob
 // hashes, so the loader parses only files that changed.
 func FromSnapshot(s *gitsource.Snapshot) Snapshot {
-	hashes := make(map[string]string, len(s.Files))
-	for _, f := range s.Files {
-		hashes[f.Path] = f.Hash
-	}
 	commit := s.Revision
 	if s.Commit != "" {
 		short := s.Commit
@@ -220,7 +217,15 @@ func FromSnapshot(s *gitsource.Snapshot) Snapshot {
 		subject, _, _ := strings.Cut(s.Message, "\n")
 		commit = fmt.Sprintf("%s (%s by %s: %s)", s.Revision, short, s.Author, strings.TrimSpace(subject))
 	}
-	return Snapshot{Revision: s.Revision, FS: hashFS{FS: s.FS(), hashes: hashes}, Commit: commit}
+	fsys := s.FS()
+	if _, ok := fsys.(schema.HashFS); !ok {
+		hashes := make(map[string]string, len(s.Files))
+		for _, f := range s.Files {
+			hashes[f.Path] = f.Hash
+		}
+		fsys = hashFS{FS: fsys, hashes: hashes}
+	}
+	return Snapshot{Revision: s.Revision, FS: fsys, Commit: commit}
 }
 
 // hashFS gives schema.Loader the blob hash of each file.

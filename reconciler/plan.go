@@ -110,9 +110,16 @@ type Options struct {
 // Actual is what the store holds, as MakePlan needs it.
 type Actual struct {
 	Objects []*state.Object
-	// Runs holds the runs that have not ended. (The latest run number of
-	// each workflow is in its stored status.)
+	// Runs holds the runs that have not ended. MakePlan looks only at the
+	// runs of workflows it creates, changes or prunes and of hardware it
+	// prunes, so a caller may leave out the others.
 	Runs []*state.WorkflowRun
+	// RunNumbers holds the highest run number in the store of workflows
+	// whose runs may outlive their object: runs stay when a workflow is
+	// deleted through the API, and a workflow of the same name declared
+	// later numbers its runs after them. A workflow's own latest run is
+	// also in its stored status; the higher of the two counts.
+	RunNumbers map[state.ObjectKey]int
 }
 
 // kindOrder applies BMC connections before the hardware that names them,
@@ -138,6 +145,12 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 	if err != nil {
 		return nil, err
 	}
+	return makePlan(set, desired, revision, actual, opts), nil
+}
+
+// makePlan is MakePlan with the desired objects in their stored form
+// (desiredObjects); it writes their bookkeeping fields.
+func makePlan(set *schema.Set, desired []*state.Object, revision string, actual Actual, opts Options) *Plan {
 	if opts.MaxPruneShare <= 0 {
 		opts.MaxPruneShare = 0.5
 	}
@@ -155,20 +168,32 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 			activeWF[wk] = r
 		}
 	}
-	workflows := map[state.ObjectKey]*schema.Workflow{}
-	usedBy := map[state.ObjectKey][]string{}
-	for _, w := range set.Workflows {
-		workflows[state.ObjectKey{Kind: state.KindWorkflow, Namespace: w.Metadata.Namespace, Name: w.Metadata.Name}] = w
-		tk := state.ObjectKey{Kind: state.KindTemplate, Namespace: w.Metadata.Namespace, Name: w.Spec.TemplateRef}
-		usedBy[tk] = append(usedBy[tk], w.Metadata.Name)
+	// The declared workflows by key, and by the template they use, are
+	// needed only for the workflows and templates that change: built on
+	// first use.
+	var workflows map[state.ObjectKey]*schema.Workflow
+	var usedBy map[state.ObjectKey][]string
+	index := func() {
+		if workflows != nil {
+			return
+		}
+		workflows = make(map[state.ObjectKey]*schema.Workflow, len(set.Workflows))
+		usedBy = map[state.ObjectKey][]string{}
+		for _, w := range set.Workflows {
+			workflows[state.ObjectKey{Kind: state.KindWorkflow, Namespace: w.Metadata.Namespace, Name: w.Metadata.Name}] = w
+			tk := state.ObjectKey{Kind: state.KindTemplate, Namespace: w.Metadata.Namespace, Name: w.Spec.TemplateRef}
+			usedBy[tk] = append(usedBy[tk], w.Metadata.Name)
+		}
 	}
 
 	p := &Plan{Revision: revision}
-	seen := make(map[state.ObjectKey]bool, len(desired))
+	matchedGit := 0 // Git-managed objects still declared
 	for _, d := range desired {
 		key := d.Key()
-		seen[key] = true
 		a := have[key]
+		if a != nil && a.Source == state.SourceGit {
+			matchedGit++
+		}
 		c := Change{Key: key, File: d.File, desired: d, actual: a}
 		switch {
 		case a == nil:
@@ -187,7 +212,9 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 				g.Spec = a.Override.GitSpec
 				base = &g
 			}
-			c.Fields = diffObject(base, d)
+			if !sameContent(base, d) {
+				c.Fields = diffObject(base, d)
+			}
 			if len(c.Fields) == 0 && a.File == d.File && a.Source == state.SourceGit && a.Override == nil {
 				p.Unchanged++
 				continue
@@ -209,9 +236,11 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 		}
 		switch key.Kind {
 		case state.KindWorkflow:
-			p.planRun(&c, workflows[key], lastRun(a), activeWF[key])
+			index()
+			p.planRun(&c, workflows[key], lastRun(a), actual.RunNumbers[key], activeWF[key])
 		case state.KindTemplate:
 			if c.Op == OpUpdate && hasSpecChange(c.Fields) {
+				index()
 				n := len(usedBy[key])
 				verb := "use"
 				if n == 1 {
@@ -229,12 +258,22 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 
 	gitCount, deletes := 0, 0
 	for _, a := range actual.Objects {
-		if a.Source != state.SourceGit {
-			continue
+		if a.Source == state.SourceGit {
+			gitCount++
 		}
-		gitCount++
+	}
+	// Only when some Git-managed object is no longer declared is it worth
+	// finding which.
+	var seen map[state.ObjectKey]bool
+	if gitCount > matchedGit {
+		seen = make(map[state.ObjectKey]bool, len(desired))
+		for _, d := range desired {
+			seen[d.Key()] = true
+		}
+	}
+	for _, a := range actual.Objects {
 		key := a.Key()
-		if seen[key] {
+		if seen == nil || a.Source != state.SourceGit || seen[key] {
 			continue
 		}
 		c := Change{Key: key, File: a.File, actual: a, Fields: diffObject(a, nil)}
@@ -270,13 +309,23 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 		}
 		return a.Name < b.Name
 	})
-	return p, nil
+	return p
+}
+
+// sameContent reports whether two objects have the same labels,
+// annotations and spec byte for byte, which diffObject would find equal
+// too: most objects of a plan are unchanged, and comparing bytes spares
+// decoding both specs.
+func sameContent(a, b *state.Object) bool {
+	return bytes.Equal(a.Spec, b.Spec) && metaEqual(a, b)
 }
 
 // planRun decides whether a declared workflow starts a run: a new workflow
 // runs once; a change to its own spec runs it again (after the current run
-// ends); a template change alone never does.
-func (p *Plan) planRun(c *Change, w *schema.Workflow, last int, active *state.WorkflowRun) {
+// ends); a template change alone never does. last is the object's latest
+// run (from its status); stored is the highest run number in the store,
+// which is higher when runs of an earlier workflow of that name remain.
+func (p *Plan) planRun(c *Change, w *schema.Workflow, last, stored int, active *state.WorkflowRun) {
 	if w == nil || c.Op == OpUnchanged {
 		return
 	}
@@ -286,7 +335,7 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, last int, active *state.Wo
 		}
 		return
 	}
-	number := last + 1
+	number := max(last, stored) + 1
 	switch {
 	case last == 0:
 		// never ran (new, or enabled for the first time)
@@ -308,6 +357,12 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, last int, active *state.Wo
 	switch {
 	case number == 1:
 		c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s will start: %s", w.Metadata.Name, what))
+	case last == 0 && active != nil:
+		run.Reason = fmt.Sprintf("declared in Git; waits for run %d of an earlier workflow of that name to end", active.Number)
+		c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s will start (run %d, after the runs of an earlier workflow of that name) once run %d, now %s, ends: %s",
+			w.Metadata.Name, number, active.Number, active.State, what))
+	case last == 0:
+		c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s will start (run %d, after the runs of an earlier workflow of that name): %s", w.Metadata.Name, number, what))
 	case active != nil:
 		run.Reason = fmt.Sprintf("spec changed; waits for run %d to end", active.Number)
 		c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s will run again (run %d) once run %d, now %s, ends: %s", w.Metadata.Name, number, active.Number, active.State, what))

@@ -79,6 +79,7 @@ func TestPlanConsequences(t *testing.T) {
 		desired fstest.MapFS
 		actual  []*state.Object
 		runs    []*state.WorkflowRun
+		numbers map[state.ObjectKey]int
 		opts    reconciler.Options
 		want    []string
 		ops     map[reconciler.Op]int
@@ -116,6 +117,14 @@ func TestPlanConsequences(t *testing.T) {
 			actual:  stored(t, base, map[string]int{"wf-node-01": 3, "wf-node-02": 1}),
 			runs:    []*state.WorkflowRun{pending("wf-node-01", "node-01", 3)},
 			want:    []string{"workflow wf-node-01 will run again (run 4) once run 3, now RUNNING, ends: node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
+		},
+		{
+			name:    "workflow declared again while runs of the earlier one remain",
+			desired: base,
+			actual:  stored(t, without(base, "workflows/node-01.yaml"), map[string]int{"wf-node-02": 1}),
+			numbers: map[state.ObjectKey]int{{Kind: state.KindWorkflow, Name: "wf-node-01"}: 2},
+			want:    []string{"workflow wf-node-01 will start (run 3, after the runs of an earlier workflow of that name): node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
+			ops:     map[reconciler.Op]int{reconciler.OpCreate: 1},
 		},
 		{
 			name:    "label change re-runs nothing",
@@ -183,7 +192,7 @@ func TestPlanConsequences(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := reconciler.MakePlan(load(t, c.desired), "r1", reconciler.Actual{Objects: c.actual, Runs: c.runs}, c.opts)
+			p, err := reconciler.MakePlan(load(t, c.desired), "r1", reconciler.Actual{Objects: c.actual, Runs: c.runs, RunNumbers: c.numbers}, c.opts)
 			require.NoError(t, err)
 			if c.blocked != "" {
 				require.Contains(t, p.Blocked, c.blocked)

@@ -4,6 +4,13 @@
 // applies the plan in one atomic batch. A snapshot with any error applies
 // nothing: the last good revision stays in effect and the status says why
 // the new one failed.
+//
+// A commit that changes one file of a large fleet costs little: the loader
+// parses and renders only what the change reaches (see schema.HashFS), the
+// declared objects are encoded only when their content changed, the
+// store's objects are kept in memory and brought up to date from the event
+// log before each plan (mirror.go says why that is never stale), and only
+// the runs of the workflows a plan touches are read.
 package reconciler
 
 import (
@@ -27,6 +34,11 @@ type Reconciler struct {
 	log    *slog.Logger
 	opts   Options
 	now    func() time.Time
+	// actual mirrors the store's objects (see mirror.go); desired keeps
+	// the declared objects in their stored form. Both spare a sync the
+	// work of objects that did not change.
+	actual  mirror
+	desired desiredCache
 }
 
 // Config configures a Reconciler.
@@ -86,12 +98,46 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if err != nil {
 		return nil, nil, err
 	}
-	actual, err := readActual(ctx, r.store)
+	var desired []*state.Object
+	if _, ok := snap.FS.(schema.HashFS); ok {
+		desired, err = r.desired.objects(set, snap.Revision)
+	} else {
+		// Without hashes every object is decoded anew (a pull request's
+		// plan): nothing to reuse, and nothing to push out of the cache.
+		desired, err = desiredObjects(set, snap.Revision)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := MakePlan(set, snap.Revision, actual, r.opts)
-	return p, nil, err
+	var actual Actual
+	var need runNeeds
+	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
+		actual.Objects = make([]*state.Object, 0, len(objects))
+		for _, o := range objects {
+			actual.Objects = append(actual.Objects, o)
+		}
+		need = needsRuns(desired, objects, r.opts)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
+		return nil, nil, err
+	}
+	return makePlan(set, desired, snap.Revision, actual, r.opts), nil, nil
+}
+
+// apply writes a batch of the reconciler's and keeps the mirror of the
+// store's objects current with it.
+func (r *Reconciler) apply(ctx context.Context, b *state.Batch) (*state.Result, error) {
+	res, err := r.store.Apply(ctx, b)
+	if err != nil {
+		// Whatever failed, the next plan reads the store afresh.
+		r.actual.invalidate()
+		return nil, err
+	}
+	r.actual.applied(b, res)
+	return res, nil
 }
 
 // Sync loads, plans and applies one snapshot. Repository errors are not an
@@ -130,7 +176,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf(
 				"%s not applied: %d error(s); %s stays in effect. First: %s", commit, len(errs), orNone(prev.LastAppliedRevision), errs[0].Error())})
-			if _, err := r.store.Apply(ctx, b); err != nil {
+			if _, err := r.apply(ctx, b); err != nil {
 				return nil, fmt.Errorf("record failed sync: %w", err)
 			}
 			r.log.Warn("revision not applied", "revision", snap.Revision, "errors", len(errs), "first", errs[0].Error())
@@ -141,7 +187,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 			status.Errors = []state.SyncError{{Message: plan.Blocked}}
 			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf("%s not applied: %s", commit, plan.Blocked)})
-			if _, err := r.store.Apply(ctx, b); err != nil {
+			if _, err := r.apply(ctx, b); err != nil {
 				return nil, fmt.Errorf("record blocked sync: %w", err)
 			}
 			out.Duration = r.now().Sub(start)
@@ -158,7 +204,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 			out.Duration = r.now().Sub(start)
 			return out, nil
 		}
-		_, err = r.store.Apply(ctx, b)
+		_, err = r.apply(ctx, b)
 		if state.ErrorCode(err) == state.ECONFLICT && attempt < 5 {
 			r.log.Info("store moved while syncing; planning again", "revision", snap.Revision, "err", state.ErrorMessage(err))
 			continue

@@ -2,6 +2,8 @@ package reconciler_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,9 +84,23 @@ func clone(fsys fstest.MapFS) fstest.MapFS {
 	return out
 }
 
+// hashed gives a MapFS the content hashes a Git snapshot has, so that
+// syncs in tests go through the caches a Git source's syncs use.
+type hashed struct{ fstest.MapFS }
+
+// FileHash returns the SHA-256 of the file's content.
+func (h hashed) FileHash(name string) (string, bool) {
+	f, ok := h.MapFS[name]
+	if !ok {
+		return "", false
+	}
+	sum := sha256.Sum256(f.Data)
+	return hex.EncodeToString(sum[:]), true
+}
+
 func sync(t *testing.T, r *reconciler.Reconciler, rev string, fsys fstest.MapFS) *reconciler.Outcome {
 	t.Helper()
-	out, err := r.Sync(context.Background(), reconciler.Snapshot{Revision: rev, FS: fsys})
+	out, err := r.Sync(context.Background(), reconciler.Snapshot{Revision: rev, FS: hashed{fsys}})
 	require.NoError(t, err)
 	return out
 }

@@ -7,8 +7,11 @@ import (
 
 // HashFS is a file system that knows a hash of each file's content (the
 // Git blob hash, for a Git snapshot). Loading one, a Loader parses a file
-// again only when its hash changed since the last Load, so a commit that
-// changes one file costs one file's parse plus the set-wide checks.
+// again only when its hash changed since the last Load, and renders a
+// workflow's template again only when the template, the hardware or the
+// workflow changed (see renderCache), so a commit that changes one file
+// costs one file's parse, the renderings it reaches and the set-wide
+// checks, which still run on the whole set.
 type HashFS interface {
 	fs.FS
 	// FileHash returns the content hash of the named file.
@@ -28,19 +31,38 @@ type cacheEntry struct {
 	res  fileResult
 }
 
-// get returns a copy of the cached result for (name, hash).
-func (c *fileCache) get(name, hash string) (fileResult, bool) {
+// getAll fills results with copies of the cached results of files whose
+// hash is unchanged. It returns each file's hash ("" when fsys does not
+// know it) and the indexes of the files to parse.
+func (c *fileCache) getAll(fsys HashFS, files []string, results []fileResult) (hashes []string, misses []int) {
+	hashes = make([]string, len(files))
+	hits := make([]bool, len(files))
 	c.mu.Lock()
-	e, ok := c.entries[name]
+	for i, name := range files {
+		hash, ok := fsys.FileHash(name)
+		if !ok {
+			misses = append(misses, i)
+			continue
+		}
+		hashes[i] = hash
+		if e, ok := c.entries[name]; ok && e.hash == hash {
+			results[i], hits[i] = e.res, true
+		} else {
+			misses = append(misses, i)
+		}
+	}
 	c.mu.Unlock()
-	if !ok || e.hash != hash {
-		return fileResult{}, false
+	for i, hit := range hits {
+		if !hit {
+			continue
+		}
+		cached := results[i].objects
+		results[i].objects = make([]Object, len(cached))
+		for j, o := range cached {
+			results[i].objects[j] = copyObject(o)
+		}
 	}
-	out := fileResult{errs: e.res.errs, ignored: e.res.ignored, objects: make([]Object, len(e.res.objects))}
-	for i, o := range e.res.objects {
-		out.objects[i] = copyObject(o)
-	}
-	return out, true
+	return hashes, misses
 }
 
 // put stores a result; its objects are copied so later changes to the
@@ -58,19 +80,31 @@ func (c *fileCache) put(name, hash string, res fileResult) {
 	c.mu.Unlock()
 }
 
-// keep drops entries for files no longer in the repository.
-func (c *fileCache) keep(names []string) {
+// keep drops entries for files no longer in the repository. hashes[i] is
+// the hash of names[i], "" if unknown (such files are not cached).
+func (c *fileCache) keep(names, hashes []string) {
+	cached := 0
+	for _, h := range hashes {
+		if h != "" {
+			cached++
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Every file with a hash has its entry by now: when there are no
+	// more entries than those, none is stale.
+	if len(c.entries) <= cached {
+		return
+	}
 	present := make(map[string]bool, len(names))
 	for _, n := range names {
 		present[n] = true
 	}
-	c.mu.Lock()
 	for n := range c.entries {
 		if !present[n] {
 			delete(c.entries, n)
 		}
 	}
-	c.mu.Unlock()
 }
 
 // copyObject copies what Load may change in an object after decoding:

@@ -98,7 +98,9 @@ func (t *Template) textPos(line, col int) Pos {
 
 // checkSet holds the rules that need the whole repository: unique names,
 // MACs and IPs; references; every template rendered for its workflows.
-func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
+//
+// keep says whether to keep the renderings for the next Load.
+func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 	var e errs
 	checkUnique(&e, s.Hardware)
 	checkUnique(&e, s.Templates)
@@ -109,31 +111,41 @@ func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
 	templates := index(s.Templates)
 	machines := index(s.Machines)
 
-	macs := map[string]*Hardware{}
-	macAt := map[string]Pos{}
-	ips := map[string]string{}
+	// Paths and positions are formatted only for a duplicate: a fleet has
+	// tens of thousands of MACs and IPs, and no duplicates.
+	macPath := func(i int) string { return fmt.Sprintf("spec.interfaces[%d].dhcp.mac", i) }
+	ipPath := func(i int) string { return fmt.Sprintf("spec.interfaces[%d].dhcp.ip.address", i) }
+	type owner struct {
+		h *Hardware
+		i int // interface
+	}
+	macs := make(map[string]*Hardware, len(s.Hardware))
+	macAt := make(map[string]owner, len(s.Hardware))
+	ips := make(map[string]owner, len(s.Hardware))
 	for _, h := range s.Hardware {
 		for i, iface := range h.Spec.Interfaces {
 			if iface.DHCP == nil {
 				continue
 			}
 			if mac := iface.DHCP.MAC; mac != "" {
-				p := fmt.Sprintf("spec.interfaces[%d].dhcp.mac", i)
 				if other, ok := macs[mac]; ok && other != h {
-					e.on(h, h.at(p), p, "MAC %s is already used by hardware %s (%s)", mac, objectName(other), macAt[mac])
+					p := macPath(i)
+					e.on(h, h.at(p), p, "MAC %s is already used by hardware %s (%s)", mac, objectName(other), other.at(macPath(macAt[mac].i)))
 				} else if ok {
+					p := macPath(i)
 					e.on(h, h.at(p), p, "MAC %s appears twice in this hardware", mac)
 				} else {
 					macs[mac] = h
-					macAt[mac] = h.at(p)
+					macAt[mac] = owner{h, i}
 				}
 			}
 			if ip := iface.DHCP.IP; ip != nil && ip.Address != "" {
-				p := fmt.Sprintf("spec.interfaces[%d].dhcp.ip.address", i)
 				if other, ok := ips[ip.Address]; ok {
-					e.on(h, h.at(p), p, "IP address %s is already used by %s", ip.Address, other)
+					p := ipPath(i)
+					e.on(h, h.at(p), p, "IP address %s is already used by %s", ip.Address,
+						fmt.Sprintf("hardware %s (%s)", objectName(other.h), other.h.at(ipPath(other.i))))
 				} else {
-					ips[ip.Address] = fmt.Sprintf("hardware %s (%s)", objectName(h), h.at(p))
+					ips[ip.Address] = owner{h, i}
 				}
 			}
 		}
@@ -183,18 +195,37 @@ func (l *Loader) checkSet(ctx context.Context, s *Set) ErrorList {
 		}
 	}
 
-	// Render every workflow's template; identical mistakes from one
-	// template rendered for many workflows are reported once.
+	// Render every workflow's template, or take the rendering of the last
+	// Load when none of its inputs changed (see renderCache); identical
+	// mistakes from one template rendered for many workflows are reported
+	// once.
 	results := make([]ErrorList, len(jobs))
+	renders := make([]*rendering, len(jobs))
+	cached := l.renders.current()
 	_ = l.parallel(ctx, len(jobs), func(i int) {
 		j := jobs[i]
-		doc, errs := l.renderFor(j.t, j.w, j.hw, macs)
+		k, ok := keyFor(j.w, j.t, j.hw)
+		r := cached[k]
+		if !ok || r == nil {
+			r = l.render(j.t, j.w, j.hw)
+		}
+		renders[i] = r
+		doc, errs := r.finish(macs)
 		j.w.Rendered = doc
 		for _, x := range errs {
 			x.Object = KindTemplate + "/" + objectName(j.t)
 		}
 		results[i] = errs
 	})
+	if keep && ctx.Err() == nil {
+		next := make(map[renderKey]*rendering, len(jobs))
+		for i, j := range jobs {
+			if k, ok := keyFor(j.w, j.t, j.hw); ok && renders[i] != nil {
+				next[k] = renders[i]
+			}
+		}
+		l.renders.publish(next)
+	}
 	e.list = append(e.list, groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })...)
 
 	for _, t := range s.Templates {
@@ -234,7 +265,7 @@ func index[T Object](l []T) map[Key]T {
 // checkUnique reports the second and later objects of a kind with the same
 // namespace and name, pointing at the first.
 func checkUnique[T Object](e *errs, l []T) {
-	first := map[Key]T{}
+	first := make(map[Key]T, len(l))
 	for _, o := range l {
 		meta := o.GetMeta()
 		k := Key{meta.Namespace, meta.Name}
@@ -250,28 +281,40 @@ func checkUnique[T Object](e *errs, l []T) {
 	}
 }
 
-// renderFor renders t for workflow w on hw and checks the result.
+// renderFor renders t for workflow w on hw and checks the result; a task's
+// worker must be a key of macs (nil: any worker).
 func (l *Loader) renderFor(t *Template, w *Workflow, hw *Hardware, macs map[string]*Hardware) (*TemplateDocument, ErrorList) {
+	return l.render(t, w, hw).finish(macs)
+}
+
+// render renders t for workflow w on hw and checks the result, all but the
+// workers' MACs, which depend on the whole set (rendering.finish).
+func (l *Loader) render(t *Template, w *Workflow, hw *Hardware) *rendering {
+	l.renders.executed.Add(1)
 	out, err := l.renderer.Execute(t.parsed.tmpl, templateData(hw, w.Spec.HardwareMap, t.parsed.readsObject))
 	if err != nil {
 		if err == errRenderTooLarge {
-			return nil, ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}
+			return &rendering{errs: ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}}
 		}
 		line, col, msg := l.tmplErrs.parse(err)
-		return nil, ErrorList{{Pos: t.textPos(line, col), Path: "spec.data", Message: "template: " + msg}}
+		return &rendering{errs: ErrorList{{Pos: t.textPos(line, col), Path: "spec.data", Message: "template: " + msg}}}
 	}
 	doc, root, errs := l.parseDocument(t.Origin().File, out)
 	list := l.remapRendered(t, root, errs)
 	if doc == nil {
-		return nil, list
+		return &rendering{errs: list}
 	}
-	for _, ce := range checkDocument(doc, macs, l.images) {
+	for _, ce := range checkDocument(doc, l.images) {
 		list = append(list, &Error{Pos: l.renderedPos(t, root, ce.path), Path: "spec.data: " + formatPath(ce.path), Message: ce.msg})
 	}
-	if len(list) > 0 {
-		return nil, list
+	r := &rendering{doc: doc, errs: list}
+	for i, task := range doc.Tasks {
+		if task.Worker != "" {
+			path := []pathElem{{key: "tasks", index: -1}, {index: i}, {key: "worker", index: -1}}
+			r.workers = append(r.workers, workerSpot{mac: task.Worker, pos: l.renderedPos(t, root, path), path: "spec.data: " + formatPath(path)})
+		}
 	}
-	return doc, nil
+	return r
 }
 
 // remapRendered moves decoder errors found in rendered output to the
@@ -384,8 +427,9 @@ type docError struct {
 // checkDocument applies Tinkerbell's rules to a rendered template, and
 // ours: version 0.1; names 1-200 characters; task names unique; action
 // names unique within a task; valid image references; positive timeouts;
-// each task's worker the MAC of a declared hardware.
-func checkDocument(doc *TemplateDocument, macs map[string]*Hardware, images *imageGrammar) []docError {
+// each task has a worker (that it is the MAC of a declared hardware is
+// checked against the set by rendering.finish).
+func checkDocument(doc *TemplateDocument, images *imageGrammar) []docError {
 	var out []docError
 	add := func(msg string, path ...pathElem) { out = append(out, docError{path, msg}) }
 	key := func(k string) pathElem { return pathElem{key: k, index: -1} }
@@ -412,11 +456,8 @@ func checkDocument(doc *TemplateDocument, macs map[string]*Hardware, images *ima
 		} else {
 			tasks[task.Name] = i
 		}
-		switch {
-		case task.Worker == "":
+		if task.Worker == "" {
 			add("worker is empty once rendered (is the hardwareMap key set?)", append(tp, key("worker"))...)
-		case macs != nil && macs[task.Worker] == nil:
-			add(fmt.Sprintf("worker %q is not the MAC address of any declared hardware", task.Worker), append(tp, key("worker"))...)
 		}
 		actions := map[string]int{}
 		for j, a := range task.Actions {

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,14 @@ type Loader struct {
 	tmplErrs *templateErrorParser
 	images   *imageGrammar
 	cache    fileCache
+	renders  renderCache
 	parses   atomic.Int64 // files read and decoded, for tests and stats
+	// ids numbers decodings (source.id) and sets of defaults
+	// (source.defaults), so that neither number is ever reused.
+	ids        atomic.Uint64
+	defaultsMu sync.Mutex
+	defaultsFP string // the defaults of the last Load, as JSON
+	defaultsNo uint64 // their number
 	// fullCUE checks each object as one CUE value instead of value by
 	// value; tests use it to show both ways find the same errors.
 	fullCUE bool
@@ -140,29 +148,31 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 
 	results := make([]fileResult, len(files))
 	hfs, hashed := fsys.(HashFS)
+	var hashes []string
+	var misses []int
+	if hashed {
+		// Most files of a commit are unchanged: take them from the cache
+		// in one pass, and parse only the rest.
+		hashes, misses = l.cache.getAll(hfs, files, results)
+	} else {
+		misses = make([]int, len(files))
+		for i := range misses {
+			misses[i] = i
+		}
+	}
 	// Reading files waits on the kernel as much as it computes: twice as
 	// many goroutines as cores keep both busy.
-	if err := l.parallelN(ctx, 2*l.workers(), len(files), func(i int) {
-		if !hashed {
-			results[i] = l.loadFile(fsys, files[i])
-			return
-		}
-		hash, ok := hfs.FileHash(files[i])
-		if ok {
-			if res, hit := l.cache.get(files[i], hash); hit {
-				results[i] = res
-				return
-			}
-		}
+	if err := l.parallelN(ctx, 2*l.workers(), len(misses), func(j int) {
+		i := misses[j]
 		results[i] = l.loadFile(fsys, files[i])
-		if ok {
-			l.cache.put(files[i], hash, results[i])
+		if hashed && hashes[i] != "" {
+			l.cache.put(files[i], hashes[i], results[i])
 		}
 	}); err != nil {
 		return nil, err
 	}
 	if hashed {
-		l.cache.keep(files)
+		l.cache.keep(files, hashes)
 	}
 
 	set := &Set{Config: cfg}
@@ -189,8 +199,14 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 		}
 	}
 	applyDefaults(set, cfg)
+	if no := l.defaultsID(cfg); no != 0 {
+		markDefaults(set, no)
+	}
 	set.sortSet()
-	all = append(all, l.checkSet(ctx, set)...)
+	// Objects of a file system without hashes are decoded afresh on every
+	// Load, so their renderings could never be used again: keeping them
+	// would only push out those of the repository being followed.
+	all = append(all, l.checkSet(ctx, set, hashed)...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -198,6 +214,41 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 		return nil, all.sort()
 	}
 	return set, nil
+}
+
+// defaultsID numbers the repository defaults of cfg: objects that got
+// the same defaults carry the same number (0: no defaults), so their
+// Identity changes when tink.cue's defaults do, though their files did not.
+// A change of defaults takes a new number, even back to earlier ones.
+func (l *Loader) defaultsID(cfg *Config) uint64 {
+	if cfg == nil || cfg.Defaults == nil {
+		return 0
+	}
+	b, err := json.Marshal(cfg.Defaults)
+	if err != nil {
+		return l.ids.Add(1) // cannot happen (plain data); never match then
+	}
+	l.defaultsMu.Lock()
+	defer l.defaultsMu.Unlock()
+	if l.defaultsNo == 0 || string(b) != l.defaultsFP {
+		l.defaultsFP, l.defaultsNo = string(b), l.ids.Add(1)
+	}
+	return l.defaultsNo
+}
+
+func markDefaults(s *Set, no uint64) {
+	for _, o := range s.Hardware {
+		o.defaults = no
+	}
+	for _, o := range s.Templates {
+		o.defaults = no
+	}
+	for _, o := range s.Workflows {
+		o.defaults = no
+	}
+	for _, o := range s.Machines {
+		o.defaults = no
+	}
 }
 
 // Limit is the most objects a repository may declare.
@@ -514,6 +565,7 @@ func (l *Loader) decodeObject(defs *definitions, file string, src []byte, n *yam
 	d := &decoder{types: &l.types, file: file, errs: &e}
 	d.decode(n, reflectValueOf(obj), false)
 	setSource(obj, pos, n)
+	sourceOf(obj).id = l.ids.Add(1)
 	if o, ok := obj.(*Template); ok {
 		o.dataLine, o.dataCol = dataStart(src, n)
 	}
@@ -754,7 +806,7 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 			}
 		}
 	}
-	t.source = source{pos: pos, spots: spots}
+	t.source = source{pos: pos, spots: spots, id: l.ids.Add(1)}
 	if t.Metadata.Name == "" {
 		e.add(pos, "name", "a template document needs a name")
 		return nil, e.list

@@ -67,6 +67,51 @@ type source struct {
 	// depend on it are skipped, so one mistake is reported once and not
 	// again by everything that refers to the object.
 	invalid bool
+	// id names this decoding of the object: the Loader gives every object
+	// it decodes a new one, and copies from its file cache keep it (see
+	// Identity). Zero for objects that no Loader decoded.
+	id uint64
+	// defaults names the repository defaults applied to the object by the
+	// Load that returned it (see Loader.defaultsID); 0 for none.
+	defaults uint64
+}
+
+// Identity names the content of an object as a Loader returned it, so that
+// callers can cache what they derive from it. Two objects returned by the
+// same Loader with the same non-zero Identity are equal in everything Load
+// sets (fields, metadata with the repository's defaults, file and
+// positions), as long as nobody modified them since; an unchanged file
+// gives its objects the same Identity on every Load. Objects built in code
+// or decoded from the store have the zero Identity, which is never reused.
+// Identities of different Loaders are unrelated.
+type Identity struct {
+	decoded, defaults uint64
+}
+
+// IsZero reports whether id is the zero Identity (unknown content).
+func (id Identity) IsZero() bool { return id.decoded == 0 }
+
+// IdentityOf returns the Identity of o.
+func IdentityOf(o Object) Identity {
+	if s := sourceOf(o); s != nil {
+		return Identity{decoded: s.id, defaults: s.defaults}
+	}
+	return Identity{}
+}
+
+// sourceOf returns the bookkeeping of o.
+func sourceOf(o Object) *source {
+	switch x := o.(type) {
+	case *Hardware:
+		return &x.source
+	case *Template:
+		return &x.source
+	case *Workflow:
+		return &x.source
+	case *Machine:
+		return &x.source
+	}
+	return nil
 }
 
 // Origin returns the file and line where the object's document starts.

@@ -1,0 +1,338 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/gitsource/gittest"
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state/badger"
+)
+
+// Fleet size of the sync benchmarks (issue 5): 10,000 hardware, 100
+// templates, one workflow per hardware.
+const (
+	benchHardware  = 10_000
+	benchTemplates = 100
+)
+
+// fleetFiles generates a repository shaped like a real fleet's: one object
+// per file, every workflow rendering a template with the hardware's disk.
+func fleetFiles(nHW, nT int) map[string]string {
+	files := make(map[string]string, nHW*2+nT)
+	for t := 0; t < nT; t++ {
+		files[fmt.Sprintf("templates/tmpl-%03d.yaml", t)] = fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
+kind: Template
+metadata:
+  name: tmpl-%03d
+spec:
+  data: |
+    version: "0.1"
+    name: tmpl-%03d
+    global_timeout: 3600
+    tasks:
+      - name: os-installation
+        worker: "{{.device_1}}"
+        volumes:
+          - /dev:/dev
+        actions:
+          - name: stream-image
+            image: quay.io/tinkerbell/actions/image2disk:v1.0.0
+            timeout: 600
+            environment:
+              DEST_DISK: {{ index .Hardware.Disks 0 }}
+              IMG_URL: http://10.0.0.2/image-%03d.raw.gz
+              COMPRESSED: true
+          - name: write-config
+            image: quay.io/tinkerbell/actions/writefile:v1.0.0
+            timeout: 90
+            environment:
+              DEST_DISK: {{ formatPartition (index .Hardware.Disks 0) 1 }}
+              MODE: 0644
+`, t, t, t)
+	}
+	for i := 0; i < nHW; i++ {
+		files[fmt.Sprintf("hardware/node-%05d.yaml", i)] = fleetHardware(i, "")
+		files[fmt.Sprintf("workflows/wf-%05d.yaml", i)] = fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
+kind: Workflow
+metadata:
+  name: wf-%05d
+spec:
+  templateRef: tmpl-%03d
+  hardwareRef: node-%05d
+  hardwareMap:
+    device_1: %s
+  bootOptions:
+    toggleAllowNetboot: true
+    bootMode: netboot
+`, i, i%nT, i, fleetMAC(i))
+	}
+	return files
+}
+
+func fleetMAC(i int) string {
+	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", (i>>24)&0xff, (i>>16)&0xff, (i>>8)&0xff, i&0xff)
+}
+
+// fleetHardware is hardware i; userData varies it between commits.
+func fleetHardware(i int, userData string) string {
+	s := fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata:
+  name: node-%05d
+  labels:
+    rack: r%d
+spec:
+  bmc:
+    address: 10.250.%d.%d
+    protocol: ipmi
+    credentialsRef: bmc-%05d
+  disks:
+    - device: /dev/sda
+  interfaces:
+    - dhcp:
+        arch: x86_64
+        hostname: node-%05d
+        mac: %s
+        ip:
+          address: 10.%d.%d.%d
+          netmask: 255.255.0.0
+          gateway: 10.0.0.1
+        name_servers: [1.1.1.1]
+        uefi: true
+      netboot:
+        allowPXE: true
+        allowWorkflow: true
+`, i, i%100, (i>>8)&0xff, i&0xff, i, i, fleetMAC(i), (i>>16)&0xff, (i>>8)&0xff, i&0xff)
+	if userData != "" {
+		s += "  userData: " + userData + "\n"
+	}
+	return s
+}
+
+// benchFleet is a generated fleet repository served by git daemon, and a
+// tink-server's worth of state syncing it: a durable Badger store, a git
+// source with its cache, a loader and a reconciler.
+type benchFleet struct {
+	// tb owns the directories: the store outlives the sub-benchmark that
+	// made it.
+	tb     testing.TB
+	repo   *gittest.Repo
+	daemon *gittest.Daemon
+	store  *badger.Store
+	src    *gitsource.Git
+	rec    *reconciler.Reconciler
+	stop   func()
+	// full is the duration of the last full sync, for the ratio of (b).
+	full time.Duration
+	// commits counts the commits made, so each changes the file anew.
+	commits int
+}
+
+func newBenchFleet(b *testing.B) *benchFleet {
+	b.Helper()
+	start := time.Now()
+	f := &benchFleet{tb: b, repo: gittest.NewRepo(b)}
+	f.repo.Commit("fleet of 10,000", fleetFiles(benchHardware, benchTemplates))
+	f.daemon = gittest.ServeDaemon(b, f.repo.Base)
+	b.Logf("generated and committed %d files in %s", benchHardware*2+benchTemplates, time.Since(start).Round(time.Millisecond))
+	return f
+}
+
+// reset starts from nothing: an empty durable store, an empty git cache,
+// a new loader.
+func (f *benchFleet) reset(b *testing.B) {
+	b.Helper()
+	f.close()
+	dataDir, cacheDir := f.tb.TempDir(), f.tb.TempDir()
+	var err error
+	f.store, err = badger.Open(context.Background(), dataDir, badger.Options{})
+	require.NoError(b, err)
+	f.src, err = gitsource.NewGit(gitsource.Config{Repo: f.daemon.URL + f.repo.Name, PollInterval: time.Hour, CacheDir: cacheDir})
+	require.NoError(b, err)
+	f.rec = reconciler.New(reconciler.Config{Store: f.store, Loader: schema.NewLoader()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.src.Run(ctx) }()
+	f.stop = func() {
+		cancel()
+		<-done
+		_ = f.store.Close()
+		// A full sync leaves ~200 MB behind; -benchtime 20x would fill /tmp.
+		_ = os.RemoveAll(dataDir)
+		_ = os.RemoveAll(cacheDir)
+	}
+}
+
+func (f *benchFleet) close() {
+	if f.stop != nil {
+		f.stop()
+		f.stop = nil
+	}
+}
+
+// fullSync fetches and syncs the fleet and returns how long it took.
+func (f *benchFleet) fullSync(b *testing.B) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	snap, err := f.src.Snapshot(ctx)
+	require.NoError(b, err)
+	fetched := time.Now()
+	out, err := f.rec.Sync(ctx, reconciler.FromSnapshot(snap))
+	require.NoError(b, err)
+	elapsed := time.Since(start)
+	require.Empty(b, out.Errors)
+	require.True(b, out.Applied)
+	require.Equal(b, benchHardware*2+benchTemplates, out.Plan.Count(reconciler.OpCreate))
+	b.Logf("full sync: fetch %s, load+plan+apply %s", fetched.Sub(start).Round(time.Millisecond), elapsed-fetched.Sub(start))
+	f.full = elapsed
+	return elapsed
+}
+
+// commitAndSync commits a change to one hardware file and times the way
+// from asking the source to fetch to the revision being applied, as a
+// poll or a webhook starts it.
+func (f *benchFleet) commitAndSync(b *testing.B, n int) (total, fetch, sync time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	hw := n % benchHardware
+	// The commit itself is the operator's work, not the server's.
+	b.StopTimer()
+	hash := f.repo.Commit(fmt.Sprintf("node-%05d: userData %d", hw, n), map[string]string{
+		fmt.Sprintf("hardware/node-%05d.yaml", hw): fleetHardware(hw, fmt.Sprintf("rev-%d", n)),
+	})
+	select {
+	case <-f.src.Changes():
+	default:
+	}
+	b.StartTimer()
+	start := time.Now()
+	f.src.Trigger()
+	var snap *gitsource.Snapshot
+	for {
+		select {
+		case <-f.src.Changes():
+		case <-time.After(30 * time.Second):
+			b.Fatalf("no new snapshot for %s", hash)
+		}
+		var err error
+		snap, err = f.src.Snapshot(ctx)
+		require.NoError(b, err)
+		if snap.Commit == hash {
+			break
+		}
+	}
+	fetch = time.Since(start)
+	out, err := f.rec.Sync(ctx, reconciler.FromSnapshot(snap))
+	total = time.Since(start)
+	require.NoError(b, err)
+	require.Empty(b, out.Errors)
+	require.True(b, out.Applied)
+	require.Equal(b, 1, out.Plan.Count(reconciler.OpUpdate), out.Plan.FormatText())
+	require.Len(b, out.Plan.Changes, 1)
+	return total, fetch, out.Duration
+}
+
+// BenchmarkFleetSync measures issue 5's targets on a generated fleet
+// served by git daemon, into a durable Badger store:
+//
+//   - full: fetch, load, plan and apply 20,100 objects into an empty store
+//     (target under 10 s), with the peak heap;
+//   - commit: a commit changing one hardware file, from asking the source
+//     to fetch to applied (target under 100 ms and under 2% of full).
+//
+// Generating and committing the repository takes a while, so it is done
+// once for both.
+func BenchmarkFleetSync(b *testing.B) {
+	f := newBenchFleet(b)
+	defer f.close()
+	b.Run("full", func(b *testing.B) {
+		var peak uint64
+		var total time.Duration
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			f.reset(b)
+			runtime.GC()
+			stop := sampleHeap(&peak)
+			b.StartTimer()
+			total += f.fullSync(b)
+			stop()
+		}
+		b.ReportMetric(total.Seconds()/float64(b.N), "s/sync")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	})
+	b.Run("commit", func(b *testing.B) {
+		if f.stop == nil {
+			f.reset(b)
+			f.fullSync(b)
+		}
+		var totals, fetches, syncs []time.Duration
+		// BENCH_CPUPROFILE=file profiles only the timed syncs (the
+		// setup's full sync would drown them in -cpuprofile).
+		if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
+			out, err := os.Create(p)
+			require.NoError(b, err)
+			require.NoError(b, pprof.StartCPUProfile(out))
+			defer func() { pprof.StopCPUProfile(); _ = out.Close() }()
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			f.commits++
+			total, fetch, sync := f.commitAndSync(b, f.commits)
+			totals = append(totals, total)
+			fetches = append(fetches, fetch)
+			syncs = append(syncs, sync)
+		}
+		med := median(totals)
+		b.ReportMetric(float64(med.Microseconds())/1000, "ms/commit-p50")
+		b.ReportMetric(float64(slices.Max(totals).Microseconds())/1000, "ms/commit-max")
+		b.ReportMetric(float64(median(fetches).Microseconds())/1000, "ms/fetch-p50")
+		b.ReportMetric(float64(median(syncs).Microseconds())/1000, "ms/sync-p50")
+		b.ReportMetric(float64(slices.Max(syncs).Microseconds())/1000, "ms/sync-max")
+		if f.full > 0 {
+			b.ReportMetric(100*med.Seconds()/f.full.Seconds(), "%-of-full")
+			b.ReportMetric(100*median(syncs).Seconds()/f.full.Seconds(), "sync-%-of-full")
+		}
+	})
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// sampleHeap records the largest heap in use until stop is called.
+func sampleHeap(peak *uint64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > *peak {
+					*peak = ms.HeapInuse
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
