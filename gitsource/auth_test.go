@@ -192,7 +192,7 @@ func (a fakeAddr) Network() string { return "tcp" }
 func (a fakeAddr) String() string  { return string(a) }
 
 // TestGit_SSH fetches from a real ssh server (golang.org/x/crypto/ssh
-// running git-upload-pack, as a Git host's sshd does) that has an ECDSA and
+// running git-upload-pack, as a Git host's ssh daemon does) that has an ECDSA and
 // an Ed25519 host key, with a known_hosts that holds only the Ed25519 one.
 func TestGit_SSH(t *testing.T) {
 	t.Parallel()

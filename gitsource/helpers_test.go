@@ -22,7 +22,7 @@ import (
 )
 
 // serveSSH runs an ssh server that lets key run git-upload-pack on the
-// repositories under base, as a Git host's sshd does.
+// repositories under base, as a Git host's ssh daemon does.
 func serveSSH(tb testing.TB, base string, key ssh.PublicKey, hostKeys ...ssh.Signer) string {
 	tb.Helper()
 	cfg := &ssh.ServerConfig{

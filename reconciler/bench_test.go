@@ -16,6 +16,7 @@ import (
 	"github.com/tinkops/tinkops/gitsource/gittest"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/schema/schematest"
 	"github.com/tinkops/tinkops/state/badger"
 )
 
@@ -25,100 +26,6 @@ const (
 	benchHardware  = 10_000
 	benchTemplates = 100
 )
-
-// fleetFiles generates a repository shaped like a real fleet's: one object
-// per file, every workflow rendering a template with the hardware's disk.
-func fleetFiles(nHW, nT int) map[string]string {
-	files := make(map[string]string, nHW*2+nT)
-	for t := 0; t < nT; t++ {
-		files[fmt.Sprintf("templates/tmpl-%03d.yaml", t)] = fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Template
-metadata:
-  name: tmpl-%03d
-spec:
-  data: |
-    version: "0.1"
-    name: tmpl-%03d
-    global_timeout: 3600
-    tasks:
-      - name: os-installation
-        worker: "{{.device_1}}"
-        volumes:
-          - /dev:/dev
-        actions:
-          - name: stream-image
-            image: quay.io/tinkerbell/actions/image2disk:v1.0.0
-            timeout: 600
-            environment:
-              DEST_DISK: {{ index .Hardware.Disks 0 }}
-              IMG_URL: http://10.0.0.2/image-%03d.raw.gz
-              COMPRESSED: true
-          - name: write-config
-            image: quay.io/tinkerbell/actions/writefile:v1.0.0
-            timeout: 90
-            environment:
-              DEST_DISK: {{ formatPartition (index .Hardware.Disks 0) 1 }}
-              MODE: 0644
-`, t, t, t)
-	}
-	for i := 0; i < nHW; i++ {
-		files[fmt.Sprintf("hardware/node-%05d.yaml", i)] = fleetHardware(i, "")
-		files[fmt.Sprintf("workflows/wf-%05d.yaml", i)] = fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Workflow
-metadata:
-  name: wf-%05d
-spec:
-  templateRef: tmpl-%03d
-  hardwareRef: node-%05d
-  hardwareMap:
-    device_1: %s
-  bootOptions:
-    toggleAllowNetboot: true
-    bootMode: netboot
-`, i, i%nT, i, fleetMAC(i))
-	}
-	return files
-}
-
-func fleetMAC(i int) string {
-	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", (i>>24)&0xff, (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-}
-
-// fleetHardware is hardware i; userData varies it between commits.
-func fleetHardware(i int, userData string) string {
-	s := fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Hardware
-metadata:
-  name: node-%05d
-  labels:
-    rack: r%d
-spec:
-  bmc:
-    address: 10.250.%d.%d
-    protocol: ipmi
-    credentialsRef: bmc-%05d
-  disks:
-    - device: /dev/sda
-  interfaces:
-    - dhcp:
-        arch: x86_64
-        hostname: node-%05d
-        mac: %s
-        ip:
-          address: 10.%d.%d.%d
-          netmask: 255.255.0.0
-          gateway: 10.0.0.1
-        name_servers: [1.1.1.1]
-        uefi: true
-      netboot:
-        allowPXE: true
-        allowWorkflow: true
-`, i, i%100, (i>>8)&0xff, i&0xff, i, i, fleetMAC(i), (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-	if userData != "" {
-		s += "  userData: " + userData + "\n"
-	}
-	return s
-}
 
 // benchFleet is a generated fleet repository served by git daemon, and a
 // tink-server's worth of state syncing it: a durable Badger store, a git
@@ -143,7 +50,7 @@ func newBenchFleet(b *testing.B) *benchFleet {
 	b.Helper()
 	start := time.Now()
 	f := &benchFleet{tb: b, repo: gittest.NewRepo(b)}
-	f.repo.Commit("fleet of 10,000", fleetFiles(benchHardware, benchTemplates))
+	f.repo.Commit("fleet of 10,000", schematest.Fleet(benchHardware, benchTemplates))
 	f.daemon = gittest.ServeDaemon(b, f.repo.Base)
 	b.Logf("generated and committed %d files in %s", benchHardware*2+benchTemplates, time.Since(start).Round(time.Millisecond))
 	return f
@@ -210,7 +117,7 @@ func (f *benchFleet) commitAndSync(b *testing.B, n int) (total, fetch, sync time
 	// The commit itself is the operator's work, not the server's.
 	b.StopTimer()
 	hash := f.repo.Commit(fmt.Sprintf("node-%05d: userData %d", hw, n), map[string]string{
-		fmt.Sprintf("hardware/node-%05d.yaml", hw): fleetHardware(hw, fmt.Sprintf("rev-%d", n)),
+		fmt.Sprintf("hardware/node-%05d.yaml", hw): schematest.Hardware(hw, fmt.Sprintf("rev-%d", n)),
 	})
 	select {
 	case <-f.src.Changes():

@@ -2,7 +2,6 @@ package schema_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,93 +13,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/schema/schematest"
 )
 
-// writeFleet writes a repository of nHW hardware, nT templates and nWF
-// workflows (one per hardware), shaped like a real fleet's files.
+// writeFleet writes schematest.Fleet(nHW, nT) into dir.
 func writeFleet(tb testing.TB, dir string, nHW, nT int) {
 	tb.Helper()
-	for _, d := range []string{"hardware", "templates", "workflows"} {
-		require.NoError(tb, os.MkdirAll(filepath.Join(dir, d), 0o755))
-	}
-	for t := 0; t < nT; t++ {
-		tmpl := fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Template
-metadata:
-  name: tmpl-%03d
-spec:
-  data: |
-    version: "0.1"
-    name: tmpl-%03d
-    global_timeout: 3600
-    tasks:
-      - name: os-installation
-        worker: "{{.device_1}}"
-        volumes:
-          - /dev:/dev
-        actions:
-          - name: stream-image
-            image: quay.io/tinkerbell/actions/image2disk:v1.0.0
-            timeout: 600
-            environment:
-              DEST_DISK: {{ index .Hardware.Disks 0 }}
-              IMG_URL: http://10.0.0.2/image-%03d.raw.gz
-              COMPRESSED: true
-          - name: write-config
-            image: quay.io/tinkerbell/actions/writefile:v1.0.0
-            timeout: 90
-            environment:
-              DEST_DISK: {{ formatPartition (index .Hardware.Disks 0) 1 }}
-              MODE: 0644
-`, t, t, t)
-		require.NoError(tb, os.WriteFile(filepath.Join(dir, "templates", fmt.Sprintf("tmpl-%03d.yaml", t)), []byte(tmpl), 0o644))
-	}
-	for i := 0; i < nHW; i++ {
-		mac := fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", (i>>24)&0xff, (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-		ip := fmt.Sprintf("10.%d.%d.%d", (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-		hw := fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Hardware
-metadata:
-  name: node-%05d
-  labels:
-    rack: r%d
-spec:
-  bmc:
-    address: 10.250.%d.%d
-    protocol: ipmi
-    credentialsRef: bmc-%05d
-  disks:
-    - device: /dev/sda
-  interfaces:
-    - dhcp:
-        arch: x86_64
-        hostname: node-%05d
-        mac: %s
-        ip:
-          address: %s
-          netmask: 255.255.0.0
-          gateway: 10.0.0.1
-        name_servers: [1.1.1.1]
-        uefi: true
-      netboot:
-        allowPXE: true
-        allowWorkflow: true
-`, i, i%100, (i>>8)&0xff, i&0xff, i, i, mac, ip)
-		require.NoError(tb, os.WriteFile(filepath.Join(dir, "hardware", fmt.Sprintf("node-%05d.yaml", i)), []byte(hw), 0o644))
-		wf := fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Workflow
-metadata:
-  name: wf-%05d
-spec:
-  templateRef: tmpl-%03d
-  hardwareRef: node-%05d
-  hardwareMap:
-    device_1: %s
-  bootOptions:
-    toggleAllowNetboot: true
-    bootMode: netboot
-`, i, i%nT, i, mac)
-		require.NoError(tb, os.WriteFile(filepath.Join(dir, "workflows", fmt.Sprintf("wf-%05d.yaml", i)), []byte(wf), 0o644))
+	for name, content := range schematest.Fleet(nHW, nT) {
+		p := filepath.Join(dir, name)
+		require.NoError(tb, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(tb, os.WriteFile(p, []byte(content), 0o644))
 	}
 }
 

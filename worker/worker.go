@@ -15,38 +15,16 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tinkops/tinkops/api/client"
 )
 
-// Action is an action handed to this machine, as the server sends it.
-type Action struct {
-	Namespace   string            `json:"namespace,omitempty"`
-	Workflow    string            `json:"workflow"`
-	Run         int               `json:"run"`
-	Task        string            `json:"task"`
-	Action      int               `json:"action"`
-	Attempt     int               `json:"attempt"`
-	Name        string            `json:"name"`
-	Image       string            `json:"image"`
-	Command     []string          `json:"command,omitempty"`
-	Environment map[string]string `json:"environment,omitempty"`
-	Volumes     []string          `json:"volumes,omitempty"`
-	Pid         string            `json:"pid,omitempty"`
-	Timeout     int64             `json:"timeout,omitempty"`
-	Background  bool              `json:"background,omitempty"`
-}
+// Action is an action handed to this machine, as the server sends it; the
+// API's wire type, so worker and server cannot drift apart.
+type Action = client.WorkerAction
 
 // Report is what the worker says about an action.
-type Report struct {
-	Namespace string    `json:"namespace,omitempty"`
-	Workflow  string    `json:"workflow"`
-	Run       int       `json:"run"`
-	Action    int       `json:"action"`
-	Attempt   int       `json:"attempt"`
-	State     string    `json:"state"` // RUNNING, SUCCESS, FAILED, TIMEOUT
-	Message   string    `json:"message,omitempty"`
-	Started   time.Time `json:"started,omitzero"`
-	Finished  time.Time `json:"finished,omitzero"`
-}
+type Report = client.WorkerReport
 
 // Server is the part of the API a worker speaks.
 type Server interface {

@@ -15,60 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/gitsource/gittest"
+	"github.com/tinkops/tinkops/schema/schematest"
 	"github.com/tinkops/tinkops/state"
 )
-
-// webhookFleet is a fleet of n machines with a workflow each (no boot
-// options: the benchmark has no BMCs to talk to).
-func webhookFleet(n int) map[string]string {
-	files := map[string]string{"templates/provision.yaml": `version: "0.1"
-name: provision
-global_timeout: 3600
-tasks:
-  - name: os-installation
-    worker: "{{.device_1}}"
-    volumes: [/dev:/dev]
-    actions:
-      - name: stream-image
-        image: quay.io/tinkerbell/actions/image2disk:v1.0.0
-        timeout: 600
-        environment:
-          DEST_DISK: {{ index .Hardware.Disks 0 }}
-          IMG_URL: http://10.0.0.2/image.raw.gz
-`}
-	for i := 0; i < n; i++ {
-		files[fmt.Sprintf("hardware/node-%05d.yaml", i)] = webhookHardware(i, 0)
-		files[fmt.Sprintf("workflows/wf-%05d.yaml", i)] = fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Workflow
-metadata: {name: wf-%05d}
-spec:
-  templateRef: provision
-  hardwareRef: node-%05d
-  hardwareMap: {device_1: "%s"}
-`, i, i, webhookMAC(i))
-	}
-	return files
-}
-
-func webhookMAC(i int) string {
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-}
-
-func webhookHardware(i, rev int) string {
-	return fmt.Sprintf(`apiVersion: tinkerbell.org/v1alpha1
-kind: Hardware
-metadata: {name: node-%05d, labels: {rack: r%d}}
-spec:
-  disks: [{device: /dev/sda}]
-  userData: "rev %d"
-  interfaces:
-    - dhcp:
-        mac: "%s"
-        hostname: node-%05d
-        ip: {address: 10.%d.%d.%d, netmask: 255.255.0.0, gateway: 10.0.0.1}
-      netboot: {allowPXE: true, allowWorkflow: true}
-`, i, i%100, rev, webhookMAC(i), i, (i>>16)&0xff, (i>>8)&0xff, i&0xff)
-}
 
 // BenchmarkWebhookToApplied measures issue 5's (c): tink-server (the real
 // Main: durable store, git source, reconcile loop, workflow engine, API)
@@ -82,7 +31,7 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 	const secret = "bench-hook-secret"
 	ctx := context.Background()
 	repo := gittest.NewRepo(b)
-	first := repo.Commit("fleet", webhookFleet(machines))
+	first := repo.Commit("fleet", schematest.Fleet(machines, 100))
 	daemon := gittest.ServeDaemon(b, repo.Base)
 	m := MustRunMain(b, daemon.URL+repo.Name, "--poll-interval", "1h", "--webhook-secret", secret)
 	require.Eventually(b, func() bool {
@@ -119,7 +68,7 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 			commits++
 			hw := (commits * 7919) % machines
 			hash := repo.Commit(fmt.Sprintf("node-%05d: userData", hw), map[string]string{
-				fmt.Sprintf("hardware/node-%05d.yaml", hw): webhookHardware(hw, commits),
+				fmt.Sprintf("hardware/node-%05d.yaml", hw): schematest.Hardware(hw, fmt.Sprintf("rev-%d", commits)),
 			})
 			rev := "main@sha1:" + hash
 			w, err := m.Store.Watch(ctx, 0, state.EventFilter{Types: []state.EventType{state.EventSync, state.EventError}})

@@ -128,18 +128,11 @@ func waitForEngine(ctx context.Context, d *worker.Docker, log *slog.Logger) erro
 type apiServer struct{ c *client.Client }
 
 func (s apiServer) Next(ctx context.Context, id string, wait time.Duration) (*worker.Action, error) {
-	a, err := s.c.NextAction(ctx, id, wait)
-	if err != nil || a == nil {
-		return nil, err
-	}
-	return &worker.Action{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Task: a.Task, Action: a.Action, Attempt: a.Attempt,
-		Name: a.Name, Image: a.Image, Command: a.Command, Environment: a.Environment, Volumes: a.Volumes, Pid: a.Pid,
-		Timeout: a.Timeout, Background: a.Background}, nil
+	return s.c.NextAction(ctx, id, wait)
 }
 
 func (s apiServer) Report(ctx context.Context, id string, r worker.Report) error {
-	return s.c.ReportAction(ctx, id, client.WorkerReport{Namespace: r.Namespace, Workflow: r.Workflow, Run: r.Run, Action: r.Action,
-		Attempt: r.Attempt, State: r.State, Message: r.Message, Started: r.Started, Finished: r.Finished})
+	return s.c.ReportAction(ctx, id, r)
 }
 
 // Rejected: the server refused the report for good (409) or it can never
