@@ -201,15 +201,13 @@ func TestGit_ForcePush(t *testing.T) {
 	repo.SetBranch(a)
 	c := repo.Commit("c", map[string]string{"f.yaml": "v: c\n", "g.yaml": "g: 1\n"})
 	g.Trigger()
-	snap = waitChange(t, g, 5*time.Second)
-	require.Equal(t, "main@sha1:"+c, snap.Revision)
+	snap = waitRevision(t, g, "main@sha1:"+c, 5*time.Second)
 	require.Equal(t, "v: c\n", readAll(t, snap, "f.yaml"))
 
 	// The branch moves back to a, which the shallow cache never held.
 	repo.SetBranch(a)
 	g.Trigger()
-	snap = waitChange(t, g, 5*time.Second)
-	require.Equal(t, "main@sha1:"+a, snap.Revision)
+	snap = waitRevision(t, g, "main@sha1:"+a, 5*time.Second)
 	require.Equal(t, "v: a\n", readAll(t, snap, "f.yaml"))
 	require.Len(t, snap.Files, 1)
 	fetches := g.Status().Fetches
@@ -217,8 +215,7 @@ func TestGit_ForcePush(t *testing.T) {
 	// And forward again to c, which the cache holds: no fetch.
 	repo.SetBranch(c)
 	g.Trigger()
-	snap = waitChange(t, g, 5*time.Second)
-	require.Equal(t, "main@sha1:"+c, snap.Revision)
+	waitRevision(t, g, "main@sha1:"+c, 5*time.Second)
 	require.Equal(t, fetches, g.Status().Fetches)
 }
 

@@ -162,6 +162,20 @@ func waitChange(tb testing.TB, src gitsource.Source, within time.Duration) *gits
 	return snap
 }
 
+// waitRevision waits until the source announces rev. A Run started just
+// before the test moves the branch may first announce a state on the way
+// there (each push is a revision of its own), which is not a failure.
+func waitRevision(tb testing.TB, src gitsource.Source, rev string, within time.Duration) *gitsource.Snapshot {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		snap := waitChange(tb, src, time.Until(deadline))
+		if snap.Revision == rev {
+			return snap
+		}
+	}
+}
+
 // noChange asserts the source announces nothing for a while.
 func noChange(tb testing.TB, src gitsource.Source, within time.Duration) {
 	tb.Helper()
