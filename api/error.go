@@ -19,8 +19,9 @@ const (
 	// ETOOLARGE: the request body exceeds the server's limit.
 	ETOOLARGE = "too_large"
 	// EUNAVAILABLE: the server cannot do this now or at all in this
-	// configuration (not ready yet, no workflow engine); retry later.
-	EUNAVAILABLE = "unavailable"
+	// configuration (not ready yet, no workflow engine, a Git remote or
+	// BMC that does not answer); retry later.
+	EUNAVAILABLE = state.EUNAVAILABLE
 	// EMETHOD: the path exists but not with this method.
 	EMETHOD = "method_not_allowed"
 )

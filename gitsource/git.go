@@ -373,11 +373,23 @@ var (
 )
 
 func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred credentials, want plumbing.Hash) (*Snapshot, plumbing.Hash, error) {
-	got := want
-	if _, err := repo.Storer.EncodedObject(plumbing.AnyObject, want); err != nil {
-		if err := g.fetch(ctx, repo, cred, want); err != nil {
+	if _, err := repo.Storer.EncodedObject(plumbing.AnyObject, want); err == nil {
+		return g.snapshotOf(repo, want)
+	}
+	// Incremental first when the cache holds the commit fetched last: go-git
+	// then sends that commit as a "have" and the server sends only what
+	// changed since (one blob and its trees for a one-file commit), where a
+	// depth-1 fetch sends the whole tree again. The server takes the have
+	// to mean its whole history, which a shallow cache does not hold: when
+	// the new commit needs an object from beyond the cache's horizon (a
+	// branch moved back, a file reverted to an old version), it is missing,
+	// and a depth-1 fetch of the same commit completes the cache.
+	incremental := g.kind != "commit" && g.holdsLocalRef(repo)
+	for {
+		if err := g.fetch(ctx, repo, cred, want, incremental); err != nil {
 			return nil, plumbing.ZeroHash, err
 		}
+		got := want
 		if g.kind != "commit" {
 			// The ref may have moved on since ls-remote; follow it.
 			ref, err := repo.Storer.Reference(g.localRefName())
@@ -386,7 +398,19 @@ func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred cred
 			}
 			got = ref.Hash()
 		}
+		snap, got, err := g.snapshotOf(repo, got)
+		if incremental && errors.Is(err, plumbing.ErrObjectNotFound) {
+			g.log.Debug("incremental fetch left objects out; fetching the commit at depth 1", "revision", got)
+			incremental = false
+			continue
+		}
+		return snap, got, err
 	}
+}
+
+// snapshotOf builds the snapshot of a commit (or an annotated tag) the
+// cache holds.
+func (g *Git) snapshotOf(repo *git.Repository, got plumbing.Hash) (*Snapshot, plumbing.Hash, error) {
 	commit, err := peelToCommit(repo.Storer, got)
 	if err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("read %s %s at %s: %w", g.kind, g.name, got, err)
@@ -398,8 +422,9 @@ func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred cred
 	return snap, got, nil
 }
 
-// fetch fetches the ref (or the pinned commit) at depth 1 into the cache.
-func (g *Git) fetch(ctx context.Context, repo *git.Repository, cred credentials, want plumbing.Hash) error {
+// fetch fetches the ref (or the pinned commit) into the cache: at depth 1,
+// or incrementally from the commit the cache holds.
+func (g *Git) fetch(ctx context.Context, repo *git.Repository, cred credentials, want plumbing.Hash, incremental bool) error {
 	var spec string
 	switch g.kind {
 	case "commit":
@@ -417,6 +442,11 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository, cred credentials,
 		Auth:       cred.method,
 		CABundle:   cred.ca,
 	}
+	if incremental {
+		// A force-push to unrelated history costs that history's download
+		// once, within the fetch deadline.
+		opts.Depth = 0
+	}
 	err := g.fetchOnce(ctx, repo, opts)
 	if g.kind == "commit" && errors.Is(err, git.ErrExactSHA1NotSupported) {
 		// The server serves only what refs point at: fetch every branch
@@ -433,6 +463,17 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository, cred credentials,
 		return fmt.Errorf("fetch %s: commit %s is not on any branch: %w", g.display, g.name, err)
 	}
 	return nil
+}
+
+// holdsLocalRef reports whether the cache holds the commit its local ref
+// names: the starting point of an incremental fetch.
+func (g *Git) holdsLocalRef(repo *git.Repository) bool {
+	ref, err := repo.Storer.Reference(g.localRefName())
+	if err != nil {
+		return false
+	}
+	_, err = peelToCommit(repo.Storer, ref.Hash())
+	return err == nil
 }
 
 func (g *Git) fetchOnce(ctx context.Context, repo *git.Repository, opts *git.FetchOptions) error {

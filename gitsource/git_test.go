@@ -2,7 +2,9 @@ package gitsource_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -484,4 +486,68 @@ func TestGit_RunOnce(t *testing.T) {
 	runSource(t, g)
 	eventually(t, 5*time.Second, func() bool { return g.Status().Revision != "" }, "first sync")
 	require.ErrorContains(t, g.Run(context.Background()), "already running")
+}
+
+// TestGit_IncrementalFetch shows that a one-file commit fetches one file,
+// not the tree again, and that a commit needing an object from beyond the
+// shallow cache's horizon (a file reverted to an old version) still reads
+// right.
+func TestGit_IncrementalFetch(t *testing.T) {
+	t.Parallel()
+	repo := gittest.NewRepo(t)
+	files := map[string]string{}
+	for i := range 300 {
+		// About a kilobyte that does not compress, as real hardware files.
+		var b strings.Builder
+		fmt.Fprintf(&b, "name: n%03d\n", i)
+		for j := range 16 {
+			fmt.Fprintf(&b, "k%d: %x\n", j, sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(j)}))
+		}
+		files[fmt.Sprintf("hardware/n%03d.yaml", i)] = b.String()
+	}
+	files["f.yaml"] = "v: old\n"
+	repo.Commit("fleet", files)
+	second := repo.Commit("f changes", map[string]string{"f.yaml": "v: new\n"})
+	d := gittest.ServeDaemon(t, repo.Base)
+	cache := t.TempDir()
+	g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name, CacheDir: cache})
+	snap, err := g.Snapshot(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "main@sha1:"+second, snap.Revision)
+	first := newestPackSize(t, cache)
+	runSource(t, g)
+
+	third := repo.Commit("one file", map[string]string{"hardware/n007.yaml": "name: n007\nserial: changed\n"})
+	g.Trigger()
+	snap = waitRevision(t, g, "main@sha1:"+third, 5*time.Second)
+	require.Equal(t, "name: n007\nserial: changed\n", readAll(t, snap, "hardware/n007.yaml"))
+	incr := newestPackSize(t, cache)
+	require.Less(t, incr*20, first, "a one-file commit fetched %d bytes; the first fetch took %d", incr, first)
+
+	// f.yaml goes back to the content of the first commit, which the
+	// depth-1 cache never held but the server believes it has.
+	fourth := repo.Commit("revert f", map[string]string{"f.yaml": "v: old\n"})
+	g.Trigger()
+	snap = waitRevision(t, g, "main@sha1:"+fourth, 5*time.Second)
+	require.Equal(t, "v: old\n", readAll(t, snap, "f.yaml"))
+	require.Len(t, snap.Files, 301)
+}
+
+// newestPackSize is the size of the pack a fetch wrote last into a cache.
+func newestPackSize(tb testing.TB, cache string) int64 {
+	tb.Helper()
+	var newest os.FileInfo
+	err := filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".pack") {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil && (newest == nil || fi.ModTime().After(newest.ModTime())) {
+			newest = fi
+		}
+		return err
+	})
+	require.NoError(tb, err)
+	require.NotNil(tb, newest, "no pack in %s", cache)
+	return newest.Size()
 }

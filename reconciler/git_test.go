@@ -73,6 +73,12 @@ func TestGitScenario(t *testing.T) {
 	status := src.Status()
 	require.NotEmpty(t, status.LastError)
 	require.Equal(t, rev(good), status.Revision, "the last snapshot stays")
+	// Sync now says the remote does not answer: unavailable, not internal.
+	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
+	err = loop.Sync(syncCtx)
+	syncCancel()
+	require.Equal(t, state.EUNAVAILABLE, state.ErrorCode(err), "%v", err)
+	require.Contains(t, state.ErrorMessage(err), "fetch ")
 
 	// Back: a new commit is applied.
 	daemon.Restart(t)

@@ -117,7 +117,7 @@ func (l *Loop) fetchNow(ctx context.Context) error {
 			return nil
 		}
 		if st.LastErrorTime.After(start) {
-			return state.Errorf(state.EINTERNAL, "fetch %s: %s", st.Source, st.LastError)
+			return state.Errorf(state.EUNAVAILABLE, "fetch %s: %s", st.Source, st.LastError)
 		}
 		select {
 		case <-ctx.Done():

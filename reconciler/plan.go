@@ -138,6 +138,19 @@ func kindOrder(kind string) int {
 	return 4
 }
 
+// forRepository returns the options a repository's tink.cue asks for: its
+// prune block, when present, overrides the server's prune settings.
+func (o Options) forRepository(cfg *schema.Config) Options {
+	if cfg == nil || cfg.Prune == nil {
+		return o
+	}
+	o.Prune = cfg.Prune.Enabled
+	if cfg.Prune.MaxShare > 0 {
+		o.MaxPruneShare = cfg.Prune.MaxShare
+	}
+	return o
+}
+
 // MakePlan compares the desired set (a validated repository at revision)
 // with what the store holds.
 func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*Plan, error) {
@@ -145,7 +158,7 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 	if err != nil {
 		return nil, err
 	}
-	return makePlan(set, desired, revision, actual, opts), nil
+	return makePlan(set, desired, revision, actual, opts.forRepository(set.Config)), nil
 }
 
 // makePlan is MakePlan with the desired objects in their stored form

@@ -109,6 +109,7 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if err != nil {
 		return nil, nil, err
 	}
+	opts := r.opts.forRepository(set.Config)
 	var actual Actual
 	var need runNeeds
 	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
@@ -116,7 +117,7 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 		for _, o := range objects {
 			actual.Objects = append(actual.Objects, o)
 		}
-		need = needsRuns(desired, objects, r.opts)
+		need = needsRuns(desired, objects, opts)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -124,7 +125,7 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
 		return nil, nil, err
 	}
-	return makePlan(set, desired, snap.Revision, actual, r.opts), nil, nil
+	return makePlan(set, desired, snap.Revision, actual, opts), nil, nil
 }
 
 // apply writes a batch of the reconciler's and keeps the mirror of the

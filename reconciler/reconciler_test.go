@@ -304,3 +304,55 @@ func TestOverride(t *testing.T) {
 	require.Contains(t, string(hw.Spec), "10.0.1.1\"")
 	require.Contains(t, string(hw.Spec), "10.0.0.50")
 }
+
+// TestPruneFromTinkCue: a repository opts in to prune in its tink.cue
+// (the server's --prune off), sets its own guard share, and opts out again.
+func TestPruneFromTinkCue(t *testing.T) {
+	ctx := context.Background()
+	st := MustOpenStore(t)
+	r := reconciler.New(reconciler.Config{Store: st}) // the server's prune is off
+	v1 := repo(4)
+	sync(t, r, "r1", v1)
+	for _, wf := range []string{"wf-node-01", "wf-node-02", "wf-node-03", "wf-node-04"} {
+		run, err := st.GetRun(ctx, state.RunKey{Workflow: wf, Number: 1})
+		require.NoError(t, err)
+		run.State = state.RunSuccess
+		_, err = st.PutRun(ctx, state.ActorReconciler, run)
+		require.NoError(t, err)
+	}
+
+	// prune on, at most 20% of 9 objects per commit: deleting node-04 and
+	// its workflow (2 of 9, 22%) is refused.
+	gone := clone(v1)
+	delete(gone, "hardware/node-04.yaml")
+	delete(gone, "workflows/node-04.yaml")
+	gone["tink.cue"] = &fstest.MapFile{Data: []byte("prune: {enabled: true, maxShare: 0.2}\n")}
+	out := sync(t, r, "r2", gone)
+	require.False(t, out.Applied)
+	require.Contains(t, out.Plan.Blocked, "the plan deletes 2 of 9 Git-managed objects, more than 20%")
+
+	// The repository raises its guard: both go.
+	gone["tink.cue"] = &fstest.MapFile{Data: []byte("prune: {enabled: true, maxShare: 0.5}\n")}
+	out = sync(t, r, "r3", gone)
+	require.True(t, out.Applied, "%v", out.Plan.Blocked)
+	require.Contains(t, out.Plan.Consequences(), "hardware node-04 will be removed (prune)")
+	_, err := st.GetObject(ctx, state.ObjectKey{Kind: "Hardware", Name: "node-04"})
+	require.Equal(t, state.ENOTFOUND, state.ErrorCode(err))
+
+	// Opted out: a removed file stays on the server even with --prune on.
+	pruner := reconciler.New(reconciler.Config{Store: st, Plan: reconciler.Options{Prune: true}})
+	kept := clone(gone)
+	delete(kept, "hardware/node-03.yaml")
+	delete(kept, "workflows/node-03.yaml")
+	kept["tink.cue"] = &fstest.MapFile{Data: []byte("prune: enabled: false\n")}
+	out = sync(t, pruner, "r4", kept)
+	require.True(t, out.Applied)
+	require.Contains(t, out.Plan.Consequences(), "hardware node-03 is no longer in Git; kept because prune is off")
+
+	// A maxShare out of range is an error naming tink.cue.
+	kept["tink.cue"] = &fstest.MapFile{Data: []byte("prune: {enabled: true, maxShare: 2}\n")}
+	out = sync(t, pruner, "r5", kept)
+	require.False(t, out.Applied)
+	require.NotEmpty(t, out.Errors)
+	require.Equal(t, "tink.cue", out.Errors[0].File)
+}

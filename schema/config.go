@@ -7,6 +7,21 @@ type Config struct {
 	// Ignore lists path patterns (path.Match syntax; a trailing /** takes
 	// a whole directory) that Load skips, e.g. docs/**.
 	Ignore []string `json:"ignore,omitempty"`
+	// Prune, when set, says whether objects removed from the repository
+	// are deleted from the server; it overrides the server's --prune, so a
+	// repository opts in (or out) in a reviewed commit.
+	Prune *PruneConfig `json:"prune,omitempty"`
+}
+
+// PruneConfig is tink.cue's prune block.
+type PruneConfig struct {
+	// Enabled turns pruning on for this repository.
+	Enabled bool `json:"enabled" tink:"required"`
+	// MaxShare is the largest share (0 < share <= 1) of Git-managed
+	// objects one commit may delete before the plan is refused; 0 keeps
+	// the server's default (0.5). A mistaken `git rm -r hardware/` must not
+	// wipe the inventory.
+	MaxShare float64 `json:"maxShare,omitempty"`
 }
 
 // ConfigDefaults are values objects inherit.

@@ -19,6 +19,10 @@ const (
 	ECONFLICT = "conflict"
 	// EUNAUTHORIZED: the caller may not do this.
 	EUNAUTHORIZED = "unauthorized"
+	// EUNAVAILABLE: something the server depends on does not answer now
+	// (the Git remote, a BMC), or the server cannot do this in its
+	// configuration. Retry later; the message names what failed.
+	EUNAVAILABLE = "unavailable"
 	// EINTERNAL: the server failed (I/O, a damaged directory, a bug). The
 	// message is for operators and logs.
 	EINTERNAL = "internal"
