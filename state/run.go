@@ -94,6 +94,15 @@ type WorkflowRun struct {
 	// Reason explains the last transition of State.
 	Reason string `json:"reason,omitempty"`
 
+	// AllowPXE is the netboot permission the run gives its hardware when
+	// its workflow sets bootOptions.toggleAllowNetboot: true from the start
+	// of the run, false once it succeeds (so the machine does not install
+	// again on its next boot), still true after a failure (so it can be
+	// retried); nil when the run does not toggle it. It is runtime state,
+	// not the declared spec: DHCP and iPXE services read it through
+	// /v1/hardware.
+	AllowPXE *bool `json:"allowPXE,omitempty"`
+
 	// ResourceVersion works as for Object: assigned on every write, and on
 	// input 0 means "create" and anything else "must still be at this
 	// version".

@@ -35,6 +35,17 @@ type Preparer interface {
 	Prepare(ctx context.Context, run *state.WorkflowRun, wf *schema.Workflow, hw *schema.Hardware) error
 }
 
+// Finisher undoes a run's boot actions once the run has ended (eject the
+// virtual media, run customboot's post actions). A Preparer that also
+// implements it is called for every ended run whose workflow has
+// bootOptions.
+type Finisher interface {
+	Finish(ctx context.Context, run *state.WorkflowRun, wf *schema.Workflow, hw *schema.Hardware) error
+}
+
+// finishTimeout bounds the after-run BMC actions of one run.
+const finishTimeout = 2 * time.Minute
+
 // Config configures an Engine.
 type Config struct {
 	Store  state.Store
@@ -73,6 +84,9 @@ type Engine struct {
 
 	preparing map[state.RunKey]bool // boot actions in flight
 	wg        sync.WaitGroup        // goroutines doing boot actions
+	// runCtx is Run's context: boot actions after a run ends belong to the
+	// engine, not to the request whose report ended the run.
+	runCtx context.Context
 
 	macMu    sync.Mutex
 	macs     map[string]state.ObjectKey // MAC -> hardware, rebuilt on a miss
@@ -117,6 +131,9 @@ func New(cfg Config) *Engine {
 // Run loads the active runs, then starts waiting runs and enforces
 // deadlines until ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.mu.Unlock()
 	if err := e.load(ctx); err != nil {
 		return err
 	}
@@ -480,6 +497,9 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 			r.Deadline = now.Add(time.Duration(doc.GlobalTimeout) * time.Second)
 		}
 		r.Template, r.Hardware = wf.Spec.TemplateRef, wf.Spec.HardwareRef
+		if b := wf.Spec.BootOptions; b != nil && b.ToggleAllowNetboot {
+			r.AllowPXE = new(true)
+		}
 		r.State, r.Reason = state.RunRunning, fmt.Sprintf("started: template %s rendered for %s, %d actions", t.Metadata.Name, hw.Metadata.Name, len(r.Actions))
 		if len(r.Actions) == 0 {
 			finish(r, state.RunSuccess, "the template has no actions", now)
@@ -619,6 +639,12 @@ func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor stat
 	if !write {
 		return cur, nil
 	}
+	if next.State == state.RunSuccess && next.AllowPXE != nil && *next.AllowPXE {
+		// toggleAllowNetboot: a machine that installed must not install
+		// again on its next boot.
+		next.AllowPXE = new(false)
+		next.Reason += "; PXE no longer allowed"
+	}
 	written, err := e.store.PutRun(ctx, actor, next)
 	if err != nil {
 		if state.ErrorCode(err) == state.ECONFLICT {
@@ -639,7 +665,48 @@ func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor stat
 	}
 	e.mu.Unlock()
 	e.notify(hwKey(written.Namespace, written.Hardware))
+	if written.State.Terminal() && !cur.State.Terminal() {
+		e.finish(written.Key())
+	}
 	return written, nil
+}
+
+// finish runs the after-run boot actions of an ended run in a goroutine the
+// engine owns; a failure is logged and an event (it does not change how
+// the run ended).
+func (e *Engine) finish(key state.RunKey) {
+	f, ok := e.prep.(Finisher)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	base := e.runCtx
+	e.mu.Unlock()
+	if base == nil || base.Err() != nil {
+		return // not running (or stopping): nothing owns the goroutine
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(base, finishTimeout)
+		defer cancel()
+		run, err := e.store.GetRun(ctx, key)
+		if err != nil {
+			e.log.Error("after-run boot actions: read run", "run", key, "err", err)
+			return
+		}
+		wf, _, hw, err := e.inputs(ctx, run)
+		if err != nil {
+			e.log.Warn("after-run boot actions skipped", "run", key, "err", err)
+			return
+		}
+		if !needsBoot(wf) {
+			return
+		}
+		if err := f.Finish(ctx, run, wf, hw); err != nil {
+			e.log.Warn("after-run boot actions failed", "run", key, "workflow", run.Workflow, "hardware", run.Hardware, "err", err)
+		}
+	}()
 }
 
 func cloneRun(r *state.WorkflowRun) *state.WorkflowRun {
