@@ -145,7 +145,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		{"admin", s.Tokens["admin"], api.RoleAdmin},
 	}
 	routes := s.API.Routes()
-	require.Len(t, routes, 30)
+	require.Len(t, routes, 32)
 	for _, cred := range credentials {
 		for _, rt := range routes {
 			path := rt.Path
@@ -196,9 +196,10 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 			"GET /v1/status": api.RoleViewer, "POST /v1/sync": api.RoleOperator,
 			"POST /v1/suspend": api.RoleAdmin, "POST /v1/resume": api.RoleAdmin, "GET /v1/events": api.RoleViewer,
 			"GET /v1/workflows/:name/events": api.RoleViewer, "POST /v1/workflows/:name/retry": api.RoleOperator,
-			"POST /v1/workflows/:name/cancel":  api.RoleOperator,
-			"POST /v1/webhooks/git":            api.RolePublic,
-			"POST /v1/plan":                    api.RoleViewer,
+			"POST /v1/workflows/:name/cancel": api.RoleOperator,
+			"POST /v1/webhooks/git":           api.RolePublic,
+			"POST /v1/plan":                   api.RoleViewer,
+			"POST /v1/hardware/:name/power":   api.RoleOperator, "POST /v1/hardware/:name/bootdevice": api.RoleOperator,
 			"GET /v1/workers/:id/actions/next": api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
 		}
 		for _, res := range []string{"hardware", "templates", "workflows"} {

@@ -35,6 +35,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		return err
 	}
 	best := make(map[int]*state.WorkflowRun)
+	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
 	for _, wf := range wfs {
 		_, hw := workflowRefs(wf)
 		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
@@ -52,9 +53,22 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		if b := best[i]; b == nil || newerRun(run, b) {
 			best[i] = run
 		}
+		if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
+			pxe[i] = run
+		}
 	}
 	for i, run := range best {
 		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
+	}
+	for i, run := range pxe {
+		out[i].Status.AllowPXE = run.AllowPXE
+	}
+	if s.bmc != nil {
+		for i, o := range objs {
+			if p, ok := s.bmc.PowerStatus(o.Key()); ok {
+				out[i].Status.Power = p
+			}
+		}
 	}
 	return nil
 }

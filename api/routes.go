@@ -38,6 +38,8 @@ func (s *Server) routeTable() []route {
 		route{method: http.MethodGet, path: wf + "/events", role: RoleViewer, handle: s.handleWorkflowEvents},
 		route{method: http.MethodPost, path: wf + "/retry", role: RoleOperator, handle: s.handleRetry},
 		route{method: http.MethodPost, path: wf + "/cancel", role: RoleOperator, handle: s.handleCancel},
+		route{method: http.MethodPost, path: "/v1/hardware/:name/power", role: RoleOperator, handle: s.handlePower},
+		route{method: http.MethodPost, path: "/v1/hardware/:name/bootdevice", role: RoleOperator, handle: s.handleBootDevice},
 		route{method: http.MethodPost, path: "/v1/webhooks/git", role: RolePublic, handle: s.handleWebhook},
 		route{method: http.MethodPost, path: "/v1/plan", role: RoleViewer, handle: s.handlePlan},
 		route{method: http.MethodGet, path: "/v1/workers/:id/actions/next", role: RoleWorker, hardwareParam: "id", handle: s.handleNextAction},

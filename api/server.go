@@ -77,6 +77,9 @@ type Config struct {
 	Webhook Webhook
 	// Planner answers POST /v1/plan (tink diff); nil answers 503.
 	Planner Planner
+	// BMC serves power and boot-device overrides and the power state in
+	// hardware status; nil answers the overrides with 503.
+	BMC BMC
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -106,6 +109,7 @@ type Server struct {
 	workers   Workers
 	webhook   Webhook
 	planner   Planner
+	bmc       BMC
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -144,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 		workers:   cfg.Workers,
 		webhook:   cfg.Webhook,
 		planner:   cfg.Planner,
+		bmc:       cfg.BMC,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,

@@ -54,6 +54,7 @@ type options struct {
 	noWorkflows   bool
 	retentionKeep int
 	webhook       api.Webhook
+	bmc           api.BMC
 }
 
 // Option configures MustRunServer.
@@ -107,6 +108,9 @@ func WithWebhook(secret string, trigger func()) Option {
 	return func(o *options) { o.webhook = api.Webhook{Secret: secret, Trigger: trigger} }
 }
 
+// WithBMC serves power and boot-device overrides through b.
+func WithBMC(b api.BMC) Option { return func(o *options) { o.bmc = b } }
+
 // WithRetention keeps only the newest n events (and compacts only when the
 // test calls Store.CompactEvents).
 func WithRetention(n int) Option { return func(o *options) { o.retentionKeep = n } }
@@ -135,6 +139,7 @@ func MustRunServer(tb testing.TB, opts ...Option) *Server {
 		MaxBody:   o.maxBody,
 		KeepAlive: o.keepAlive,
 		Webhook:   o.webhook,
+		BMC:       o.bmc,
 		Planner:   reconciler.New(reconciler.Config{Store: st, Loader: s.loader}),
 	}
 	if !o.noSyncer {

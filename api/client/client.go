@@ -229,6 +229,26 @@ func (c *Client) Retry(ctx context.Context, namespace, name string, fromStart bo
 	return &out, nil
 }
 
+// Power runs a power action (on, off, cycle, reset, soft, status) on a
+// machine's BMC.
+func (c *Client) Power(ctx context.Context, namespace, name, action string) (*BMCResult, error) {
+	var out BMCResult
+	if err := c.do(ctx, http.MethodPost, objectPath(Hardware, name)+"/power", nsQuery(namespace), PowerRequest{Action: action}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// BootDevice sets a machine's next boot device (pxe, disk, cdrom, bios),
+// once or persistently.
+func (c *Client) BootDevice(ctx context.Context, namespace, name, device string, persistent bool) (*BMCResult, error) {
+	var out BMCResult
+	if err := c.do(ctx, http.MethodPost, objectPath(Hardware, name)+"/bootdevice", nsQuery(namespace), BootDeviceRequest{Device: device, Persistent: persistent}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Cancel cancels the workflow's latest run.
 func (c *Client) Cancel(ctx context.Context, namespace, name string) (*Run, error) {
 	var out Run

@@ -85,6 +85,51 @@ type ObjectStatus struct {
 	// Runtime is the runtime state the server keeps about the object (for a
 	// workflow, lastRun), as stored.
 	Runtime json.RawMessage `json:"runtime,omitempty"`
+	// AllowPXE is, for hardware, the netboot permission in effect when a
+	// run with toggleAllowNetboot set it (true during and after a failed
+	// run, false once a run succeeded); nil leaves the declared
+	// interfaces[].netboot.allowPXE in effect. DHCP and iPXE services read
+	// it here.
+	AllowPXE *bool `json:"allowPXE,omitempty"`
+	// Power is, for hardware with a BMC, the power state last read.
+	Power *PowerStatus `json:"power,omitempty"`
+}
+
+// PowerStatus is a machine's power state as its BMC last reported it.
+type PowerStatus struct {
+	// State is on, off or unknown.
+	State string `json:"state"`
+	// CheckedAt is when the BMC answered (zero if it never did).
+	CheckedAt time.Time `json:"checkedAt,omitzero"`
+	// Error is the last BMC error (a missing secret, no answer), if the
+	// last call failed.
+	Error string `json:"error,omitempty"`
+}
+
+// PowerRequest is the body of POST /v1/hardware/{name}/power.
+type PowerRequest struct {
+	// Action is on, off, cycle, reset, soft or status.
+	Action string `json:"action"`
+}
+
+// BootDeviceRequest is the body of POST /v1/hardware/{name}/bootdevice.
+type BootDeviceRequest struct {
+	// Device is pxe, disk, cdrom or bios.
+	Device string `json:"device"`
+	// Persistent keeps the device for every boot; false sets it once.
+	Persistent bool `json:"persistent,omitempty"`
+}
+
+// BMCResult is what a power or boot-device override did.
+type BMCResult struct {
+	Hardware string `json:"hardware"`
+	Action   string `json:"action"`
+	// Power is the power state after the action (on, off, unknown).
+	Power string `json:"power,omitempty"`
+	// Provider is the bmclib provider that answered (ipmitool, gofish).
+	Provider string  `json:"provider,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	Attempts int     `json:"attempts,omitempty"`
 }
 
 // Override records an API change to a Git-managed object.

@@ -15,7 +15,7 @@ func newHardwareCommand(g *globals) *cobra.Command {
 	rc := &resourceCmd{
 		g:       g,
 		res:     client.Hardware,
-		columns: []string{"NAME", "MAC", "IP", "HOSTNAME", "SOURCE", "STATE"},
+		columns: []string{"NAME", "MAC", "IP", "HOSTNAME", "SOURCE", "STATE", "POWER"},
 		row:     hardwareRow,
 	}
 	cmd := &cobra.Command{
@@ -23,7 +23,8 @@ func newHardwareCommand(g *globals) *cobra.Command {
 		Aliases: []string{"hw"},
 		Short:   "Work with hardware on tink-server",
 	}
-	cmd.AddCommand(newHardwarePushCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand())
+	cmd.AddCommand(newHardwarePushCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
+		newHardwarePowerCommand(g), newHardwareBootdevCommand(g))
 	return cmd
 }
 
@@ -77,5 +78,9 @@ func hardwareRow(o client.Object, _ time.Time) []string {
 		w := o.Status.Workflow
 		st = fmt.Sprintf("%s (%s#%d)", w.State, w.Name, w.Run)
 	}
-	return []string{o.Metadata.Name, mac, ip, host, source(o.Status), st}
+	power := ""
+	if o.Status != nil && o.Status.Power != nil {
+		power = o.Status.Power.State
+	}
+	return []string{o.Metadata.Name, mac, ip, host, source(o.Status), st, power}
 }

@@ -53,9 +53,9 @@ func TestHardwareCommands(t *testing.T) {
 		code, out, _ := tinkAt(t, s, "hardware", "list")
 		require.Equal(t, 0, code)
 		require.Equal(t, strings.Join([]string{
-			"NAME      MAC                 IP           HOSTNAME   SOURCE   STATE",
-			"node-01   52:54:00:10:00:01   10.10.1.11   node-01    api      -",
-			"node-02   52:54:00:10:00:02   10.10.1.22   node-02    api      -",
+			"NAME      MAC                 IP           HOSTNAME   SOURCE   STATE   POWER",
+			"node-01   52:54:00:10:00:01   10.10.1.11   node-01    api      -       -",
+			"node-02   52:54:00:10:00:02   10.10.1.22   node-02    api      -       -",
 		}, "\n")+"\n", out)
 
 		code, out, _ = tinkAt(t, s, "hardware", "list", "-o", "json")
@@ -72,7 +72,7 @@ func TestHardwareCommands(t *testing.T) {
 
 		code, out, _ = tinkAt(t, s, "hardware", "list", "-l", "rack=r9")
 		require.Equal(t, 0, code)
-		require.Equal(t, "NAME   MAC   IP   HOSTNAME   SOURCE   STATE\n", out)
+		require.Equal(t, "NAME   MAC   IP   HOSTNAME   SOURCE   STATE   POWER\n", out)
 	})
 
 	t.Run("Get", func(t *testing.T) {
