@@ -43,14 +43,31 @@ type Config struct {
 	// WebhookSecret enables POST /v1/webhooks/git (GitHub signature or
 	// GitLab token).
 	WebhookSecret string
+	// SecretsDir holds BMC credentials: one folder per secret with
+	// username and password files.
+	SecretsDir string
+	// BMCPollInterval reads every BMC's power state this often (0: never).
+	BMCPollInterval time.Duration
+	// BMCTimeout bounds one BMC call; BMCRetries is how often a failed
+	// call is tried again.
+	BMCTimeout time.Duration
+	BMCRetries int
+	// LogLevel and LogFormat shape the log (see newLogger).
+	LogLevel  string
+	LogFormat string
+	// Config is the YAML config file the settings were read from, if any.
+	Config string
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
 // API. Constructors do no I/O; Open does, and Close undoes it.
 type Main struct {
 	Config Config
+	// Getenv reads the environment (os.Getenv; tests replace it).
+	Getenv func(string) string
 	log    *slog.Logger
 	stdout io.Writer
+	stderr io.Writer
 
 	Store  *badger.Store
 	Source gitsource.Source
@@ -67,15 +84,19 @@ type Main struct {
 func NewMain(stdout, stderr io.Writer) *Main {
 	return &Main{
 		Config: Config{Listen: "127.0.0.1:42113", DataDir: "./tink-data", Branch: gitsource.DefaultBranch,
-			PollInterval: gitsource.DefaultPollInterval, SyncTimeout: reconciler.DefaultSyncTimeout},
+			PollInterval: gitsource.DefaultPollInterval, SyncTimeout: reconciler.DefaultSyncTimeout,
+			BMCTimeout: 15 * time.Second, BMCRetries: 3, LogLevel: "info", LogFormat: "auto"},
+		Getenv: os.Getenv,
 		log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		stdout: stdout,
+		stderr: stderr,
 	}
 }
 
 // ParseFlags reads the command line into Config.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("tink-server", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
 	c := &m.Config
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve the API on")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded state store")
@@ -92,10 +113,33 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "listen beyond loopback without API tokens (anyone who reaches the port is admin)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file (with --tls-cert)")
-	fs.StringVar(&c.WebhookSecret, "webhook-secret", os.Getenv("TINK_WEBHOOK_SECRET"), "secret shared with the Git host for POST /v1/webhooks/git (env TINK_WEBHOOK_SECRET; prefer it: arguments show in ps)")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "secret shared with the Git host for POST /v1/webhooks/git (prefer the environment variable: arguments show in ps)")
+	fs.StringVar(&c.SecretsDir, "secrets-dir", c.SecretsDir, "directory of BMC credentials: one folder per secret (credentialsRef, authSecretRef) with username and password files; read on use, so a changed secret needs no restart")
+	fs.DurationVar(&c.BMCPollInterval, "bmc-poll-interval", c.BMCPollInterval, "read every BMC's power state this often and show it in hardware status (0: off)")
+	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", c.BMCTimeout, "deadline of one BMC call")
+	fs.IntVar(&c.BMCRetries, "bmc-retries", c.BMCRetries, "how often a failed BMC call is tried again (with exponential backoff) before the action fails")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
+	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
+	withEnvUsage(fs)
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := configLayers(fs, args, getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (tink-server takes flags; subcommands: backup, restore)", fs.Arg(0))
+	}
+	log, err := newLogger(m.stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	m.log = log
 	if c.Repo == "" {
 		return errors.New("--repo is required")
 	}
@@ -104,6 +148,20 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.BMCPollInterval < 0 {
+		return fmt.Errorf("--bmc-poll-interval must not be negative, got %s", c.BMCPollInterval)
+	}
+	if c.BMCTimeout <= 0 {
+		return fmt.Errorf("--bmc-timeout must be positive, got %s", c.BMCTimeout)
+	}
+	if c.BMCRetries < 0 {
+		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
+	}
+	if c.SecretsDir != "" {
+		if fi, err := os.Stat(c.SecretsDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--secrets-dir %s is not a directory", c.SecretsDir)
+		}
 	}
 	return nil
 }
