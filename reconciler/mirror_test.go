@@ -38,7 +38,7 @@ func TestSyncNumbersRunsAfterRemainingRuns(t *testing.T) {
 	require.True(t, out.Applied)
 	require.Empty(t, out.Errors)
 	require.Equal(t, []string{"workflow wf-node-01 will start (run 3, after the runs of an earlier workflow of that name) once run 2, now RUNNING, ends: " +
-		"node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
+		"node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
 	runs := runsOf(t, st, key.Name)
 	require.Len(t, runs, 3)
 	require.Equal(t, 3, runs[2].Number)
@@ -67,7 +67,7 @@ func TestSyncNumbersRunsAfterRemainingRuns(t *testing.T) {
 	out = sync(t, r, "r3", bumped)
 	require.True(t, out.Applied)
 	require.Equal(t, []string{"workflow wf-node-01 will start (run 5, after the runs of an earlier workflow of that name): " +
-		"node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
+		"node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
 	require.Len(t, runsOf(t, st, key.Name), 5)
 }
 

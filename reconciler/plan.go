@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
@@ -186,9 +187,14 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 	// first use.
 	var workflows map[state.ObjectKey]*schema.Workflow
 	var usedBy map[state.ObjectKey][]string
+	var hardware map[state.ObjectKey]*schema.Hardware
 	index := func() {
 		if workflows != nil {
 			return
+		}
+		hardware = make(map[state.ObjectKey]*schema.Hardware, len(set.Hardware))
+		for _, h := range set.Hardware {
+			hardware[state.ObjectKey{Kind: state.KindHardware, Namespace: h.Metadata.Namespace, Name: h.Metadata.Name}] = h
 		}
 		workflows = make(map[state.ObjectKey]*schema.Workflow, len(set.Workflows))
 		usedBy = map[state.ObjectKey][]string{}
@@ -250,7 +256,9 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		switch key.Kind {
 		case state.KindWorkflow:
 			index()
-			p.planRun(&c, workflows[key], lastRun(a), actual.RunNumbers[key], activeWF[key])
+			w := workflows[key]
+			hw := hardware[state.ObjectKey{Kind: state.KindHardware, Namespace: w.Metadata.Namespace, Name: w.Spec.HardwareRef}]
+			p.planRun(&c, w, hw, lastRun(a), actual.RunNumbers[key], activeWF[key])
 		case state.KindTemplate:
 			if c.Op == OpUpdate && hasSpecChange(c.Fields) {
 				index()
@@ -338,7 +346,7 @@ func sameContent(a, b *state.Object) bool {
 // ends); a template change alone never does. last is the object's latest
 // run (from its status); stored is the highest run number in the store,
 // which is higher when runs of an earlier workflow of that name remain.
-func (p *Plan) planRun(c *Change, w *schema.Workflow, last, stored int, active *state.WorkflowRun) {
+func (p *Plan) planRun(c *Change, w *schema.Workflow, hw *schema.Hardware, last, stored int, active *state.WorkflowRun) {
 	if w == nil || c.Op == OpUnchanged {
 		return
 	}
@@ -366,7 +374,7 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, last, stored int, active *
 		Revision:  p.Revision,
 		Reason:    "declared in Git",
 	}
-	what := startSentence(w)
+	what := startSentence(w, hw)
 	switch {
 	case number == 1:
 		c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s will start: %s", w.Metadata.Name, what))
@@ -386,8 +394,9 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, last, stored int, active *
 	p.runs = append(p.runs, run)
 }
 
-// startSentence says what a run of w does to its machine.
-func startSentence(w *schema.Workflow) string {
+// startSentence says what a run of w does to its machine hwObj (nil when
+// the hardware is not declared), BMC actions included.
+func startSentence(w *schema.Workflow, hwObj *schema.Hardware) string {
 	hw := w.Spec.HardwareRef
 	actions := ""
 	if w.Rendered != nil {
@@ -403,16 +412,14 @@ func startSentence(w *schema.Workflow) string {
 	switch {
 	case b == nil || b.BootMode == "":
 		s = fmt.Sprintf("%s will %s", hw, tmpl)
-	case b.BootMode == schema.BootModeNetboot:
-		s = fmt.Sprintf("%s will be power-cycled into PXE and %s", hw, tmpl)
-	case b.BootMode == schema.BootModeISO || b.BootMode == schema.BootModeIsoboot:
-		s = fmt.Sprintf("%s will boot the ISO %s and %s", hw, b.ISOURL, tmpl)
 	default:
-		n := 0
-		if b.CustombootConfig != nil {
-			n = len(b.CustombootConfig.PreparingActions)
+		// The BMC package's own words, so the plan says exactly what
+		// Prepare will do: "node-01 will be powered off, set to PXE once,
+		// powered on".
+		s = fmt.Sprintf("%s, then %s", bmc.Describe(w, hwObj), tmpl)
+		if len(bmc.Steps(w, hwObj)) == 0 {
+			s = fmt.Sprintf("%s will %s", hw, tmpl)
 		}
-		s = fmt.Sprintf("%s will get %s, then %s", hw, plural(n, "BMC action", "BMC actions"), tmpl)
 	}
 	if b != nil && b.ToggleAllowNetboot {
 		s += "; PXE is allowed for the run and turned off once it succeeds"

@@ -96,7 +96,7 @@ func TestPlanConsequences(t *testing.T) {
 			name:    "new workflow booting an ISO",
 			desired: withFile(base, "workflows/node-01.yaml", strings.Replace(noBoot, "\n  run:", "\n  run:", 1)+"  bootOptions: {bootMode: iso, isoURL: \"http://10.0.0.2/hook.iso\"}\n"),
 			actual:  stored(t, without(base, "workflows/node-01.yaml"), map[string]int{"wf-node-02": 1}),
-			want:    []string{"workflow wf-node-01 will start: node-01 will boot the ISO http://10.0.0.2/hook.iso and run template provision (2 actions)"},
+			want:    []string{"workflow wf-node-01 will start: node-01 will be given virtual media http://10.0.0.2/hook.iso, set to CD-ROM once, power-cycled, then run template provision (2 actions)"},
 		},
 		{
 			name:    "disabled workflow",
@@ -108,7 +108,7 @@ func TestPlanConsequences(t *testing.T) {
 			name:    "spec change after the last run ended",
 			desired: withFile(base, "workflows/node-01.yaml", wf("wf-node-01", "node-01", 1, "  run: 2\n")),
 			actual:  stored(t, base, map[string]int{"wf-node-01": 1, "wf-node-02": 1}),
-			want:    []string{"workflow wf-node-01 will run again (run 2): node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
+			want:    []string{"workflow wf-node-01 will run again (run 2): node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
 			ops:     map[reconciler.Op]int{reconciler.OpUpdate: 1},
 		},
 		{
@@ -116,14 +116,14 @@ func TestPlanConsequences(t *testing.T) {
 			desired: withFile(base, "workflows/node-01.yaml", wf("wf-node-01", "node-01", 1, "  run: 2\n")),
 			actual:  stored(t, base, map[string]int{"wf-node-01": 3, "wf-node-02": 1}),
 			runs:    []*state.WorkflowRun{pending("wf-node-01", "node-01", 3)},
-			want:    []string{"workflow wf-node-01 will run again (run 4) once run 3, now RUNNING, ends: node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
+			want:    []string{"workflow wf-node-01 will run again (run 4) once run 3, now RUNNING, ends: node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
 		},
 		{
 			name:    "workflow declared again while runs of the earlier one remain",
 			desired: base,
 			actual:  stored(t, without(base, "workflows/node-01.yaml"), map[string]int{"wf-node-02": 1}),
 			numbers: map[state.ObjectKey]int{{Kind: state.KindWorkflow, Name: "wf-node-01"}: 2},
-			want:    []string{"workflow wf-node-01 will start (run 3, after the runs of an earlier workflow of that name): node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
+			want:    []string{"workflow wf-node-01 will start (run 3, after the runs of an earlier workflow of that name): node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"},
 			ops:     map[reconciler.Op]int{reconciler.OpCreate: 1},
 		},
 		{

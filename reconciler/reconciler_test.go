@@ -125,8 +125,8 @@ func TestSyncScenario(t *testing.T) {
 	require.True(t, out.Applied)
 	require.Equal(t, 5, out.Plan.Count(reconciler.OpCreate))
 	require.Equal(t, []string{
-		"workflow wf-node-01 will start: node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds",
-		"workflow wf-node-02 will start: node-02 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds",
+		"workflow wf-node-01 will start: node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds",
+		"workflow wf-node-02 will start: node-02 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds",
 	}, out.Plan.Consequences())
 	runs := runsOf(t, st, "wf-node-01")
 	require.Len(t, runs, 1)
@@ -194,7 +194,7 @@ func TestSyncScenario(t *testing.T) {
 	bump["workflows/node-01.yaml"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(wfFmt, "wf-node-01", "provision", "node-01", 1, "  run: 2\n"))}
 	out = sync(t, r, "main@sha1:5555", bump)
 	require.True(t, out.Applied)
-	require.Equal(t, []string{"workflow wf-node-01 will run again (run 2) once run 1, now PENDING, ends: node-01 will be power-cycled into PXE and run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
+	require.Equal(t, []string{"workflow wf-node-01 will run again (run 2) once run 1, now PENDING, ends: node-01 will be powered off, set to PXE once, powered on, then run template provision (2 actions); PXE is allowed for the run and turned off once it succeeds"}, out.Plan.Consequences())
 	runs = runsOf(t, st, "wf-node-01")
 	require.Len(t, runs, 2)
 	require.Equal(t, 2, runs[1].Number)

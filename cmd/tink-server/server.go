@@ -18,6 +18,7 @@ import (
 	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state/badger"
@@ -52,6 +53,9 @@ type Config struct {
 	// call is tried again.
 	BMCTimeout time.Duration
 	BMCRetries int
+	// BMCCACert is a PEM bundle of the CAs that sign Redfish BMCs'
+	// certificates (else the system's roots).
+	BMCCACert string
 	// LogLevel and LogFormat shape the log (see newLogger).
 	LogLevel  string
 	LogFormat string
@@ -73,6 +77,7 @@ type Main struct {
 	Source gitsource.Source
 	Loop   *reconciler.Loop
 	Engine *workflow.Engine
+	BMC    *bmc.Controller
 	API    *api.Server
 
 	ln     net.Listener
@@ -118,6 +123,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.BMCPollInterval, "bmc-poll-interval", c.BMCPollInterval, "read every BMC's power state this often and show it in hardware status (0: off)")
 	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", c.BMCTimeout, "deadline of one BMC call")
 	fs.IntVar(&c.BMCRetries, "bmc-retries", c.BMCRetries, "how often a failed BMC call is tried again (with exponential backoff) before the action fails")
+	fs.StringVar(&c.BMCCACert, "bmc-ca-cert", c.BMCCACert, "PEM file of the CAs that sign Redfish BMC certificates (default: the system's roots; insecureTLS on a bmc block skips the check)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
@@ -198,9 +204,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	loader := schema.NewLoader()
 	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
-	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log})
+	retries := c.BMCRetries
+	if retries == 0 {
+		retries = -1 // the flag's 0 means none; the Controller's 0 means its default
+	}
+	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: bmc.NewSecrets(c.SecretsDir), Connection: bmcConnection(m.Store),
+		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log})
+	if err != nil {
+		return fmt.Errorf("--bmc-ca-cert: %w", err)
+	}
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
-		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: prometheus.NewRegistry()})
+		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: prometheus.NewRegistry(),
+		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}})
 	if err != nil {
 		return err
 	}
@@ -214,6 +230,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.goRun("source", func() error { return m.Source.Run(runCtx) })
 	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
 	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
+	if c.BMCPollInterval > 0 {
+		m.goRun("bmc power poll", func() error {
+			m.BMC.Poll(runCtx, c.BMCPollInterval, bmcHardware(m.Store))
+			return nil
+		})
+	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
 	scheme := "http"
 	if c.TLSCert != "" {

@@ -28,7 +28,7 @@ func TestDiff(t *testing.T) {
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, out, "Plan for diff@sha256:")
 	require.Contains(t, out, ": 7 to create, 0 to update, 0 to delete, 0 unchanged")
-	require.Contains(t, out, "  - workflow provision-node-01 will start: node-01 will be power-cycled into PXE and run template basic-provision (2 actions)")
+	require.Contains(t, out, "  - workflow provision-node-01 will start: node-01 will be powered off, set to PXE once (EFI), powered on, then run template basic-provision (2 actions)")
 	require.Contains(t, out, "create Hardware/node-01 (hardware/node-01.yaml)")
 
 	code, out, _ = tinkAt(t, s, "--token", viewer, "diff", repo, "--format", "markdown", "--revision", "pr-42")

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/reconciler/bmc"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// bmcConnection resolves a hardware's BMC connection: its inline bmc block,
+// or the Rufio Machine its bmcRef names, read from the store when asked
+// (a Machine changed in Git is used by the next BMC call).
+func bmcConnection(store state.Store) func(ctx context.Context, hw *schema.Hardware) (*schema.BMCConnection, error) {
+	return func(ctx context.Context, hw *schema.Hardware) (*schema.BMCConnection, error) {
+		ref := hw.Spec.BMCRef
+		if hw.Spec.BMC != nil || ref == nil {
+			return bmc.InlineConnection(ctx, hw)
+		}
+		key := state.ObjectKey{Kind: state.KindMachine, Namespace: hw.Metadata.Namespace, Name: ref.Name}
+		o, err := store.GetObject(ctx, key)
+		if state.ErrorCode(err) == state.ENOTFOUND {
+			return nil, state.Errorf(state.EINVALID, "hardware %s: bmcRef names Machine %s, which does not exist", hw.Metadata.Name, ref.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		obj, err := reconciler.FromState(o)
+		if err != nil {
+			return nil, err
+		}
+		m, ok := obj.(*schema.Machine)
+		if !ok {
+			return nil, state.Errorf(state.EINTERNAL, "object %s is not a Machine", key)
+		}
+		conn, _ := (&schema.Set{Machines: []*schema.Machine{m}}).BMC(hw)
+		return conn, nil
+	}
+}
+
+// bmcAPI serves the API's power and boot-device overrides with the
+// Controller, reading the hardware from the store.
+type bmcAPI struct {
+	ctrl  *bmc.Controller
+	store state.Store
+}
+
+func (b bmcAPI) hardware(ctx context.Context, key state.ObjectKey) (*schema.Hardware, error) {
+	o, err := b.store.GetObject(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := reconciler.FromState(o)
+	if err != nil {
+		return nil, err
+	}
+	hw, ok := obj.(*schema.Hardware)
+	if !ok {
+		return nil, state.Errorf(state.EINTERNAL, "object %s is not hardware", key)
+	}
+	return hw, nil
+}
+
+// Power implements api.BMC.
+func (b bmcAPI) Power(ctx context.Context, actor state.Actor, key state.ObjectKey, action string) (*client.BMCResult, error) {
+	a, err := bmc.ParsePowerAction(action)
+	if err != nil {
+		return nil, err
+	}
+	hw, err := b.hardware(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.ctrl.Power(ctx, hw, a, actor)
+	if err != nil {
+		return nil, bmcError(err)
+	}
+	return bmcResult(key.Name, "power "+string(a), res), nil
+}
+
+// BootDevice implements api.BMC.
+func (b bmcAPI) BootDevice(ctx context.Context, actor state.Actor, key state.ObjectKey, device string, persistent bool) (*client.BMCResult, error) {
+	d, err := bmc.ParseBootDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	hw, err := b.hardware(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.ctrl.BootDevice(ctx, hw, d, persistent, actor)
+	if err != nil {
+		return nil, bmcError(err)
+	}
+	what := "bootdev " + string(d) + " once"
+	if persistent {
+		what = "bootdev " + string(d) + " persistent"
+	}
+	return bmcResult(key.Name, what, res), nil
+}
+
+// PowerStatus implements api.BMC.
+func (b bmcAPI) PowerStatus(key state.ObjectKey) (*client.PowerStatus, bool) {
+	st := b.ctrl.Status(key.Namespace, key.Name)
+	if st.Checked.IsZero() && st.Error == "" {
+		return nil, false
+	}
+	return &client.PowerStatus{State: string(st.Power), CheckedAt: st.Checked, Error: st.Error}, true
+}
+
+func bmcResult(hw, action string, r bmc.Result) *client.BMCResult {
+	return &client.BMCResult{Hardware: hw, Action: action, Power: string(r.Power), Provider: r.Provider, Seconds: r.Took.Seconds(), Attempts: r.Attempts}
+}
+
+// bmcError gives a BMC failure the code an API caller can act on: a BMC
+// that does not answer (or refuses the credentials) is unavailable, with
+// its message (already free of the password), not an anonymous internal
+// error; a missing secret is the hardware's configuration at fault.
+func bmcError(err error) error {
+	switch state.ErrorCode(err) {
+	case state.EINTERNAL:
+		return state.Errorf(state.EUNAVAILABLE, "%s", state.ErrorMessage(err))
+	case state.ENOTFOUND:
+		return state.Errorf(state.EINVALID, "%s", state.ErrorMessage(err))
+	}
+	return err
+}
+
+// bmcHardware lists every hardware that declares a BMC, for the power poll.
+func bmcHardware(store state.Store) func(ctx context.Context) ([]*schema.Hardware, error) {
+	return func(ctx context.Context) ([]*schema.Hardware, error) {
+		var out []*schema.Hardware
+		q := state.ObjectQuery{Kind: state.KindHardware, Limit: 1000}
+		for {
+			page, err := store.ListObjects(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range page.Objects {
+				obj, err := reconciler.FromState(o)
+				if err != nil {
+					return nil, err
+				}
+				if hw, ok := obj.(*schema.Hardware); ok && (hw.Spec.BMC != nil || hw.Spec.BMCRef != nil) {
+					out = append(out, hw)
+				}
+			}
+			if page.Continue == "" {
+				return out, nil
+			}
+			q.Continue = page.Continue
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// setCalls keeps what the BMC was told to change, dropping reads.
+func setCalls(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if strings.HasPrefix(c, "set ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestServerDrivesIPMI is the BMC path end to end against a real IPMI BMC
+// (ipmi_sim, reached by bmclib's ipmitool provider): a netboot workflow is
+// prepared (power off, PXE once, power on) before its first action, runs
+// to SUCCESS with a real worker, and takes allowPXE back; the API and the
+// CLI power the machine; a wrong password fails clearly; and the password
+// appears in no log line, event, API response or error.
+func TestServerDrivesIPMI(t *testing.T) {
+	ctx := context.Background()
+	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
+	secrets := t.TempDir()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, sim.Password)
+
+	repo := t.TempDir()
+	out := filepath.Join(t.TempDir(), "out.txt")
+	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", sim.Host, sim.Port)
+	wf := `apiVersion: tinkerbell.org/v1alpha1
+kind: Workflow
+metadata: {name: e2e}
+spec:
+  templateRef: e2e
+  hardwareRef: node-01
+  hardwareMap: {device_1: "52:54:00:00:00:01"}
+  bootOptions: {bootMode: netboot, toggleAllowNetboot: true}
+`
+	for name, content := range map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(out), "workflows/e2e.yaml": wf} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(repo, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644))
+	}
+	logs := &syncBuffer{}
+	m := NewMain(io.Discard, logs)
+	require.NoError(t, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--repo", repo,
+		"--secrets-dir", secrets, "--bmc-timeout", "5s", "--bmc-retries", "1", "--log-level", "debug", "--log-format", "json"}))
+	require.NoError(t, m.Open(ctx))
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	waitReady(t, m)
+	startWorker(t, buildWorker(t), m.Addr(), "52:54:00:00:00:01")
+
+	run := waitRun(t, m.Store, "e2e", 60*time.Second, terminal)
+	require.Equal(t, state.RunSuccess, run.State, run.Reason)
+	require.Equal(t, []string{"set power 0", "set boot pxe", "set power 1"}, setCalls(sim.Calls()), "netboot: off, PXE once, on, in that order")
+	require.False(t, *run.AllowPXE)
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, "1 /dev/sda\n2 /dev/sda\n3 /dev/sda\n4 /dev/sda\n", string(b), "the actions ran after the boot actions")
+
+	// The events tell the story: the boot actions, then the run.
+	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindHardware, Name: "node-01", Types: []state.EventType{state.EventBMC}}})
+	require.NoError(t, err)
+	require.Len(t, evs, 3, "one event per boot action")
+	require.Contains(t, evs[0].Message, "Workflow/e2e#1")
+
+	c, err := client.New("http://"+m.Addr(), "", nil)
+	require.NoError(t, err)
+	obj, err := c.Get(ctx, client.Hardware, "", "node-01")
+	require.NoError(t, err)
+	require.NotNil(t, obj.Status.AllowPXE)
+	require.False(t, *obj.Status.AllowPXE, "/v1/hardware shows PXE taken back after SUCCESS")
+
+	// An operator power-cycles the machine through the API...
+	sim.ResetCalls()
+	res, err := c.Power(ctx, "", "node-01", "cycle")
+	require.NoError(t, err)
+	require.Equal(t, "ipmitool", res.Provider)
+	require.Equal(t, "power cycle", res.Action)
+	require.Eventually(t, func() bool {
+		return strings.Join(setCalls(sim.Calls()), ",") == "set power 0,set power 1"
+	}, 10*time.Second, 50*time.Millisecond, "%v", sim.Calls())
+	// ... and reads it and sets PXE through the CLI.
+	tink := buildTink(t)
+	cli := exec.Command(tink, "--server", "http://"+m.Addr(), "hardware", "power", "node-01", "status")
+	outb, err := cli.CombinedOutput()
+	require.NoError(t, err, "%s", outb)
+	require.Regexp(t, `^hardware/node-01: power status done via ipmitool in \d+\.\d\ds; power on\n$`, string(outb))
+	outb, err = exec.Command(tink, "--server", "http://"+m.Addr(), "hardware", "bootdev", "node-01", "pxe").CombinedOutput()
+	require.NoError(t, err, "%s", outb)
+	require.Equal(t, "set boot pxe", setCalls(sim.Calls())[len(setCalls(sim.Calls()))-1])
+	obj, err = c.Get(ctx, client.Hardware, "", "node-01")
+	require.NoError(t, err)
+	require.Equal(t, "on", obj.Status.Power.State, "the last power state read is in status")
+
+	// A rotated, wrong password: unavailable, with the BMC's words, after
+	// the retries; picked up without a restart.
+	wrong := bmctest.RandomPassword()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, wrong)
+	_, err = c.Power(ctx, "", "node-01", "on")
+	require.Error(t, err)
+	var apiErr *client.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, state.EUNAVAILABLE, apiErr.Code)
+	require.Contains(t, apiErr.Message, "hardware node-01")
+	require.Contains(t, apiErr.Message, "2 attempts")
+	require.NotContains(t, apiErr.Message, wrong)
+
+	// No password anywhere.
+	all, err := m.Store.Events(ctx, state.EventQuery{Limit: 10000})
+	require.NoError(t, err)
+	var bodies strings.Builder
+	for _, e := range all {
+		bodies.WriteString(e.Message + "\n")
+	}
+	for _, path := range []string{"/v1/hardware", "/v1/hardware/node-01", "/v1/events", "/v1/status", "/v1/workflows/e2e"} {
+		resp, err := http.Get("http://" + m.Addr() + path)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		bodies.Write(b)
+	}
+	for _, pw := range []string{sim.Password, wrong} {
+		require.NotContains(t, bodies.String(), pw, "a password in an event or API response")
+		require.NotContains(t, logs.String(), pw, "a password in the log")
+	}
+	require.Contains(t, logs.String(), `"hardware":"node-01"`, "the log was captured")
+}
+
+// buildTink builds the real tink CLI.
+func buildTink(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tink")
+	out, err := exec.Command("go", "build", "-o", bin, "../tink").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
