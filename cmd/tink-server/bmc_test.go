@@ -144,6 +144,31 @@ spec:
 	require.Contains(t, apiErr.Message, "2 attempts")
 	require.NotContains(t, apiErr.Message, wrong)
 
+	// A run whose boot actions meet the wrong password fails with the
+	// BMC's words after the retries; PXE stays allowed for a retry.
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "workflows/e2e.yaml"), []byte(wf+"  run: 2\n"), 0o644))
+	var run2 *state.WorkflowRun
+	require.Eventually(t, func() bool {
+		r, err := m.Store.GetRun(ctx, state.RunKey{Workflow: "e2e", Number: 2})
+		run2 = r
+		return err == nil && r.State.Terminal()
+	}, 60*time.Second, 50*time.Millisecond, "run 2: %+v", run2)
+	require.Equal(t, state.RunFailed, run2.State)
+	require.Contains(t, run2.Reason, "boot actions failed: hardware node-01: power off failed after 2 attempts: ")
+	require.Contains(t, run2.Reason, "Unable to establish IPMI v2 / RMCP+ session")
+	require.NotContains(t, run2.Reason, wrong)
+	require.True(t, *run2.AllowPXE)
+
+	// A missing secret: a clear error naming it, on the hardware's status.
+	require.NoError(t, os.RemoveAll(filepath.Join(secrets, "bmc-node-01")))
+	_, err = c.Power(ctx, "", "node-01", "status")
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, state.EINVALID, apiErr.Code)
+	require.Contains(t, apiErr.Message, `secret "bmc-node-01" not found in secrets directory`)
+	obj, err = c.Get(ctx, client.Hardware, "", "node-01")
+	require.NoError(t, err)
+	require.Contains(t, obj.Status.Power.Error, `secret "bmc-node-01" not found`)
+
 	// No password anywhere.
 	all, err := m.Store.Events(ctx, state.EventQuery{Limit: 10000})
 	require.NoError(t, err)

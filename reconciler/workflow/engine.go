@@ -334,7 +334,7 @@ func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
 				return false, nil
 			}
 			if err != nil {
-				finish(r, state.RunFailed, "boot actions failed: "+err.Error(), e.now())
+				finish(r, state.RunFailed, "boot actions failed: "+state.ErrorMessage(err), e.now())
 				return true, nil
 			}
 			r.State, r.Reason = state.RunRunning, "boot actions done"
