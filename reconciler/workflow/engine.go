@@ -14,6 +14,7 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -334,7 +335,7 @@ func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
 				return false, nil
 			}
 			if err != nil {
-				finish(r, state.RunFailed, "boot actions failed: "+state.ErrorMessage(err), e.now())
+				finish(r, state.RunFailed, "boot actions failed: "+bmcMessage(err), e.now())
 				return true, nil
 			}
 			r.State, r.Reason = state.RunRunning, "boot actions done"
@@ -509,6 +510,17 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 		}
 		return true, nil
 	})
+}
+
+// bmcMessage is a boot action error as the run's reason shows it: a coded
+// error's message (without its code), any other error's text; the
+// Preparer keeps secrets out of both.
+func bmcMessage(err error) string {
+	var se *state.Error
+	if errors.As(err, &se) {
+		return se.Message
+	}
+	return err.Error()
 }
 
 func needsBoot(wf *schema.Workflow) bool {
