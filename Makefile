@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all build run test bench fuzz lint clean image
+.PHONY: all build run test bench fuzz lint clean image demo
 
 all: build
 
@@ -23,6 +23,12 @@ build:
 # the embedded store in ./tink-data: no other setup.
 run: build
 	$(BIN)/tink-server --repo examples/repo --data-dir ./tink-data
+
+# demo shows the whole loop on this machine: a Git repository of its own, two
+# IPMI BMC simulators, tink-server and two workers; it cleans up after itself.
+# Needs git, ipmi_sim (openipmi) and ipmitool, as make test does.
+demo: build
+	BIN=$(CURDIR)/$(BIN) bash examples/demo/demo.sh
 
 test: lint
 	$(GO) test -count=1 -timeout 15m $(PKGS)
