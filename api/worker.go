@@ -38,7 +38,18 @@ func (s *Server) handleNextAction(w http.ResponseWriter, r *http.Request, c *cal
 		}
 		wait = min(d, maxWait)
 	}
-	a, err := s.workers.Next(r.Context(), c.params.ByName("id"), wait)
+	// A shutting-down server takes no more work: its long polls end at
+	// once (no action: the worker asks again, of the next server) instead
+	// of holding the shutdown for their whole wait.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.streams, cancel)
+	defer stop()
+	a, err := s.workers.Next(ctx, c.params.ByName("id"), wait)
+	if err != nil && s.streams.Err() != nil && r.Context().Err() == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
