@@ -150,9 +150,13 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 // and publishes the snapshot. The caller holds t.syncing.
 func (d *Dir) sync(ws *watchSet) error {
 	d.t.update(func(st *Status) { st.Checks++ })
+	start := time.Now()
 	snap, err := d.read(ws)
 	now := time.Now()
 	d.t.finish(err, now)
+	if d.cfg.OnSync != nil {
+		d.cfg.OnSync(now.Sub(start), err)
+	}
 	if err != nil {
 		d.log.Warn("read failed", "err", err.Error())
 		return err

@@ -211,12 +211,16 @@ func (g *Git) credentials() (credentials, error) {
 // sync brings the latest snapshot up to date with the remote and records
 // the outcome in the status. The caller holds t.syncing.
 func (g *Git) sync(ctx context.Context) error {
+	start := time.Now()
 	err := g.syncLocked(ctx)
 	if err != nil && ctx.Err() != nil {
 		// Shutting down is not a failure of the remote.
 		return err
 	}
 	g.t.finish(err, time.Now())
+	if g.cfg.OnSync != nil {
+		g.cfg.OnSync(time.Since(start), err)
+	}
 	if err != nil {
 		g.log.Warn("sync failed", "err", err.Error())
 	}

@@ -179,6 +179,12 @@ type Config struct {
 	MaxTotalSize int64
 	// Logger receives sync events; nil discards them.
 	Logger *slog.Logger
+	// OnSync, if set, is called after every sync with how long it took and
+	// its error (nil: it worked): for Git one check of the remote and the
+	// fetch it may need, for Dir one read of the directory. A sync cut
+	// short because Run's context ended is not reported. Metrics hang
+	// here; it runs on the syncing goroutine, so it must return at once.
+	OnSync func(took time.Duration, err error)
 }
 
 // withDefaults returns c with its zero values filled in.

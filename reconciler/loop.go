@@ -30,11 +30,39 @@ type Source interface {
 // DefaultSyncTimeout bounds one sync: load, plan and apply.
 const DefaultSyncTimeout = 2 * time.Minute
 
+// SyncResult is how one sync of the Loop ended, as Loop.OnSync reports it.
+type SyncResult string
+
+// Sync results. Every sync the loop runs ends in exactly one of them.
+const (
+	// SyncApplied: the revision was applied and changed objects, runs or
+	// the revision in effect.
+	SyncApplied SyncResult = "applied"
+	// SyncUnchanged: the revision was in effect already and there was
+	// nothing to do (a restart, or an operator's "sync now").
+	SyncUnchanged SyncResult = "unchanged"
+	// SyncInvalid: the repository has errors; nothing was applied.
+	SyncInvalid SyncResult = "invalid"
+	// SyncBlocked: the plan was refused (it prunes too much); nothing was
+	// applied.
+	SyncBlocked SyncResult = "blocked"
+	// SyncFailed: there was no snapshot, or the store failed.
+	SyncFailed SyncResult = "failed"
+)
+
 // Loop runs syncs one at a time: at start, whenever the source has a new
 // revision, and when an operator asks. Suspend stops it from applying
 // anything until Resume; the suspension is kept in the store, so it
 // survives a restart.
 type Loop struct {
+	// OnSync, if set, is told how every sync the loop runs ended, the
+	// revision it synced (empty when there was no snapshot) and how long
+	// it took, snapshot included. Syncs not run (suspended, or a revision
+	// synced already) are not reported. Set it before Run; metrics hang
+	// here, and it runs on the loop's goroutine, so it must return at
+	// once.
+	OnSync func(result SyncResult, revision string, took time.Duration)
+
 	r       *Reconciler
 	src     Source
 	timeout time.Duration
@@ -173,9 +201,11 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	start := time.Now()
 	st, err := l.r.store.SyncStatus(ctx)
 	if err != nil {
 		l.r.log.Error("read sync status", "err", err)
+		l.observe(SyncFailed, "", start)
 		return err
 	}
 	if st.Suspended {
@@ -185,6 +215,7 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 	snap, err := l.src.Snapshot(ctx)
 	if err != nil {
 		l.r.log.Warn("no snapshot", "err", err)
+		l.observe(SyncFailed, "", start)
 		return fmt.Errorf("read repository: %w", err)
 	}
 	if !force && snap.Revision == l.lastSeen {
@@ -193,16 +224,31 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 	out, err := l.r.Sync(ctx, FromSnapshot(snap))
 	if err != nil {
 		l.r.log.Error("sync failed", "revision", snap.Revision, "err", err)
+		l.observe(SyncFailed, snap.Revision, start)
 		return err
 	}
 	l.lastSeen = snap.Revision
 	if len(out.Errors) > 0 {
+		l.observe(SyncInvalid, snap.Revision, start)
 		return state.Errorf(state.EINVALID, "%s has %d error(s); %s", snap.Revision, len(out.Errors), out.Errors[0].Error())
 	}
 	if out.Plan != nil && out.Plan.Blocked != "" {
+		l.observe(SyncBlocked, snap.Revision, start)
 		return state.Errorf(state.ECONFLICT, "%s", out.Plan.Blocked)
 	}
+	if out.Changed {
+		l.observe(SyncApplied, snap.Revision, start)
+	} else {
+		l.observe(SyncUnchanged, snap.Revision, start)
+	}
 	return nil
+}
+
+// observe reports a sync's result to OnSync.
+func (l *Loop) observe(res SyncResult, revision string, start time.Time) {
+	if l.OnSync != nil {
+		l.OnSync(res, revision, time.Since(start))
+	}
 }
 
 // FromSnapshot adapts a gitsource snapshot: its files keep their blob

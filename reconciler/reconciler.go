@@ -83,7 +83,11 @@ type Outcome struct {
 	Errors schema.ErrorList
 	Plan   *Plan
 	// Applied is true when the plan was written.
-	Applied  bool
+	Applied bool
+	// Changed is true when an applied sync changed something: objects,
+	// runs, or the revision in effect (a sync of the revision already in
+	// effect, with nothing to do, changes nothing).
+	Changed  bool
 	Duration time.Duration
 }
 
@@ -197,7 +201,8 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		status.LastAppliedRevision = snap.Revision
 		b := plan.batch(commit)
 		b.Sync = status
-		if !plan.Empty() || prev.LastAppliedRevision != snap.Revision || len(prev.Errors) > 0 {
+		out.Changed = !plan.Empty() || prev.LastAppliedRevision != snap.Revision || len(prev.Errors) > 0
+		if out.Changed {
 			b.Events = append(b.Events, state.Event{Type: state.EventSync, Actor: state.ActorGit, Message: syncMessage(commit, plan)})
 		}
 		if b.Empty() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,35 +9,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's concurrent log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // setCalls keeps what the BMC was told to change, dropping reads.
 func setCalls(calls []string) []string {
@@ -59,13 +40,6 @@ func setCalls(calls []string) []string {
 // appears in no log line, event, API response or error.
 func TestServerDrivesIPMI(t *testing.T) {
 	ctx := context.Background()
-	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
-	secrets := t.TempDir()
-	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, sim.Password)
-
-	repo := t.TempDir()
-	out := filepath.Join(t.TempDir(), "out.txt")
-	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", sim.Host, sim.Port)
 	wf := `apiVersion: tinkerbell.org/v1alpha1
 kind: Workflow
 metadata: {name: e2e}
@@ -75,11 +49,9 @@ spec:
   hardwareMap: {device_1: "52:54:00:00:00:01"}
   bootOptions: {bootMode: netboot, toggleAllowNetboot: true}
 `
-	for name, content := range map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(out), "workflows/e2e.yaml": wf} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(repo, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644))
-	}
-	logs := &syncBuffer{}
+	f := newIPMIFixture(t, wf)
+	sim, secrets, repo, out := f.sim, f.secrets, f.repo, f.out
+	logs := &apitest.Buffer{}
 	m := NewMain(io.Discard, logs)
 	require.NoError(t, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--repo", repo,
 		"--secrets-dir", secrets, "--bmc-timeout", "5s", "--bmc-retries", "1", "--log-level", "debug", "--log-format", "json"}))
@@ -188,6 +160,26 @@ spec:
 		require.NotContains(t, logs.String(), pw, "a password in the log")
 	}
 	require.Contains(t, logs.String(), `"hardware":"node-01"`, "the log was captured")
+}
+
+// ipmiFixture is one machine (node-01) behind a real IPMI BMC, its secret
+// in a secrets directory, and a directory repository declaring it with the
+// e2e template and a workflow.
+type ipmiFixture struct {
+	sim                *bmctest.IPMISim
+	secrets, repo, out string
+}
+
+func newIPMIFixture(t *testing.T, workflow string) *ipmiFixture {
+	t.Helper()
+	f := &ipmiFixture{sim: bmctest.StartIPMI(t, bmctest.WithPower(true)), secrets: t.TempDir(), repo: t.TempDir(), out: filepath.Join(t.TempDir(), "out.txt")}
+	bmctest.WriteSecret(t, f.secrets, schema.SecretRef{Name: "bmc-node-01"}, f.sim.User, f.sim.Password)
+	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", f.sim.Host, f.sim.Port)
+	for name, content := range map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(f.out), "workflows/e2e.yaml": workflow} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(f.repo, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(f.repo, name), []byte(content), 0o644))
+	}
+	return f
 }
 
 // buildTink builds the real tink CLI.

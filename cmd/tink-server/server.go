@@ -193,10 +193,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	met, err := m.openMetrics(ctx, reg)
+	if err != nil {
+		return err
+	}
 	m.Source, err = gitsource.New(gitsource.Config{
 		Repo: c.Repo, Branch: c.Branch, Tag: c.Tag, Commit: c.Commit, Path: c.Path,
 		PollInterval: c.PollInterval, AuthDir: c.GitAuthDir,
-		CacheDir: filepath.Join(c.DataDir, "git-cache"), Logger: m.log,
+		CacheDir: filepath.Join(c.DataDir, "git-cache"), Logger: m.log, OnSync: met.gitSynced,
 	})
 	if err != nil {
 		return fmt.Errorf("repository: %w", err)
@@ -204,18 +209,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	loader := schema.NewLoader()
 	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
+	m.Loop.OnSync = met.reconciled
 	retries := c.BMCRetries
 	if retries == 0 {
 		retries = -1 // the flag's 0 means none; the Controller's 0 means its default
 	}
 	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: bmc.NewSecrets(c.SecretsDir), Connection: bmcConnection(m.Store),
-		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log})
+		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.bmcCalled})
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
-	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC})
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
-		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: prometheus.NewRegistry(),
+		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}})
 	if err != nil {
 		return err
@@ -230,6 +236,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.goRun("source", func() error { return m.Source.Run(runCtx) })
 	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
 	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
+	m.goRun("metrics", func() error { return met.Run(runCtx) })
 	if c.BMCPollInterval > 0 {
 		m.goRun("bmc power poll", func() error {
 			m.BMC.Poll(runCtx, c.BMCPollInterval, bmcHardware(m.Store))

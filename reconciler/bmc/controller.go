@@ -67,6 +67,13 @@ type Config struct {
 	// Now stamps events and statuses; nil is time.Now. Durations are
 	// measured with the real clock.
 	Now func() time.Time
+	// OnCall, if set, is told about every operation (an override, a boot
+	// action) when it has ended, retries included: what was done, in a
+	// small fixed set of names ("power on", "bootdev pxe", "virtual media
+	// insert"; see step.label), how long it took and whether it worked.
+	// Power polls are not reported. Metrics hang here; it runs on the
+	// operation's goroutine, so it must return at once.
+	OnCall func(action string, took time.Duration, ok bool)
 }
 
 // Result is the outcome of a successful operation.
@@ -109,6 +116,7 @@ type Controller struct {
 	pollConcurrency int
 	log             *slog.Logger
 	now             func() time.Time
+	onCall          func(action string, took time.Duration, ok bool)
 
 	mu     sync.Mutex
 	status map[schema.Key]*hwStatus
@@ -140,6 +148,7 @@ func New(cfg Config) (*Controller, error) {
 		pollConcurrency: cfg.PollConcurrency,
 		log:             cfg.Log,
 		now:             cfg.Now,
+		onCall:          cfg.OnCall,
 		status:          map[schema.Key]*hwStatus{},
 		locks:           map[schema.Key]chan struct{}{},
 	}
@@ -293,6 +302,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 	}
 	res.Took = time.Since(start)
 	took := res.Took.Round(time.Millisecond)
+	c.called(st, res.Took, lastErr == nil)
 
 	if lastErr == nil {
 		c.setStatus(key, res.Power, "")
@@ -320,6 +330,30 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 	c.log.Warn("bmc "+what+" failed", "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "bmc", conn.Host,
 		"took", took, "attempts", res.Attempts, "actor", string(actor), "err", lastErr.msg)
 	return res, state.Errorf(lastErr.code, "hardware %s: %s", hwName(hw), msg)
+}
+
+// called reports an operation to OnCall.
+func (c *Controller) called(st step, took time.Duration, ok bool) {
+	if c.onCall != nil {
+		c.onCall(st.label(), took, ok)
+	}
+}
+
+// label names a step for OnCall. Unlike what, it leaves out the media URL
+// and the options, so that metrics get a small fixed set of names; the
+// power action and boot device were checked when the step was made.
+func (s step) label() string {
+	switch s.kind {
+	case stepPower:
+		return "power " + string(s.action)
+	case stepBoot:
+		return "bootdev " + string(s.dev)
+	case stepMediaInsert:
+		return "virtual media insert"
+	case stepMediaEject:
+		return "virtual media eject"
+	}
+	return "other"
 }
 
 // attemptError is a failed attempt: its message, already scrubbed of the

@@ -10,7 +10,9 @@
 // The outcome of every operation, success or final failure, is one bmc event
 // on the hardware in the state store, so "what did we do to node-07 and did it
 // work" is answered by the event log, and the last power state and BMC error
-// are kept in memory for the API (Controller.Status).
+// are kept in memory for the API (Controller.Status). Config.OnCall hears of
+// every operation too, so the server can count and time them without this
+// package knowing about metrics.
 //
 // Credentials come from the server's secrets directory (Secrets), are read
 // on every operation so that a rotated password needs no restart, and never

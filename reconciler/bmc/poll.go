@@ -94,17 +94,20 @@ func (c *Controller) pollOne(ctx context.Context, hw *schema.Hardware, conn *sch
 	}
 	defer unlock()
 	before := c.Status(key.Namespace, key.Name)
+	start := time.Now()
 	p, _, aerr := c.attempt(ctx, conn, powerStep(PowerActionStatus).do)
 	if aerr != nil {
 		if ctx.Err() != nil {
 			return // shutting down: not the BMC's fault
 		}
+		c.called(powerStep(PowerActionStatus), time.Since(start), false)
 		c.setStatus(key, "", aerr.msg)
 		if before.Error != aerr.msg {
 			c.log.Warn("bmc poll failed", "hardware", hwName(hw), "namespace", key.Namespace, "bmc", conn.Host, "err", aerr.msg)
 		}
 		return
 	}
+	c.called(powerStep(PowerActionStatus), time.Since(start), true)
 	prev := c.setStatus(key, p, "")
 	if before.Error != "" {
 		c.log.Info("bmc poll answers again", "hardware", hwName(hw), "namespace", key.Namespace, "power", string(p))

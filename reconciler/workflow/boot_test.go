@@ -2,8 +2,11 @@ package workflow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
@@ -48,7 +52,7 @@ func (b *bootRecorder) log() []string {
 
 // startBootEngine syncs one machine with a netboot workflow that toggles
 // allowPXE and runs an engine with prep until the test ends.
-func startBootEngine(t *testing.T, prep workflow.Preparer) (*badger.Store, *workflow.Engine) {
+func startBootEngine(t *testing.T, prep workflow.Preparer, log ...*slog.Logger) (*badger.Store, *workflow.Engine) {
 	t.Helper()
 	st, err := badger.Open(context.Background(), t.TempDir(), badger.Options{NoSync: true})
 	require.NoError(t, err)
@@ -68,7 +72,11 @@ spec:
 	out, err := reconciler.New(reconciler.Config{Store: st}).Sync(context.Background(), reconciler.Snapshot{Revision: "r1", FS: fsys})
 	require.NoError(t, err)
 	require.True(t, out.Applied, "%v", out.Errors)
-	e := workflow.New(workflow.Config{Store: st, Preparer: prep, Tick: 10 * time.Millisecond})
+	cfg := workflow.Config{Store: st, Preparer: prep, Tick: 10 * time.Millisecond}
+	if len(log) > 0 {
+		cfg.Log = log[0]
+	}
+	e := workflow.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
@@ -130,4 +138,45 @@ func TestBootActionsFail(t *testing.T) {
 	require.True(t, *r.AllowPXE)
 	require.Eventually(t, func() bool { return len(rec.log()) == 2 }, 5*time.Second, 5*time.Millisecond)
 	require.Equal(t, "finish wf-1#1 node-01 FAILED", rec.log()[1])
+}
+
+// logLines decodes the JSON log lines written so far.
+func logLines(t *testing.T, b *apitest.Buffer) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), "%s", line)
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestTransitionLogs: every log line about a run carries workflow, run,
+// hardware and action; run states at info, action states at debug.
+func TestTransitionLogs(t *testing.T) {
+	ctx := context.Background()
+	buf := &apitest.Buffer{}
+	st, e := startBootEngine(t, &bootRecorder{}, slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	waitRun(t, st, func(r *state.WorkflowRun) bool { return r.State == state.RunRunning })
+	a, err := e.Next(ctx, "52:54:00:00:00:01", 0)
+	require.NoError(t, err)
+	_, err = e.Report(ctx, "node-01", workflow.Report{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: state.RunFailed, Message: "disk busy"})
+	require.NoError(t, err)
+	waitRun(t, st, func(r *state.WorkflowRun) bool { return r.State == state.RunFailed })
+
+	var msgs []string
+	for _, l := range logLines(t, buf) {
+		if l["workflow"] == nil {
+			continue
+		}
+		msgs = append(msgs, l["msg"].(string))
+		require.Equal(t, "wf-1", l["workflow"], l)
+		require.EqualValues(t, 1, l["run"], l)
+		require.Equal(t, "node-01", l["hardware"], l)
+		require.Equal(t, "wipe", l["action"], l)
+	}
+	require.Contains(t, msgs, "run preparing")
+	require.Contains(t, msgs, "run running")
+	require.Contains(t, msgs, "action running")
+	require.Contains(t, msgs, "run failed")
 }

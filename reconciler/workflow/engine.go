@@ -44,6 +44,21 @@ type Finisher interface {
 	Finish(ctx context.Context, run *state.WorkflowRun, wf *schema.Workflow, hw *schema.Hardware) error
 }
 
+// Observer is told what the engine's metrics need. Its methods run on the
+// engine's hot paths (thousands of transitions a second under load), after
+// the change they report is durable: they must return at once, without
+// I/O or contended locks.
+type Observer interface {
+	// ActionEnded reports an attempt of an action that ended SUCCESS,
+	// FAILED or TIMEOUT (a failed attempt with retries left is followed
+	// by another), with the template of its run and how long the attempt
+	// took (its FinishedAt - StartedAt).
+	ActionEnded(template, action string, result state.RunState, took time.Duration)
+	// WorkerSeen reports that the worker of a hardware asked for work or
+	// reported on an action, at the engine's clock.
+	WorkerSeen(namespace, hardware string, at time.Time)
+}
+
 // finishTimeout bounds the after-run BMC actions of one run.
 const finishTimeout = 2 * time.Minute
 
@@ -57,6 +72,9 @@ type Config struct {
 	// (default 200 ms: a timeout is seen well within a second).
 	Tick     time.Duration
 	Preparer Preparer
+	// Observer is told about ended action attempts and workers seen, for
+	// metrics; nil tells nobody.
+	Observer Observer
 }
 
 // Engine runs workflow runs. Build it with New; Run drives its timers.
@@ -67,6 +85,7 @@ type Engine struct {
 	now    func() time.Time
 	tick   time.Duration
 	prep   Preparer
+	obs    Observer
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
@@ -110,7 +129,7 @@ const hardwareTTL = 2 * time.Second
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
 		byWorker:  map[string]map[state.RunKey]bool{},
 		preparing: map[state.RunKey]bool{}}
@@ -271,28 +290,38 @@ func (e *Engine) Step(ctx context.Context) {
 		key := r.Key()
 		switch {
 		case !r.Deadline.IsZero() && now.After(r.Deadline):
-			e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+			ended := -1 // the action whose attempt the timeout ends
+			run, err := e.transitionRun(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
 				if r.State != state.RunRunning || r.Deadline.IsZero() || !e.now().After(r.Deadline) {
 					return false, nil
 				}
 				if i := r.CurrentAction; i < len(r.Actions) && r.Actions[i].State == state.RunRunning {
 					a := &r.Actions[i]
 					a.State, a.FinishedAt, a.Message = state.RunTimeout, e.now(), "the run's global timeout passed"
+					ended = i
 				}
 				finish(r, state.RunTimeout, fmt.Sprintf("global timeout of %ds passed", r.GlobalTimeout), e.now())
 				return true, nil
 			})
+			if err == nil && ended >= 0 {
+				e.actionEnded(run, ended, state.RunTimeout)
+			}
 		case r.CurrentAction < len(r.Actions):
 			a := r.Actions[r.CurrentAction]
 			if a.State == state.RunRunning && !a.Deadline.IsZero() && now.After(a.Deadline) {
 				idx, attempt := r.CurrentAction, a.Attempt
-				e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+				ended := false
+				run, err := e.transitionRun(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
 					if r.State != state.RunRunning || r.CurrentAction != idx || r.Actions[idx].Attempt != attempt || r.Actions[idx].State != state.RunRunning {
 						return false, nil
 					}
 					e.endAttempt(r, state.RunTimeout, fmt.Sprintf("no report within the action's timeout of %ds", r.Actions[idx].Timeout))
+					ended = true
 					return true, nil
 				})
+				if err == nil && ended {
+					e.actionEnded(run, idx, state.RunTimeout)
+				}
 			}
 		}
 	}
@@ -608,6 +637,16 @@ func (e *Engine) endAttempt(r *state.WorkflowRun, s state.RunState, msg string) 
 	finish(r, s, fmt.Sprintf("action %s %s after %d attempt(s): %s", a.Name, strings.ToLower(string(s)), a.Attempt, msg), now)
 }
 
+// actionEnded tells the observer that the attempt of action i of run, as
+// written, ended with result.
+func (e *Engine) actionEnded(run *state.WorkflowRun, i int, result state.RunState) {
+	if e.obs == nil || run == nil || i < 0 || i >= len(run.Actions) {
+		return
+	}
+	a := &run.Actions[i]
+	e.obs.ActionEnded(run.Template, a.Name, result, max(a.FinishedAt.Sub(a.StartedAt), 0))
+}
+
 // lock returns the writer lock of one run.
 func (e *Engine) lock(key state.RunKey) *sync.Mutex {
 	e.mu.Lock()
@@ -677,10 +716,40 @@ func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor stat
 	}
 	e.mu.Unlock()
 	e.notify(hwKey(written.Namespace, written.Hardware))
+	e.logTransition(cur, written, actor)
 	if written.State.Terminal() && !cur.State.Terminal() {
 		e.finish(written.Key())
 	}
 	return written, nil
+}
+
+// logTransition writes one line per change of a run's state (info) or of
+// its current action's state (debug), each carrying workflow, run,
+// hardware and action, so an operator can follow one run through the log
+// with a single filter.
+func (e *Engine) logTransition(before, after *state.WorkflowRun, actor state.Actor) {
+	action, actionState := "", state.RunState("")
+	if i := after.CurrentAction; i < len(after.Actions) {
+		action, actionState = after.Actions[i].Name, after.Actions[i].State
+	} else if n := len(after.Actions); n > 0 {
+		action, actionState = after.Actions[n-1].Name, after.Actions[n-1].State
+	}
+	attrs := []any{"workflow", after.Workflow, "run", after.Number, "hardware", after.Hardware, "action", action}
+	if after.Namespace != "" {
+		attrs = append(attrs, "namespace", after.Namespace)
+	}
+	switch {
+	case before.State != after.State:
+		e.log.Info("run "+strings.ToLower(string(after.State)), append(attrs, "from", string(before.State), "reason", after.Reason, "actor", string(actor))...)
+	case e.log.Enabled(context.Background(), slog.LevelDebug):
+		prev := state.RunState("")
+		if i := after.CurrentAction; i < len(before.Actions) && before.CurrentAction == i {
+			prev = before.Actions[i].State
+		}
+		if prev != actionState || before.CurrentAction != after.CurrentAction {
+			e.log.Debug("action "+strings.ToLower(string(actionState)), append(attrs, "reason", after.Reason, "actor", string(actor))...)
+		}
+	}
 }
 
 // finish runs the after-run boot actions of an ended run in a goroutine the

@@ -151,6 +151,7 @@ func (e *Engine) Next(ctx context.Context, id string, wait time.Duration) (*Assi
 	if err != nil {
 		return nil, err
 	}
+	e.workerSeen(hw)
 	hk := hwKey(hw.Metadata.Namespace, hw.Metadata.Name)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -230,11 +231,13 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 	if err != nil {
 		return nil, err
 	}
+	e.workerSeen(hw)
 	if len(rep.Message) > maxMessage {
 		rep.Message = rep.Message[len(rep.Message)-maxMessage:]
 	}
 	key := state.RunKey{Namespace: rep.Namespace, Workflow: rep.Workflow, Number: rep.Run}
-	return e.transitionRun(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
+	var ended state.RunState // how the attempt ended, if this report ends it
+	run, err := e.transitionRun(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
 		if rep.Action < 0 || rep.Action >= len(r.Actions) {
 			return false, state.Errorf(state.EINVALID, "%s has no action %d", key, rep.Action)
 		}
@@ -268,6 +271,7 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 			r.Reason = fmt.Sprintf("action %s running on %s", a.Name, hw.Metadata.Name)
 		case rep.State == state.RunSuccess || rep.State == state.RunRunning:
 			a.State, a.FinishedAt = state.RunSuccess, now
+			ended = state.RunSuccess
 			if !rep.Finished.IsZero() {
 				a.FinishedAt = rep.Finished
 			}
@@ -281,9 +285,21 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 			}
 		default:
 			e.endAttempt(r, rep.State, rep.Message)
+			ended = rep.State
 		}
 		return true, nil
 	})
+	if err == nil && ended != "" {
+		e.actionEnded(run, rep.Action, ended)
+	}
+	return run, err
+}
+
+// workerSeen tells the observer that hw's worker is alive.
+func (e *Engine) workerSeen(hw *schema.Hardware) {
+	if e.obs != nil {
+		e.obs.WorkerSeen(hw.Metadata.Namespace, hw.Metadata.Name, e.now())
+	}
 }
 
 // latestRun finds the newest run of a workflow.
