@@ -69,10 +69,10 @@ spec:
 	require.Equal(t, "1 /dev/sda\n2 /dev/sda\n3 /dev/sda\n4 /dev/sda\n", string(b), "the actions ran after the boot actions")
 
 	// The events tell the story: the boot actions, then the run.
-	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindHardware, Name: "node-01", Types: []state.EventType{state.EventBMC}}})
+	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
 	require.NoError(t, err)
-	require.Len(t, evs, 3, "one event per boot action")
-	require.Contains(t, evs[0].Message, "Workflow/e2e#1")
+	require.Len(t, evs, 3, "one event of the run per boot action")
+	require.Regexp(t, `^Workflow/e2e#1: power off: ok via ipmitool in `, evs[0].Message)
 
 	c, err := client.New("http://"+m.Addr(), "", nil)
 	require.NoError(t, err)

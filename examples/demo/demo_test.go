@@ -38,6 +38,8 @@ func TestDemo(t *testing.T) {
 		"  set power 0\n  set boot pxe\n  set power 1\n",
 		"ok: 2 hardware, 1 template, 2 workflows",
 		"PREPARING -> RUNNING: boot actions done",
+		"Workflow/provision-node-01#1: power off: ok via ipmitool",
+		"Workflow/provision-node-01#1: boot device pxe once: ok via ipmitool",
 		"RUNNING -> SUCCESS: every action succeeded; PXE no longer allowed",
 		`"allowPXE": false`,
 		`hardware/node-02.yaml:9:`,

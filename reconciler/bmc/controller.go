@@ -228,7 +228,7 @@ func (c *Controller) Power(ctx context.Context, hw *schema.Hardware, action Powe
 	if err != nil {
 		return Result{}, err
 	}
-	return c.run(ctx, hw, conn, actor, "", powerStep(action))
+	return c.run(ctx, hw, conn, actor, nil, powerStep(action))
 }
 
 // BootDevice sets hw's next boot device, once or persistently. EFI boot is
@@ -241,7 +241,7 @@ func (c *Controller) BootDevice(ctx context.Context, hw *schema.Hardware, dev Bo
 	if err != nil {
 		return Result{}, err
 	}
-	return c.run(ctx, hw, conn, actor, "", step{kind: stepBoot, dev: dev, persistent: persistent, efi: uefi(hw)})
+	return c.run(ctx, hw, conn, actor, nil, step{kind: stepBoot, dev: dev, persistent: persistent, efi: uefi(hw)})
 }
 
 // bmcOf returns hw's BMC connection, or an EINVALID error saying it has
@@ -265,9 +265,15 @@ func (c *Controller) bmcOf(ctx context.Context, hw *schema.Hardware, need string
 }
 
 // run does one operation (a step) with retries, then records its outcome:
-// status, one event, one log line. prefix starts the event message (the
-// run a boot action belongs to).
-func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.BMCConnection, actor state.Actor, prefix string, st step) (Result, error) {
+// status, one event, one log line. A boot action of a workflow run (owner
+// set) is an event of that run, so the run's own events tell its whole
+// story (`tink workflow events`); an override or a poll is an event of the
+// hardware.
+func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.BMCConnection, actor state.Actor, owner *state.WorkflowRun, st step) (Result, error) {
+	prefix := ""
+	if owner != nil {
+		prefix = owner.Key().String() + ": "
+	}
 	what := st.what()
 	if st.err != nil {
 		return Result{}, state.Errorf(state.EINVALID, "hardware %s: %s: %v", hwName(hw), what, st.err)
@@ -313,7 +319,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 		if res.Power.Known() {
 			msg += fmt.Sprintf(" (power %s)", res.Power)
 		}
-		c.event(ctx, hw, actor, prefix+msg)
+		c.event(ctx, hw, owner, actor, prefix+msg)
 		c.log.Info("bmc "+what, "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "provider", res.Provider,
 			"power", string(res.Power), "took", took, "attempts", res.Attempts, "actor", string(actor))
 		return res, nil
@@ -326,7 +332,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 	} else {
 		msg = fmt.Sprintf("%s failed after %s: %s", what, plural(res.Attempts, "attempt"), lastErr.msg)
 	}
-	c.event(ctx, hw, actor, prefix+msg)
+	c.event(ctx, hw, owner, actor, prefix+msg)
 	c.log.Warn("bmc "+what+" failed", "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "bmc", conn.Host,
 		"took", took, "attempts", res.Attempts, "actor", string(actor), "err", lastErr.msg)
 	return res, state.Errorf(lastErr.code, "hardware %s: %s", hwName(hw), msg)
@@ -516,25 +522,20 @@ func (c *Controller) setStatus(key schema.Key, p Power, errMsg string) (prevKnow
 	return prevKnown
 }
 
-// event appends one bmc event about hw. It is written on a context of its
-// own, so that an operation that failed because its context ended still
+// event appends one bmc event about hw, or about owner, the workflow run
+// whose boot action it was. It is written on a context of its own, so that an operation that failed because its context ended still
 // leaves its event.
-func (c *Controller) event(ctx context.Context, hw *schema.Hardware, actor state.Actor, msg string) {
+func (c *Controller) event(ctx context.Context, hw *schema.Hardware, owner *state.WorkflowRun, actor state.Actor, msg string) {
 	if c.store == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventTimeout)
 	defer cancel()
-	_, err := c.store.Apply(ctx, &state.Batch{Actor: actor, Events: []state.Event{{
-		Time:      c.now(),
-		Type:      state.EventBMC,
-		Kind:      state.KindHardware,
-		Namespace: hw.Metadata.Namespace,
-		Name:      hw.Metadata.Name,
-		Message:   msg,
-		Actor:     actor,
-	}}})
-	if err != nil {
+	ev := state.Event{Time: c.now(), Type: state.EventBMC, Kind: state.KindHardware, Namespace: hw.Metadata.Namespace, Name: hw.Metadata.Name, Message: msg, Actor: actor}
+	if owner != nil {
+		ev.Kind, ev.Namespace, ev.Name, ev.Run = state.KindWorkflow, owner.Namespace, owner.Workflow, owner.Number
+	}
+	if _, err := c.store.Apply(ctx, &state.Batch{Actor: actor, Events: []state.Event{ev}}); err != nil {
 		c.log.Warn("bmc: record event", "hardware", hwName(hw), "err", err)
 	}
 }

@@ -107,14 +107,22 @@ func (f *fixture) checkNoLeak() {
 	}
 }
 
-// events returns the bmc events about hardware name, oldest first.
+// events returns the bmc events about hardware name, oldest first: its
+// own (overrides, polls) and those of the workflow runs whose boot actions
+// ran on it (every fixture's runs are on name).
 func (f *fixture) events(name string) []state.Event {
 	f.t.Helper()
 	evs, err := f.store.Events(context.Background(), state.EventQuery{Filter: state.EventFilter{
-		Kind: state.KindHardware, Name: name, Types: []state.EventType{state.EventBMC},
+		Types: []state.EventType{state.EventBMC},
 	}})
 	require.NoError(f.t, err)
-	return evs
+	var out []state.Event
+	for _, ev := range evs {
+		if ev.Kind == state.KindWorkflow || (ev.Kind == state.KindHardware && ev.Name == name) {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // messages returns the messages of evs.

@@ -48,7 +48,10 @@ func TestIPMINetbootPrepare(t *testing.T) {
 	require.Regexp(t, `^Workflow/wf-1#1: power on: ok via ipmitool in .* \(power on\)$`, evs[2].Message)
 	for _, ev := range evs {
 		require.Equal(t, state.ActorReconciler, ev.Actor)
-		require.Equal(t, state.KindHardware, ev.Kind)
+		// Events of the run, so `tink workflow events wf-1` shows them.
+		require.Equal(t, state.KindWorkflow, ev.Kind)
+		require.Equal(t, "wf-1", ev.Name)
+		require.Equal(t, 1, ev.Run)
 	}
 	require.Equal(t, bmc.PowerOn, f.ctrl.Status("", "node-01").Power)
 

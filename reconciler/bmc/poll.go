@@ -114,7 +114,7 @@ func (c *Controller) pollOne(ctx context.Context, hw *schema.Hardware, conn *sch
 	}
 	if prev.Known() && p.Known() && prev != p {
 		msg := fmt.Sprintf("power state changed: %s -> %s", prev, p)
-		c.event(ctx, hw, state.ActorReconciler, msg)
+		c.event(ctx, hw, nil, state.ActorReconciler, msg)
 		c.log.Info("bmc "+msg, "hardware", hwName(hw), "namespace", key.Namespace)
 	}
 }

@@ -374,12 +374,8 @@ func (c *Controller) doSteps(ctx context.Context, run *state.WorkflowRun, hw *sc
 	if err != nil {
 		return err
 	}
-	prefix := ""
-	if run != nil {
-		prefix = run.Key().String() + ": "
-	}
 	for _, s := range steps {
-		if _, err := c.run(ctx, hw, conn, state.ActorReconciler, prefix, s); err != nil {
+		if _, err := c.run(ctx, hw, conn, state.ActorReconciler, run, s); err != nil {
 			return err
 		}
 	}
