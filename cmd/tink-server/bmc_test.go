@@ -190,3 +190,30 @@ func buildTink(t *testing.T) string {
 	require.NoError(t, err, "%s", out)
 	return bin
 }
+
+// TestServerPollsPower: with --bmc-poll-interval the server reads every
+// BMC's power state on its own: hardware status shows it, and a change
+// (the machine switched off by hand) is an event of the hardware.
+func TestServerPollsPower(t *testing.T) {
+	ctx := context.Background()
+	f := newIPMIFixture(t, e2eWorkflow)
+	require.NoError(t, os.Remove(filepath.Join(f.repo, "workflows/e2e.yaml")))
+	m := MustRunMain(t, f.repo, "--secrets-dir", f.secrets, "--bmc-poll-interval", "200ms", "--bmc-timeout", "5s")
+	waitReady(t, m)
+	c, err := client.New("http://"+m.Addr(), "", nil)
+	require.NoError(t, err)
+	powerIs := func(want string) func() bool {
+		return func() bool {
+			obj, err := c.Get(ctx, client.Hardware, "", "node-01")
+			return err == nil && obj.Status.Power != nil && obj.Status.Power.State == want
+		}
+	}
+	require.Eventually(t, powerIs("on"), 20*time.Second, 50*time.Millisecond, "the poll reads the power state")
+	f.sim.SetPower(false)
+	require.Eventually(t, powerIs("off"), 20*time.Second, 50*time.Millisecond, "the poll sees the change")
+	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindHardware, Name: "node-01", Types: []state.EventType{state.EventBMC}}})
+	require.NoError(t, err)
+	require.Len(t, evs, 1, "polls that change nothing write nothing")
+	require.Equal(t, "power state changed: on -> off", evs[0].Message)
+	require.Equal(t, []string(nil), setCalls(f.sim.Calls()), "a poll only reads")
+}
