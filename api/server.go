@@ -19,6 +19,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
@@ -80,6 +81,9 @@ type Config struct {
 	// BMC serves power and boot-device overrides and the power state in
 	// hardware status; nil answers the overrides with 503.
 	BMC BMC
+	// Source reports the Git source's state for /v1/status; nil leaves it
+	// out.
+	Source func() client.SourceStatus
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -110,6 +114,7 @@ type Server struct {
 	webhook   Webhook
 	planner   Planner
 	bmc       BMC
+	source    func() client.SourceStatus
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -149,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		webhook:   cfg.Webhook,
 		planner:   cfg.Planner,
 		bmc:       cfg.BMC,
+		source:    cfg.Source,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,

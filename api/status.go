@@ -107,6 +107,10 @@ func (s *Server) status(ctx context.Context) (*client.Status, error) {
 	if out.Sync.Errors == nil {
 		out.Sync.Errors = []state.SyncError{}
 	}
+	if s.source != nil {
+		src := s.source()
+		out.Source = &src
+	}
 	if ss.LastDuration > 0 {
 		out.Sync.LastDuration = ss.LastDuration.String()
 	}

@@ -240,6 +240,29 @@ type Status struct {
 	// Drift lists Git-managed objects changed through the API.
 	Drift  []Drift     `json:"drift"`
 	Events EventBounds `json:"events"`
+	// Source is where the Git source (or watched directory) stands: a
+	// remote that does not answer or refuses the credentials shows here
+	// while the last good revision stays applied.
+	Source *SourceStatus `json:"source,omitempty"`
+}
+
+// SourceStatus is the Git source's own state. Source never holds
+// credentials (userinfo is removed from URLs), and LastError is scrubbed
+// of them.
+type SourceStatus struct {
+	Source string `json:"source"`
+	// Ref is what is followed: "branch main", "tag v1", "commit <hash>" or
+	// "directory".
+	Ref           string    `json:"ref"`
+	Path          string    `json:"path,omitempty"`
+	Revision      string    `json:"revision,omitempty"`
+	LastSync      time.Time `json:"lastSync,omitzero"`
+	LastFetch     time.Time `json:"lastFetch,omitzero"`
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
+	// Failures counts consecutive failed syncs; 0 once one succeeds.
+	Failures int       `json:"failures,omitempty"`
+	NextSync time.Time `json:"nextSync,omitzero"`
 }
 
 // SyncStatus says where Git stands.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/gitsource/gittest"
 )
 
@@ -61,4 +63,21 @@ func TestGitHTTPBasicAuth(t *testing.T) {
 	status := m.Source.Status()
 	require.NotContains(t, status.LastError, "wrong-pass-999")
 	require.NotContains(t, status.Source, "fleet-bot:")
+
+	// An operator sees it in tink status (GET /v1/status), without the
+	// secret, while the last good revision stays applied.
+	c, err := client.New("http://"+m.Addr(), "", nil)
+	require.NoError(t, err)
+	api, err := c.Status(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, api.Source)
+	require.Positive(t, api.Source.Failures)
+	require.Contains(t, api.Source.LastError, "authentication")
+	require.Equal(t, "branch main", api.Source.Ref)
+	require.Equal(t, "main@sha1:"+fix, api.Sync.LastAppliedRevision)
+	raw, err := json.Marshal(api)
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), "wrong-pass-999")
+	require.NotContains(t, string(raw), "pa55word-xyz")
+	require.NotContains(t, string(raw), "fleet-bot:")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tinkops/tinkops/api"
+	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/bmc"
@@ -222,7 +223,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
-		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}})
+		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source)})
 	if err != nil {
 		return err
 	}
@@ -283,4 +284,13 @@ func (m *Main) Close() error {
 		errs = append(errs, m.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// sourceStatus reports the source's state to the API's /v1/status.
+func sourceStatus(src gitsource.Source) func() client.SourceStatus {
+	return func() client.SourceStatus {
+		st := src.Status()
+		return client.SourceStatus{Source: st.Source, Ref: st.Ref, Path: st.Path, Revision: st.Revision, LastSync: st.LastSync,
+			LastFetch: st.LastFetch, LastError: st.LastError, LastErrorTime: st.LastErrorTime, Failures: st.Failures, NextSync: st.NextSync}
+	}
 }

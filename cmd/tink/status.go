@@ -122,6 +122,20 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 		}
 		kv("Last sync", line)
 	}
+	if src := st.Source; src != nil {
+		line := src.Source + " (" + src.Ref + ")"
+		if !src.LastFetch.IsZero() {
+			line += ", fetched " + age(now, src.LastFetch) + " ago"
+		}
+		kv("Source", line)
+		if src.Failures > 0 && src.LastError != "" {
+			line := fmt.Sprintf("%s (%d failed in a row", src.LastError, src.Failures)
+			if !src.NextSync.IsZero() {
+				line += fmt.Sprintf("; next try in %s", age(src.NextSync, now))
+			}
+			kv("Source error", line+")")
+		}
+	}
 	switch {
 	case s.Suspended:
 		kv("Reconciling", "no: suspended (tink resume)")

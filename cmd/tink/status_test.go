@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -66,4 +68,27 @@ func TestStatusCommands(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Regexp(t, `(?m)^Attempted:\s+main@sha1:bad$`, out)
 	require.Contains(t, out, "  error: hardware/x.yaml:3:5: spec: broken\n")
+}
+
+// TestStatusShowsSourceError: a Git remote that fails shows in tink status
+// with how often it failed and when the next try is.
+func TestStatusShowsSourceError(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	st := &client.Status{
+		Sync:      client.SyncStatus{LastAppliedRevision: "main@sha1:abc"},
+		Ready:     true,
+		Objects:   map[string]map[string]int{},
+		Workflows: map[string]int{},
+		Source: &client.SourceStatus{Source: "https://git.example/fleet.git", Ref: "branch main", LastFetch: now.Add(-3 * time.Minute),
+			LastError: "ls-remote https://git.example/fleet.git: authentication required", Failures: 4, NextSync: now.Add(40 * time.Second)},
+	}
+	require.NoError(t, printStatus(&b, st, now))
+	require.Regexp(t, `(?m)^Source:\s+https://git.example/fleet.git \(branch main\), fetched 3m00s ago$`, b.String())
+	require.Regexp(t, `(?m)^Source error:\s+ls-remote https://git.example/fleet.git: authentication required \(4 failed in a row; next try in 40s\)$`, b.String())
+
+	st.Source.Failures, st.Source.LastError = 0, ""
+	b.Reset()
+	require.NoError(t, printStatus(&b, st, now))
+	require.NotContains(t, b.String(), "Source error")
 }
