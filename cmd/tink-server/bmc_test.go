@@ -160,6 +160,9 @@ spec:
 		require.NotContains(t, logs.String(), pw, "a password in the log")
 	}
 	require.Contains(t, logs.String(), `"hardware":"node-01"`, "the log was captured")
+	// Lines about the run's boot actions carry workflow, run, hardware and
+	// action, as every line about a workflow does.
+	require.Regexp(t, `"msg":"bmc power off","workflow":"e2e","run":1,"action":"bmc power off","hardware":"node-01"`, logs.String())
 }
 
 // ipmiFixture is one machine (node-01) behind a real IPMI BMC, its secret

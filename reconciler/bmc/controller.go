@@ -271,8 +271,12 @@ func (c *Controller) bmcOf(ctx context.Context, hw *schema.Hardware, need string
 // hardware.
 func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.BMCConnection, actor state.Actor, owner *state.WorkflowRun, st step) (Result, error) {
 	prefix := ""
+	log := c.log
 	if owner != nil {
 		prefix = owner.Key().String() + ": "
+		// A boot action's lines carry its run, as every line about a
+		// workflow does; its action is the BMC operation.
+		log = log.With("workflow", owner.Workflow, "run", owner.Number, "action", "bmc "+st.what())
 	}
 	what := st.what()
 	if st.err != nil {
@@ -298,7 +302,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 			break
 		}
 		lastErr = aerr
-		c.log.Debug("bmc attempt failed", "hardware", hwName(hw), "operation", what, "attempt", attempt, "err", aerr.msg)
+		log.Debug("bmc attempt failed", "hardware", hwName(hw), "operation", what, "attempt", attempt, "err", aerr.msg)
 		if aerr.final || attempt > c.retries || ctx.Err() != nil {
 			break
 		}
@@ -320,7 +324,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 			msg += fmt.Sprintf(" (power %s)", res.Power)
 		}
 		c.event(ctx, hw, owner, actor, prefix+msg)
-		c.log.Info("bmc "+what, "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "provider", res.Provider,
+		log.Info("bmc "+what, "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "provider", res.Provider,
 			"power", string(res.Power), "took", took, "attempts", res.Attempts, "actor", string(actor))
 		return res, nil
 	}
@@ -333,7 +337,7 @@ func (c *Controller) run(ctx context.Context, hw *schema.Hardware, conn *schema.
 		msg = fmt.Sprintf("%s failed after %s: %s", what, plural(res.Attempts, "attempt"), lastErr.msg)
 	}
 	c.event(ctx, hw, owner, actor, prefix+msg)
-	c.log.Warn("bmc "+what+" failed", "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "bmc", conn.Host,
+	log.Warn("bmc "+what+" failed", "hardware", hwName(hw), "namespace", hw.Metadata.Namespace, "bmc", conn.Host,
 		"took", took, "attempts", res.Attempts, "actor", string(actor), "err", lastErr.msg)
 	return res, state.Errorf(lastErr.code, "hardware %s: %s", hwName(hw), msg)
 }
