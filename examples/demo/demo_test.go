@@ -67,6 +67,26 @@ func TestDemo(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(tmp, "tinkops-demo.*"))
 	require.NoError(t, err)
 	require.Empty(t, left)
-	ps, _ := exec.Command("pgrep", "-f", bin).Output()
-	require.Empty(t, strings.TrimSpace(string(ps)), "processes of the demo still run")
+	require.Empty(t, processesUnder(t, bin), "processes of the demo still run")
+	require.Empty(t, processesUnder(t, tmp), "ipmi_sim of the demo still runs")
+}
+
+// processesUnder lists the command lines of running processes that name
+// dir, read from /proc (no ps on a minimal machine).
+func processesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	require.NoError(t, err)
+	require.NotEmpty(t, cmdlines, "no /proc")
+	var out []string
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the process ended meanwhile
+		}
+		if line := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(line, dir) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
