@@ -171,7 +171,7 @@ func BenchmarkFleetSync(b *testing.B) {
 			b.StopTimer()
 			f.reset(b)
 			runtime.GC()
-			stop := sampleHeap(&peak)
+			stop := schematest.SampleHeap(&peak)
 			b.StartTimer()
 			total += f.fullSync(b)
 			stop()
@@ -218,28 +218,4 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-// sampleHeap records the largest heap in use until stop is called.
-func sampleHeap(peak *uint64) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > *peak {
-					*peak = ms.HeapInuse
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
 }

@@ -44,7 +44,7 @@ func BenchmarkLoadFleet(b *testing.B) {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		stop := sampleHeap(&peak)
+		stop := schematest.SampleHeap(&peak)
 		start := time.Now()
 		set, err := l.Load(context.Background(), fsys)
 		elapsed := time.Since(start)
@@ -55,30 +55,6 @@ func BenchmarkLoadFleet(b *testing.B) {
 		b.ReportMetric(elapsed.Seconds(), "s/load")
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-}
-
-// sampleHeap records the largest heap in use until stop is called.
-func sampleHeap(peak *uint64) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > *peak {
-					*peak = ms.HeapInuse
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
 }
 
 // gcPercent is the GC setting of the benchmark: tink validate and

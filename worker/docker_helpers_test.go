@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/worker"
 	"github.com/tinkops/tinkops/worker/dockertest"
 )
@@ -69,9 +69,9 @@ func mustClient(t *testing.T, opts ...client.Opt) *client.Client {
 
 func mustTestImage(t *testing.T, c *client.Client) string { return dockertest.MustBusyboxImage(t, c) }
 
-func newDocker(t *testing.T, c *client.Client) (*worker.Docker, *syncBuffer) {
+func newDocker(t *testing.T, c *client.Client) (*worker.Docker, *apitest.Buffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &apitest.Buffer{}
 	d := &worker.Docker{Client: c, Worker: "test-" + randomHex(t), Output: out, Unprivileged: true, StopTimeout: time.Second, CallTimeout: 20 * time.Second}
 	t.Cleanup(func() { removeContainers(t, c, d.Worker) })
 	return d, out
@@ -123,23 +123,6 @@ func (r *requests) count(suffix string) int {
 		}
 	}
 	return n
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func randomHex(t *testing.T) string { return dockertest.RandomHex(t) }

@@ -60,27 +60,13 @@ func newHardwareBootdevCommand(g *globals) *cobra.Command {
 
 // bmcCall runs one BMC override and prints what it did.
 func bmcCall(cmd *cobra.Command, g *globals, namespace, name string, fn func(*client.Client) (*client.BMCResult, error)) error {
-	format, err := g.format()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	res, err := fn(c)
-	if err != nil {
-		return failed(cmd, err)
-	}
-	if format != "table" {
-		return printData(cmd.OutOrStdout(), format, res)
-	}
-	line := fmt.Sprintf("%s: %s done via %s in %.2fs", ref(client.Hardware, namespace, name), res.Action, res.Provider, res.Seconds)
-	if res.Power != "" {
-		line += "; power " + res.Power
-	}
-	fmt.Fprintln(cmd.OutOrStdout(), line)
-	return nil
+	return apiCall(cmd, g, fn, func(res *client.BMCResult) string {
+		line := fmt.Sprintf("%s: %s done via %s in %.2fs", ref(client.Hardware, namespace, name), res.Action, res.Provider, res.Seconds)
+		if res.Power != "" {
+			line += "; power " + res.Power
+		}
+		return line
+	})
 }
 
 func contains(list []string, s string) bool {

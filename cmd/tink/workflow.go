@@ -239,6 +239,18 @@ func newWorkflowCancelCommand(g *globals) *cobra.Command {
 
 // steer runs retry or cancel and prints the run.
 func steer(cmd *cobra.Command, g *globals, namespace, name string, fn func(*client.Client) (*client.Run, error)) error {
+	return apiCall(cmd, g, fn, func(run *client.Run) string {
+		line := fmt.Sprintf("%s: run %d %s", ref(client.Workflows, namespace, name), run.Number, run.State)
+		if run.Reason != "" {
+			line += " (" + run.Reason + ")"
+		}
+		return line
+	})
+}
+
+// apiCall runs one API call and prints its result: as data with -o json or
+// yaml, else as the one line line makes of it.
+func apiCall[T any](cmd *cobra.Command, g *globals, fn func(*client.Client) (T, error), line func(T) string) error {
 	format, err := g.format()
 	if err != nil {
 		return err
@@ -247,17 +259,13 @@ func steer(cmd *cobra.Command, g *globals, namespace, name string, fn func(*clie
 	if err != nil {
 		return err
 	}
-	run, err := fn(c)
+	v, err := fn(c)
 	if err != nil {
 		return failed(cmd, err)
 	}
 	if format != "table" {
-		return printData(cmd.OutOrStdout(), format, run)
+		return printData(cmd.OutOrStdout(), format, v)
 	}
-	line := fmt.Sprintf("%s: run %d %s", ref(client.Workflows, namespace, name), run.Number, run.State)
-	if run.Reason != "" {
-		line += " (" + run.Reason + ")"
-	}
-	fmt.Fprintln(cmd.OutOrStdout(), line)
+	fmt.Fprintln(cmd.OutOrStdout(), line(v))
 	return nil
 }

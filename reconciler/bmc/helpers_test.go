@@ -1,7 +1,6 @@
 package bmc_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
 	"github.com/tinkops/tinkops/schema"
@@ -26,7 +26,7 @@ type fixture struct {
 	t          *testing.T
 	store      state.Store
 	secretsDir string
-	log        *syncBuffer
+	log        *apitest.Buffer
 	ctrl       *bmc.Controller
 
 	mu        sync.Mutex
@@ -40,7 +40,7 @@ func newFixture(t *testing.T, cfg bmc.Config) *fixture {
 	st, err := badger.Open(context.Background(), t.TempDir(), badger.Options{NoSync: true, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	f := &fixture{t: t, store: st, secretsDir: t.TempDir(), log: &syncBuffer{}}
+	f := &fixture{t: t, store: st, secretsDir: t.TempDir(), log: &apitest.Buffer{}}
 	// Registered after the store's Close, so it runs before it.
 	t.Cleanup(f.checkNoLeak)
 	cfg.Store = st
@@ -191,24 +191,6 @@ func sets(calls []string) []string {
 		}
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func removeFile(path string) error { return os.Remove(path) }
