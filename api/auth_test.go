@@ -145,7 +145,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		{"admin", s.Tokens["admin"], api.RoleAdmin},
 	}
 	routes := s.API.Routes()
-	require.Len(t, routes, 32)
+	require.Len(t, routes, 33)
 	for _, cred := range credentials {
 		for _, rt := range routes {
 			path := rt.Path
@@ -200,6 +200,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 			"POST /v1/webhooks/git":           api.RolePublic,
 			"POST /v1/plan":                   api.RoleViewer,
 			"POST /v1/hardware/:name/power":   api.RoleOperator, "POST /v1/hardware/:name/bootdevice": api.RoleOperator,
+			"GET /v1/backup":                   api.RoleAdmin,
 			"GET /v1/workers/:id/actions/next": api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
 		}
 		for _, res := range []string{"hardware", "templates", "workflows"} {

@@ -22,6 +22,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodPost, path: "/v1/resume", role: RoleAdmin, handle: s.handleResume},
 
 		{method: http.MethodGet, path: "/v1/events", role: RoleViewer, handle: s.handleEvents},
+		{method: http.MethodGet, path: "/v1/backup", role: RoleAdmin, handle: s.handleBackup},
 	}
 	for _, k := range []*kind{s.hardwareKind(), s.templateKind(), s.workflowKind()} {
 		base := "/v1/" + string(k.res)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -84,6 +85,9 @@ type Config struct {
 	// Source reports the Git source's state for /v1/status; nil leaves it
 	// out.
 	Source func() client.SourceStatus
+	// Backup writes a consistent backup of the live store to w (GET
+	// /v1/backup); nil answers 503.
+	Backup func(ctx context.Context, w io.Writer) error
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -115,6 +119,7 @@ type Server struct {
 	planner   Planner
 	bmc       BMC
 	source    func() client.SourceStatus
+	backup    func(ctx context.Context, w io.Writer) error
 	auth      *Auth
 	log       *slog.Logger
 	now       func() time.Time
@@ -155,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		planner:   cfg.Planner,
 		bmc:       cfg.BMC,
 		source:    cfg.Source,
+		backup:    cfg.Backup,
 		auth:      cfg.Auth,
 		log:       cfg.Log,
 		now:       cfg.Now,

@@ -249,6 +249,22 @@ func (c *Client) BootDevice(ctx context.Context, namespace, name, device string,
 	return &out, nil
 }
 
+// Backup streams a backup of the server's live store to w (admin) and
+// returns the bytes copied. A stream cut short is not an error here; the
+// backup's own end digest tells (see badger.VerifyBackup).
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/backup", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
 // Cancel cancels the workflow's latest run.
 func (c *Client) Cancel(ctx context.Context, namespace, name string) (*Run, error) {
 	var out Run

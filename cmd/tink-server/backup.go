@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/state"
 	"github.com/tinkops/tinkops/state/badger"
 )
@@ -20,6 +21,8 @@ const subcommandsHelp = `
 Subcommands:
   tink-server backup --data-dir DIR --out FILE
         write a backup of the state directory DIR (the server must be stopped)
+  tink-server backup --server URL --out FILE
+        write a backup of a running server's store (admin token in TINK_TOKEN)
   tink-server restore --data-dir DIR --in FILE
         restore a backup into DIR, which must be empty or absent
 Use - as FILE for standard output or input. Run "tink-server backup -h" for details.
@@ -30,9 +33,9 @@ Use - as FILE for standard output or input. Run "tink-server backup -h" for deta
 const defaultDataDir = "./tink-data"
 
 // runBackup is `tink-server backup`: it writes a backup of a state directory
-// that no server holds. A running server holds the directory's lock, so the
-// operator stops it (or backs up a filesystem snapshot of the directory);
-// the backup then takes a few seconds for a fleet-sized store.
+// that no server holds (a running server holds the directory's lock), or,
+// with --server, of a running server's store through GET /v1/backup,
+// checked frame by frame and against its end digest as it arrives.
 //
 // The file is written next to its final name and renamed into place once it
 // is complete and synced, so that FILE is always either the previous backup
@@ -42,9 +45,13 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", defaultDataDir, "state directory to back up (the server using it must be stopped)")
 	out := fs.String("out", "", "file to write the backup to (replaced atomically); - for standard output")
+	server := fs.String("server", "", "back up this running tink-server (its URL) instead of a state directory")
+	token := fs.String("token", os.Getenv("TINK_TOKEN"), "admin API token for --server (env TINK_TOKEN; prefer it: arguments show in ps)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: tink-server backup --data-dir DIR --out FILE\n\n"+
-			"Writes a consistent backup of a stopped server's state: objects, runs, events and sync status.\n"+
+		fmt.Fprintf(stderr, "Usage: tink-server backup --data-dir DIR --out FILE\n"+
+			"       tink-server backup --server URL --out FILE\n\n"+
+			"Writes a consistent backup of a server's state: objects, runs, events and sync status,\n"+
+			"from a stopped server's state directory or, with --server, from a running server.\n"+
 			"Restore it with tink-server restore.\n\n")
 		fs.PrintDefaults()
 	}
@@ -61,9 +68,13 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	backup := func(w io.Writer) (badger.BackupInfo, error) {
 		info, err := badger.BackupDir(ctx, *dataDir, w, opts)
 		if state.ErrorCode(err) == state.ECONFLICT {
-			return info, fmt.Errorf("%w\nA backup reads the state directory directly and needs it to itself: stop tink-server, run the backup, and start it again (or back up a filesystem snapshot of the directory)", err)
+			return info, fmt.Errorf("%w\nA backup reads the state directory directly and needs it to itself: stop tink-server, run the backup, and start it again (or back up a filesystem snapshot of the directory), or back up the running server with --server URL", err)
 		}
 		return info, err
+	}
+	if *server != "" {
+		*dataDir = *server
+		backup = func(w io.Writer) (badger.BackupInfo, error) { return backupFromServer(ctx, *server, *token, w) }
 	}
 
 	var info badger.BackupInfo
@@ -179,4 +190,35 @@ func writeFileAtomic(ctx context.Context, path string, write func(io.Writer) err
 		d.Close()
 	}
 	return nil
+}
+
+// backupFromServer streams a running server's backup into w and checks it
+// as it arrives (every frame, the end digest): a stream cut short fails
+// here, so the previous backup file is not replaced by a partial one.
+func backupFromServer(ctx context.Context, server, token string, w io.Writer) (badger.BackupInfo, error) {
+	c, err := client.New(server, token, nil)
+	if err != nil {
+		return badger.BackupInfo{}, err
+	}
+	pr, pw := io.Pipe()
+	verified := make(chan error, 1)
+	var info badger.BackupInfo
+	go func() {
+		var err error
+		info, err = badger.VerifyBackup(ctx, pr)
+		// Drain what the server still sends, so that the copy below never
+		// blocks on a verifier that stopped early.
+		_, _ = io.Copy(io.Discard, pr)
+		verified <- err
+	}()
+	_, err = c.Backup(ctx, io.MultiWriter(w, pw))
+	pw.CloseWithError(err)
+	verr := <-verified
+	if err != nil {
+		return badger.BackupInfo{}, err
+	}
+	if verr != nil {
+		return badger.BackupInfo{}, fmt.Errorf("the backup received is not complete: %w", verr)
+	}
+	return info, nil
 }

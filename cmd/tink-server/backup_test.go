@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -227,4 +229,55 @@ func TestSubcommandFlags(t *testing.T) {
 		require.Contains(t, stderr, "-out")
 		require.Contains(t, stderr, "stop")
 	})
+}
+
+// TestBackupFromRunningServer: `tink-server backup --server URL` backs up a
+// running server through GET /v1/backup while it goes on serving; the file
+// restores to what the server holds. A stream cut short fails the backup
+// and leaves the previous file in place.
+func TestBackupFromRunningServer(t *testing.T) {
+	ctx := context.Background()
+	m := MustRunMain(t, copyDir(t, filepath.Join("..", "..", "examples", "repo")))
+	waitReady(t, m)
+	file := filepath.Join(t.TempDir(), "tink.backup")
+	out, _, err := runCmd(t, nil, "backup", "--server", "http://"+m.Addr(), "--out", file)
+	require.NoError(t, err)
+	require.Regexp(t, `^backed up http://127\.0\.0\.1:\d+: 7 objects, `, out)
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	_, _, err = runCmd(t, nil, "restore", "--data-dir", restored, "--in", file)
+	require.NoError(t, err)
+	live, err := m.Store.ListObjects(ctx, state.ObjectQuery{})
+	require.NoError(t, err)
+	got := readStore(t, restored)
+	require.Len(t, got.Objects, len(live.Objects))
+	for i, o := range live.Objects {
+		require.Equal(t, o.Key(), got.Objects[i].Key())
+		require.Equal(t, o.ResourceVersion, got.Objects[i].ResourceVersion)
+	}
+	_, err = m.Store.GetObject(ctx, state.ObjectKey{Kind: state.KindHardware, Name: "node-01"})
+	require.NoError(t, err, "the server goes on")
+
+	// A server whose stream stops half way: the backup fails and the file
+	// from before stays as it was.
+	good, err := os.ReadFile(file)
+	require.NoError(t, err)
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(good[:len(good)/2])
+	}))
+	defer cut.Close()
+	_, _, err = runCmd(t, nil, "backup", "--server", cut.URL, "--out", file)
+	require.ErrorContains(t, err, "the backup received is not complete")
+	require.ErrorContains(t, err, "truncated")
+	after, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, good, after, "the previous backup is untouched")
+	entries, err := os.ReadDir(filepath.Dir(file))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file is left")
+
+	// A URL that is not a tink-server API says so (roles are checked by
+	// the API's own tests: GET /v1/backup is admin).
+	_, _, err = runCmd(t, nil, "backup", "--server", "http://"+m.Addr()+"/nope", "--out", file)
+	require.ErrorContains(t, err, "no such API path")
 }

@@ -223,7 +223,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
-		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source)})
+		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
+		Backup: func(ctx context.Context, w io.Writer) error { _, err := m.Store.Backup(ctx, w); return err }})
 	if err != nil {
 		return err
 	}

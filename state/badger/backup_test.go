@@ -514,6 +514,11 @@ func TestRestoreRefusesDamagedBackup(t *testing.T) {
 			_, statErr := os.Stat(dir)
 			require.True(t, errors.Is(statErr, os.ErrNotExist), "the failed restore left %s behind", dir)
 
+			// VerifyBackup finds the same damage without restoring.
+			_, err = badger.VerifyBackup(ctx, bytes.NewReader(tc.data))
+			require.Equal(t, state.EINVALID, state.ErrorCode(err), "%v", err)
+			require.Contains(t, err.Error(), tc.want)
+
 			// Into an existing empty directory: it stays empty.
 			empty := t.TempDir()
 			_, err = badger.Restore(ctx, empty, bytes.NewReader(tc.data), badger.Options{})
@@ -524,8 +529,12 @@ func TestRestoreRefusesDamagedBackup(t *testing.T) {
 		})
 	}
 
-	// The untouched file still restores, so the cases above failed for
-	// their damage alone.
+	// The untouched file still verifies and restores, so the cases above
+	// failed for their damage alone.
+	info, err := badger.VerifyBackup(ctx, bytes.NewReader(good))
+	require.NoError(t, err)
+	require.Equal(t, 400, info.Objects)
+	require.Equal(t, int64(len(good)), info.Bytes)
 	mustRestore(t, good)
 }
 

@@ -261,3 +261,26 @@ func (f *frameReader) trailing() error {
 	}
 	return nil
 }
+
+// VerifyBackup reads a whole backup and checks its header, every frame and
+// the end marker's digest, without restoring it: how a backup received
+// over the network (tink-server backup --server) is known to be complete
+// before it replaces the previous one.
+func VerifyBackup(ctx context.Context, r io.Reader) (BackupInfo, error) {
+	fr := &frameReader{ctx: ctx, r: bufio.NewReaderSize(r, maxHeader), sum: sha256.New()}
+	info, err := fr.header()
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	if _, err := io.Copy(io.Discard, fr); err != nil {
+		return BackupInfo{}, err
+	}
+	if !fr.done {
+		return BackupInfo{}, fr.truncated()
+	}
+	if err := fr.trailing(); err != nil {
+		return BackupInfo{}, err
+	}
+	info.Bytes = fr.n
+	return info, nil
+}
