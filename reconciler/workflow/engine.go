@@ -349,7 +349,7 @@ func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
 		}()
 		run, err := e.store.GetRun(ctx, key)
 		if err != nil {
-			e.log.Error("prepare: read run", "run", key, "err", err)
+			e.log.Error("prepare: read run", append(keyAttrs(key), "err", err)...)
 			return
 		}
 		wf, _, hw, err := e.inputs(ctx, run)
@@ -479,13 +479,13 @@ func (e *Engine) startWaiting(ctx context.Context) {
 					r.Reason = reason
 					return true, nil
 				}); err != nil {
-					e.log.Error("note waiting run", "run", key, "err", err)
+					e.log.Error("note waiting run", append(runAttrs(r), "err", err)...)
 				}
 			}
 			continue
 		}
 		if err := e.start(ctx, r.Key()); err != nil {
-			e.log.Error("start run", "run", r.Key(), "err", err)
+			e.log.Error("start run", append(runAttrs(r), "err", err)...)
 		}
 		e.mu.Lock()
 		started := e.runs[r.Key()]
@@ -723,20 +723,43 @@ func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor stat
 	return written, nil
 }
 
+// runAttrs are the log attributes of a line about run r: workflow, run,
+// hardware and action (the current one, or the last once all are done),
+// with the namespace when there is one.
+func runAttrs(r *state.WorkflowRun) []any {
+	action := ""
+	if i := r.CurrentAction; i < len(r.Actions) {
+		action = r.Actions[i].Name
+	} else if n := len(r.Actions); n > 0 {
+		action = r.Actions[n-1].Name
+	}
+	attrs := []any{"workflow", r.Workflow, "run", r.Number, "hardware", r.Hardware, "action", action}
+	if r.Namespace != "" {
+		attrs = append(attrs, "namespace", r.Namespace)
+	}
+	return attrs
+}
+
+// keyAttrs are the attributes of a line about a run known only by its key.
+func keyAttrs(k state.RunKey) []any {
+	attrs := []any{"workflow", k.Workflow, "run", k.Number}
+	if k.Namespace != "" {
+		attrs = append(attrs, "namespace", k.Namespace)
+	}
+	return attrs
+}
+
 // logTransition writes one line per change of a run's state (info) or of
 // its current action's state (debug), each carrying workflow, run,
 // hardware and action, so an operator can follow one run through the log
 // with a single filter.
 func (e *Engine) logTransition(before, after *state.WorkflowRun, actor state.Actor) {
-	action, actionState := "", state.RunState("")
+	attrs := runAttrs(after)
+	actionState := state.RunState("")
 	if i := after.CurrentAction; i < len(after.Actions) {
-		action, actionState = after.Actions[i].Name, after.Actions[i].State
+		actionState = after.Actions[i].State
 	} else if n := len(after.Actions); n > 0 {
-		action, actionState = after.Actions[n-1].Name, after.Actions[n-1].State
-	}
-	attrs := []any{"workflow", after.Workflow, "run", after.Number, "hardware", after.Hardware, "action", action}
-	if after.Namespace != "" {
-		attrs = append(attrs, "namespace", after.Namespace)
+		actionState = after.Actions[n-1].State
 	}
 	switch {
 	case before.State != after.State:
@@ -773,19 +796,19 @@ func (e *Engine) finish(key state.RunKey) {
 		defer cancel()
 		run, err := e.store.GetRun(ctx, key)
 		if err != nil {
-			e.log.Error("after-run boot actions: read run", "run", key, "err", err)
+			e.log.Error("after-run boot actions: read run", append(keyAttrs(key), "err", err)...)
 			return
 		}
 		wf, _, hw, err := e.inputs(ctx, run)
 		if err != nil {
-			e.log.Warn("after-run boot actions skipped", "run", key, "err", err)
+			e.log.Warn("after-run boot actions skipped", append(runAttrs(run), "err", err)...)
 			return
 		}
 		if !needsBoot(wf) {
 			return
 		}
 		if err := f.Finish(ctx, run, wf, hw); err != nil {
-			e.log.Warn("after-run boot actions failed", "run", key, "workflow", run.Workflow, "hardware", run.Hardware, "err", err)
+			e.log.Warn("after-run boot actions failed", append(runAttrs(run), "err", err)...)
 		}
 	}()
 }
