@@ -178,11 +178,17 @@ func newIPMIFixture(t *testing.T, workflow string) *ipmiFixture {
 	f := &ipmiFixture{sim: bmctest.StartIPMI(t, bmctest.WithPower(true)), secrets: t.TempDir(), repo: t.TempDir(), out: filepath.Join(t.TempDir(), "out.txt")}
 	bmctest.WriteSecret(t, f.secrets, schema.SecretRef{Name: "bmc-node-01"}, f.sim.User, f.sim.Password)
 	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", f.sim.Host, f.sim.Port)
-	for name, content := range map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(f.out), "workflows/e2e.yaml": workflow} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(f.repo, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(f.repo, name), []byte(content), 0o644))
-	}
+	writeFiles(t, f.repo, map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(f.out), "workflows/e2e.yaml": workflow})
 	return f
+}
+
+// writeFiles writes a repository's files under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
 }
 
 // buildTink builds the real tink CLI.
@@ -219,4 +225,48 @@ func TestServerPollsPower(t *testing.T) {
 	require.Len(t, evs, 1, "polls that change nothing write nothing")
 	require.Equal(t, "power state changed: on -> off", evs[0].Message)
 	require.Equal(t, []string(nil), setCalls(f.sim.Calls()), "a poll only reads")
+}
+
+// TestServerDrivesRedfishISO: an iso workflow on a Redfish BMC (verified
+// TLS with --bmc-ca-cert): tink-server inserts the ISO, sets CD-ROM once
+// and power-cycles before the first action, the worker runs the run to
+// SUCCESS, and the server ejects the ISO once the run has ended; the run's
+// events tell all of it.
+func TestServerDrivesRedfishISO(t *testing.T) {
+	ctx := context.Background()
+	rf := bmctest.StartRedfish(t, bmctest.WithPower(false))
+	secrets := t.TempDir()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, rf.User, rf.Password)
+	repo := t.TempDir()
+	out := filepath.Join(t.TempDir(), "out.txt")
+	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: redfish, credentialsRef: bmc-node-01}\n", rf.Host, rf.Port)
+	wf := strings.TrimSuffix(e2eWorkflow, "}\n") + ", bootOptions: {bootMode: iso, isoURL: \"http://10.0.0.2/hook.iso\"}}\n"
+	writeFiles(t, repo, map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(out), "workflows/e2e.yaml": wf})
+	m := MustRunMain(t, repo, "--secrets-dir", secrets, "--bmc-ca-cert", rf.CAFile(t), "--bmc-timeout", "5s")
+	waitReady(t, m)
+	startWorker(t, buildWorker(t), m.Addr(), "52:54:00:00:00:01")
+
+	run := waitRun(t, m.Store, "e2e", 60*time.Second, terminal)
+	require.Equal(t, state.RunSuccess, run.State, run.Reason)
+	require.Eventually(t, func() bool {
+		_, inserted := rf.Media()
+		return !inserted
+	}, 20*time.Second, 50*time.Millisecond, "the ISO is ejected after the run")
+	require.Equal(t, "On", rf.Power())
+
+	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
+	require.NoError(t, err)
+	var steps []string
+	for _, e := range evs {
+		steps = append(steps, e.Message[:strings.Index(e.Message, ": ok via gofish")])
+	}
+	require.Equal(t, []string{
+		"Workflow/e2e#1: insert virtual media CD http://10.0.0.2/hook.iso",
+		"Workflow/e2e#1: boot device cdrom once",
+		"Workflow/e2e#1: power cycle",
+		"Workflow/e2e#1: eject virtual media CD",
+	}, steps)
+	for _, e := range evs {
+		require.NotContains(t, e.Message, rf.Password)
+	}
 }

@@ -86,12 +86,9 @@ func TestEndToEndWithWorker(t *testing.T) {
 	ctx := context.Background()
 	repo := t.TempDir()
 	out := filepath.Join(t.TempDir(), "out.txt")
-	for name, content := range map[string]string{
+	writeFiles(t, repo, map[string]string{
 		"hardware/node-01.yaml": e2eHardware, "templates/e2e.yaml": e2eTemplate(out), "workflows/e2e.yaml": e2eWorkflow,
-	} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(repo, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644))
-	}
+	})
 	m := MustRunMain(t, repo)
 	waitReady(t, m)
 	startWorker(t, buildWorker(t), m.Addr(), "52:54:00:00:00:01")
