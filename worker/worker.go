@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/state"
 )
 
 // Action is an action handed to this machine, as the server sends it; the
@@ -128,7 +129,7 @@ func (w *Worker) runAction(ctx context.Context, a *Action) {
 		return // the server counted it done when it started
 	}
 	_ = w.deliver(ctx, Report{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt,
-		State: res.State, Message: res.Message, Started: res.Started, Finished: res.Finished})
+		State: state.RunState(res.State), Message: res.Message, Started: res.Started, Finished: res.Finished})
 }
 
 var errRejected = errors.New("rejected by the server")

@@ -99,7 +99,7 @@ func (s *fakeServer) states() []string {
 	defer s.mu.Unlock()
 	var out []string
 	for _, r := range s.reports {
-		out = append(out, r.State)
+		out = append(out, string(r.State))
 	}
 	return out
 }

@@ -7,39 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/tinkops/tinkops/state"
 )
 
 // WorkerAction is an action handed to a machine's worker.
-type WorkerAction struct {
-	Namespace   string            `json:"namespace,omitempty"`
-	Workflow    string            `json:"workflow"`
-	Run         int               `json:"run"`
-	Task        string            `json:"task"`
-	Action      int               `json:"action"`
-	Attempt     int               `json:"attempt"`
-	Name        string            `json:"name"`
-	Image       string            `json:"image"`
-	Command     []string          `json:"command,omitempty"`
-	Environment map[string]string `json:"environment,omitempty"`
-	Volumes     []string          `json:"volumes,omitempty"`
-	Pid         string            `json:"pid,omitempty"`
-	Timeout     int64             `json:"timeout,omitempty"`
-	Background  bool              `json:"background,omitempty"`
-	Deadline    time.Time         `json:"deadline,omitzero"`
-}
+type WorkerAction = state.WorkerAction
 
 // WorkerReport is what a worker says about an action.
-type WorkerReport struct {
-	Namespace string    `json:"namespace,omitempty"`
-	Workflow  string    `json:"workflow"`
-	Run       int       `json:"run"`
-	Action    int       `json:"action"`
-	Attempt   int       `json:"attempt"`
-	State     string    `json:"state"`
-	Message   string    `json:"message,omitempty"`
-	Started   time.Time `json:"started,omitzero"`
-	Finished  time.Time `json:"finished,omitzero"`
-}
+type WorkerReport = state.WorkerReport
 
 func workerPath(id, rest string) string {
 	return "/v1/workers/" + url.PathEscape(id) + "/actions/" + rest

@@ -92,7 +92,7 @@ func BenchmarkWorkers(b *testing.B) {
 					if a == nil {
 						continue
 					}
-					for _, s := range []string{"RUNNING", "SUCCESS"} {
+					for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
 						t0 := time.Now()
 						if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
 							errs <- err

@@ -11,36 +11,10 @@ import (
 )
 
 // Assignment is an action handed to a worker.
-type Assignment struct {
-	Namespace   string            `json:"namespace,omitempty"`
-	Workflow    string            `json:"workflow"`
-	Run         int               `json:"run"`
-	Task        string            `json:"task"`
-	Action      int               `json:"action"` // index in the run's action list
-	Attempt     int               `json:"attempt"`
-	Name        string            `json:"name"`
-	Image       string            `json:"image"`
-	Command     []string          `json:"command,omitempty"`
-	Environment map[string]string `json:"environment,omitempty"`
-	Volumes     []string          `json:"volumes,omitempty"`
-	Pid         string            `json:"pid,omitempty"`
-	Timeout     int64             `json:"timeout,omitempty"`
-	Background  bool              `json:"background,omitempty"`
-	Deadline    time.Time         `json:"deadline,omitzero"`
-}
+type Assignment = state.WorkerAction
 
 // Report is what a worker says about an action.
-type Report struct {
-	Namespace string         `json:"namespace,omitempty"`
-	Workflow  string         `json:"workflow"`
-	Run       int            `json:"run"`
-	Action    int            `json:"action"`
-	Attempt   int            `json:"attempt"`
-	State     state.RunState `json:"state"` // RUNNING, SUCCESS, FAILED or TIMEOUT
-	Message   string         `json:"message,omitempty"`
-	Started   time.Time      `json:"started,omitzero"`
-	Finished  time.Time      `json:"finished,omitzero"`
-}
+type Report = state.WorkerReport
 
 // maxMessage bounds what a report may store (the tail of the output).
 const maxMessage = 4 << 10
