@@ -51,6 +51,17 @@ func (g *globals) client() (*client.Client, error) {
 	return client.New(server, token, nil)
 }
 
+// connect returns the output format and a client: what every command that
+// asks the server and prints its answer needs first.
+func (g *globals) connect() (string, *client.Client, error) {
+	format, err := g.format()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := g.client()
+	return format, c, err
+}
+
 // format returns the output format, or a usage error.
 func (g *globals) format() (string, error) {
 	switch g.output {

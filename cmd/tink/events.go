@@ -31,11 +31,7 @@ shows the run's progress instead: actions done of total, the current action
 and how long it has been running.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := g.format()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			format, c, err := g.connect()
 			if err != nil {
 				return err
 			}

@@ -62,11 +62,7 @@ func (rc *resourceCmd) listCommand() *cobra.Command {
 		Short: "List " + string(rc.res),
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := rc.g.format()
-			if err != nil {
-				return err
-			}
-			c, err := rc.g.client()
+			format, c, err := rc.g.connect()
 			if err != nil {
 				return err
 			}
@@ -92,11 +88,7 @@ func (rc *resourceCmd) getCommand() *cobra.Command {
 		Short: fmt.Sprintf("Show one %s", rc.res.Noun()),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := rc.g.format()
-			if err != nil {
-				return err
-			}
-			c, err := rc.g.client()
+			format, c, err := rc.g.connect()
 			if err != nil {
 				return err
 			}

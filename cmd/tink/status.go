@@ -71,11 +71,7 @@ func newResumeCommand(g *globals) *cobra.Command {
 // headline, if set, is printed first. A sync whose revision has errors
 // exits 1.
 func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *client.Client) (*client.Status, error), headline string) error {
-	format, err := g.format()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
+	format, c, err := g.connect()
 	if err != nil {
 		return err
 	}

@@ -251,11 +251,7 @@ func steer(cmd *cobra.Command, g *globals, namespace, name string, fn func(*clie
 // apiCall runs one API call and prints its result: as data with -o json or
 // yaml, else as the one line line makes of it.
 func apiCall[T any](cmd *cobra.Command, g *globals, fn func(*client.Client) (T, error), line func(T) string) error {
-	format, err := g.format()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
+	format, c, err := g.connect()
 	if err != nil {
 		return err
 	}
