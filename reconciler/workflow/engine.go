@@ -754,23 +754,24 @@ func keyAttrs(k state.RunKey) []any {
 // hardware and action, so an operator can follow one run through the log
 // with a single filter.
 func (e *Engine) logTransition(before, after *state.WorkflowRun, actor state.Actor) {
-	attrs := runAttrs(after)
-	actionState := state.RunState("")
-	if i := after.CurrentAction; i < len(after.Actions) {
-		actionState = after.Actions[i].State
-	} else if n := len(after.Actions); n > 0 {
-		actionState = after.Actions[n-1].State
-	}
 	switch {
 	case before.State != after.State:
-		e.log.Info("run "+strings.ToLower(string(after.State)), append(attrs, "from", string(before.State), "reason", after.Reason, "actor", string(actor))...)
+		e.log.Info("run "+strings.ToLower(string(after.State)), append(runAttrs(after), "from", string(before.State), "reason", after.Reason, "actor", string(actor))...)
 	case e.log.Enabled(context.Background(), slog.LevelDebug):
+		// Only here is the action's state worth working out: this runs on
+		// every transition, thousands a second, mostly not logged.
+		actionState := state.RunState("")
+		if i := after.CurrentAction; i < len(after.Actions) {
+			actionState = after.Actions[i].State
+		} else if n := len(after.Actions); n > 0 {
+			actionState = after.Actions[n-1].State
+		}
 		prev := state.RunState("")
 		if i := after.CurrentAction; i < len(before.Actions) && before.CurrentAction == i {
 			prev = before.Actions[i].State
 		}
 		if prev != actionState || before.CurrentAction != after.CurrentAction {
-			e.log.Debug("action "+strings.ToLower(string(actionState)), append(attrs, "reason", after.Reason, "actor", string(actor))...)
+			e.log.Debug("action "+strings.ToLower(string(actionState)), append(runAttrs(after), "reason", after.Reason, "actor", string(actor))...)
 		}
 	}
 }
