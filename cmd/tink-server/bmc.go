@@ -27,17 +27,29 @@ func bmcConnection(store state.Store) func(ctx context.Context, hw *schema.Hardw
 		if err != nil {
 			return nil, err
 		}
-		obj, err := reconciler.FromState(o)
+		m, err := decode[*schema.Machine](o)
 		if err != nil {
 			return nil, err
-		}
-		m, ok := obj.(*schema.Machine)
-		if !ok {
-			return nil, state.Errorf(state.EINTERNAL, "object %s is not a Machine", key)
 		}
 		conn, _ := (&schema.Set{Machines: []*schema.Machine{m}}).BMC(hw)
 		return conn, nil
 	}
+}
+
+// decode turns a stored object into its schema type T, or says it is not
+// one (a store holding the wrong kind under a key is the server's fault).
+func decode[T schema.Object](o *state.Object) (T, error) {
+	obj, err := reconciler.FromState(o)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	t, ok := obj.(T)
+	if !ok {
+		var zero T
+		return zero, state.Errorf(state.EINTERNAL, "object %s is not a %T", o.Key(), zero)
+	}
+	return t, nil
 }
 
 // bmcAPI serves the API's power and boot-device overrides with the
@@ -52,15 +64,7 @@ func (b bmcAPI) hardware(ctx context.Context, key state.ObjectKey) (*schema.Hard
 	if err != nil {
 		return nil, err
 	}
-	obj, err := reconciler.FromState(o)
-	if err != nil {
-		return nil, err
-	}
-	hw, ok := obj.(*schema.Hardware)
-	if !ok {
-		return nil, state.Errorf(state.EINTERNAL, "object %s is not hardware", key)
-	}
-	return hw, nil
+	return decode[*schema.Hardware](o)
 }
 
 // Power implements api.BMC.
@@ -139,11 +143,11 @@ func bmcHardware(store state.Store) func(ctx context.Context) ([]*schema.Hardwar
 				return nil, err
 			}
 			for _, o := range page.Objects {
-				obj, err := reconciler.FromState(o)
+				hw, err := decode[*schema.Hardware](o)
 				if err != nil {
 					return nil, err
 				}
-				if hw, ok := obj.(*schema.Hardware); ok && (hw.Spec.BMC != nil || hw.Spec.BMCRef != nil) {
+				if hw.Spec.BMC != nil || hw.Spec.BMCRef != nil {
 					out = append(out, hw)
 				}
 			}
