@@ -270,3 +270,43 @@ func TestServerDrivesRedfishISO(t *testing.T) {
 		require.NotContains(t, e.Message, rf.Password)
 	}
 }
+
+// TestServerResolvesBMCRef: hardware whose bmcRef names a Rufio Machine
+// (Tinkerbell's way) reaches the BMC the Machine declares, with the
+// credentials its authSecretRef names in the secrets directory.
+func TestServerResolvesBMCRef(t *testing.T) {
+	ctx := context.Background()
+	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
+	secrets := t.TempDir()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Namespace: "tink-system", Name: "bmc-creds-node-01"}, sim.User, sim.Password)
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{
+		"hardware/node-01.yaml": `apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata: {name: node-01, namespace: tink-system}
+spec:
+  interfaces: [{dhcp: {mac: "52:54:00:00:00:01"}}]
+  bmcRef: {apiGroup: bmc.tinkerbell.org, kind: Machine, name: bmc-node-01}
+`,
+		"bmc/bmc-node-01.yaml": fmt.Sprintf(`apiVersion: bmc.tinkerbell.org/v1alpha1
+kind: Machine
+metadata: {name: bmc-node-01, namespace: tink-system}
+spec:
+  connection:
+    host: %s
+    insecureTLS: false
+    authSecretRef: {name: bmc-creds-node-01, namespace: tink-system}
+    providerOptions:
+      ipmitool: {port: %d, cipherSuite: "3"}
+`, sim.Host, sim.Port),
+	})
+	m := MustRunMain(t, repo, "--secrets-dir", secrets, "--bmc-timeout", "5s")
+	waitReady(t, m)
+	c, err := client.New("http://"+m.Addr(), "", nil)
+	require.NoError(t, err)
+	res, err := c.Power(ctx, "tink-system", "node-01", "off")
+	require.NoError(t, err)
+	require.Equal(t, "ipmitool", res.Provider)
+	require.Equal(t, []string{"set power 0"}, setCalls(sim.Calls()))
+	require.Equal(t, "off", sim.Power())
+}
