@@ -230,8 +230,10 @@ func (s *Server) Serve(ln net.Listener, certFile, keyFile string) error {
 	}
 	s.mu.Lock()
 	if s.streams.Err() != nil {
+		// Shutdown came first: Serve keeps its promise of nil after
+		// Shutdown, whichever of the two ran first.
 		s.mu.Unlock()
-		return http.ErrServerClosed
+		return ln.Close()
 	}
 	s.srv = srv
 	s.mu.Unlock()
