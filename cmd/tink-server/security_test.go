@@ -99,7 +99,11 @@ spec: {templateRef: wipe, hardwareRef: node-01, hardwareMap: {device_1: "52:54:0
 	require.Eventually(t, func() bool {
 		r, err := m.Store.GetRun(ctx, key)
 		return err == nil && r.State == state.RunRunning
-	}, 10*time.Second, 20*time.Millisecond, "%v", func() any { st, _ := m.Store.SyncStatus(ctx); r, _ := m.Store.GetRun(ctx, key); return fmt.Sprintf("%+v %+v", *st, r) }())
+	}, 10*time.Second, 20*time.Millisecond, "%v", func() any {
+		st, _ := m.Store.SyncStatus(ctx)
+		r, _ := m.Store.GetRun(ctx, key)
+		return fmt.Sprintf("%+v %+v", *st, r)
+	}())
 
 	mine, theirs := tokenClient(t, m, "w-node-01"), tokenClient(t, m, "w-other-node-01")
 	_, err := mine.NextAction(ctx, "52:54:00:00:00:02", 0)
