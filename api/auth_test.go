@@ -134,7 +134,8 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 	seedFleet(t, s, s.Tokens["admin"])
 
 	bodies := map[string]string{
-		"/v1/hardware":  apitest.HardwareYAML("node-09", "52:54:00:10:00:09", "10.10.1.19"),
+		// Without a BMC: only an admin may set one (TestBMCFieldsNeedAdmin).
+		"/v1/hardware":  withoutBMC(apitest.HardwareYAML("node-09", "52:54:00:10:00:09", "10.10.1.19")),
 		"/v1/templates": apitest.TemplateYAML("tmpl-09"),
 		"/v1/workflows": apitest.WorkflowYAML("wf-09", "basic", "node-02", "52:54:00:10:00:02"),
 	}
@@ -261,7 +262,7 @@ func TestNoSecretsInResponsesLogsOrEvents(t *testing.T) {
 		}
 	}
 	admin, operator := s.Tokens["admin"], s.Tokens["operator"]
-	seedFleet(t, s, operator)
+	seedFleet(t, s, admin)
 	s.UpdateRun(t, "wf-01", state.Worker("node-01"), func(r *state.WorkflowRun) {
 		r.State = state.RunFailed
 		r.Actions = apitest.Actions("52:54:00:10:00:01", "wipe")

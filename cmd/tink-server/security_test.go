@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
+	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -40,6 +43,22 @@ func tokenClient(t *testing.T, m *Main, name string) *client.Client {
 	c, err := client.New("http://"+m.Addr(), "secret-"+name, nil)
 	require.NoError(t, err)
 	return c
+}
+
+// send makes a request with the token of name and returns the status and
+// the body.
+func send(t *testing.T, m *Main, name, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+m.Addr()+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer secret-"+name)
+	req.Header.Set("Content-Type", "application/yaml")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
 }
 
 func statusOf(err error) int {
@@ -150,4 +169,70 @@ spec: {templateRef: wipe, hardwareRef: node-01, hardwareMap: {device_1: "52:54:0
 	for _, ac := range actors {
 		require.Equal(t, state.Actor("worker:other/node-01"), ac)
 	}
+}
+
+// TestBMCSecretGoesOnlyToItsAddresses: a BMC secret is sent only to the
+// addresses its allowed-hosts file lists. ipmi_sim at 127.0.0.1 (listed)
+// is driven; a Redfish endpoint at 127.0.0.2 posing as a BMC never sees
+// the password, whether Git declares hardware pointing there (an inline
+// bmc block, or a bmcRef to a Rufio Machine whose authSecretRef names the
+// secret), an admin creates it through the API, or an operator tries to
+// (refused: only an admin may set a BMC).
+func TestBMCSecretGoesOnlyToItsAddresses(t *testing.T) {
+	ctx := context.Background()
+	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
+	evil := bmctest.StartRedfish(t, bmctest.WithHost("127.0.0.2"), bmctest.WithUser(sim.User), bmctest.WithPassword(sim.Password))
+	secrets := t.TempDir()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, sim.Password, "# node-01's BMC", sim.Host)
+	evilBMC := fmt.Sprintf("{address: %s, port: %d, protocol: redfish, credentialsRef: bmc-node-01, insecureTLS: true}", evil.Host, evil.Port)
+	hardware := func(name, mac, bmc string) string {
+		return fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: %s}\nspec:\n  interfaces: [{dhcp: {mac: %q}}]\n  %s\n", name, mac, bmc)
+	}
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{
+		"hardware/node-01.yaml": hardware("node-01", "52:54:00:00:00:01", fmt.Sprintf("bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}", sim.Host, sim.Port)),
+		"hardware/node-02.yaml": hardware("node-02", "52:54:00:00:00:02", "bmc: "+evilBMC),
+		"hardware/node-03.yaml": hardware("node-03", "52:54:00:00:00:03", "bmcRef: {apiGroup: bmc.tinkerbell.org, kind: Machine, name: bmc-node-03}"),
+		"bmc/bmc-node-03.yaml": fmt.Sprintf(`apiVersion: bmc.tinkerbell.org/v1alpha1
+kind: Machine
+metadata: {name: bmc-node-03}
+spec:
+  connection:
+    host: %s
+    insecureTLS: true
+    authSecretRef: {name: bmc-node-01}
+    providerOptions: {preferredOrder: [gofish], redfish: {port: %d}}
+`, evil.Host, evil.Port),
+	})
+	tokens := writeTokens(t, api.Token{Name: "admin", Role: api.RoleAdmin}, api.Token{Name: "ops", Role: api.RoleOperator})
+	m := MustRunMain(t, repo, "--secrets-dir", secrets, "--auth-file", tokens, "--bmc-timeout", "5s", "--bmc-retries", "0")
+	waitReady(t, m)
+	admin, ops := tokenClient(t, m, "admin"), tokenClient(t, m, "ops")
+
+	// The allowed path: node-01's own BMC.
+	res, err := ops.Power(ctx, "", "node-01", "off")
+	require.NoError(t, err)
+	require.Equal(t, "ipmitool", res.Provider)
+	require.Equal(t, "off", sim.Power())
+
+	// Git-declared hardware pointing the secret elsewhere.
+	for _, name := range []string{"node-02", "node-03"} {
+		_, err = ops.Power(ctx, "", name, "on")
+		require.Error(t, err, name)
+		require.Contains(t, err.Error(), `BMC secret "bmc-node-01" may not be sent to 127.0.0.2: that address is not listed in `+filepath.Join(secrets, "bmc-node-01", "allowed-hosts"), name)
+	}
+	// Created through the API: an operator may not set a BMC at all, and
+	// an admin's hardware is held to the secret's addresses too.
+	code, body := send(t, m, "ops", http.MethodPost, "/v1/hardware", hardware("node-04", "52:54:00:00:00:04", "bmc: "+evilBMC))
+	require.Equal(t, http.StatusForbidden, code, body)
+	code, body = send(t, m, "admin", http.MethodPost, "/v1/hardware", hardware("node-05", "52:54:00:00:00:05", "bmc: "+evilBMC))
+	require.Equal(t, http.StatusCreated, code, body)
+	_, err = admin.Power(ctx, "", "node-05", "on")
+	require.ErrorContains(t, err, `BMC secret "bmc-node-01" may not be sent to 127.0.0.2`)
+
+	require.False(t, evil.ReceivedPassword(), "the endpoint at 127.0.0.2 received node-01's BMC password; its calls: %v", evil.Calls())
+	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindHardware, Name: "node-02", Types: []state.EventType{state.EventBMC}}})
+	require.NoError(t, err)
+	require.NotEmpty(t, evs)
+	require.Contains(t, evs[len(evs)-1].Message, `BMC secret "bmc-node-01" may not be sent to 127.0.0.2`)
 }

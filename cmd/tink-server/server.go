@@ -120,7 +120,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file (with --tls-cert)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "secret shared with the Git host for POST /v1/webhooks/git (prefer the environment variable: arguments show in ps)")
-	fs.StringVar(&c.SecretsDir, "secrets-dir", c.SecretsDir, "directory of BMC credentials: one folder per secret (credentialsRef, authSecretRef) with username and password files; read on use, so a changed secret needs no restart")
+	fs.StringVar(&c.SecretsDir, "secrets-dir", c.SecretsDir, "directory of BMC credentials: one folder per secret (credentialsRef, authSecretRef) with username, password and allowed-hosts (the BMC addresses the secret may be sent to) files; read on use, so a changed secret needs no restart")
 	fs.DurationVar(&c.BMCPollInterval, "bmc-poll-interval", c.BMCPollInterval, "read every BMC's power state this often and show it in hardware status (0: off)")
 	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", c.BMCTimeout, "deadline of one BMC call")
 	fs.IntVar(&c.BMCRetries, "bmc-retries", c.BMCRetries, "how often a failed BMC call is tried again (with exponential backoff) before the action fails")
