@@ -127,6 +127,7 @@ type Server struct {
 	keepAlive time.Duration
 
 	metrics *metrics
+	hooks   webhookGuard
 	router  *httprouter.Router
 	routes  []route
 	csrf    *http.CrossOriginProtection
@@ -181,6 +182,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.keepAlive <= 0 {
 		s.keepAlive = DefaultKeepAlive
+	}
+	if s.webhook.RefusalInterval <= 0 {
+		s.webhook.RefusalInterval = DefaultRefusalInterval
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
 	"github.com/tinkops/tinkops/state/badger"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	// BMCCACert is a PEM bundle of the CAs that sign Redfish BMCs'
 	// certificates (else the system's roots).
 	BMCCACert string
+	// MaxEvents and MaxEventAge are the event log's retention (see
+	// state.Retention; 0 keeps the default, negative removes the limit).
+	MaxEvents   int
+	MaxEventAge time.Duration
 	// LogLevel and LogFormat shape the log (see newLogger).
 	LogLevel  string
 	LogFormat string
@@ -125,6 +130,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", c.BMCTimeout, "deadline of one BMC call")
 	fs.IntVar(&c.BMCRetries, "bmc-retries", c.BMCRetries, "how often a failed BMC call is tried again (with exponential backoff) before the action fails")
 	fs.StringVar(&c.BMCCACert, "bmc-ca-cert", c.BMCCACert, "PEM file of the CAs that sign Redfish BMC certificates (default: the system's roots; insecureTLS on a bmc block skips the check)")
+	fs.IntVar(&c.MaxEvents, "max-events", c.MaxEvents, "how many of the newest events the event log keeps (0: 1,000,000; negative: no limit)")
+	fs.DurationVar(&c.MaxEventAge, "max-event-age", c.MaxEventAge, "how long the event log keeps an event (0: 720h; negative: no limit)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
@@ -190,7 +197,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := api.CheckListen(c.Listen, auth, c.Insecure); err != nil {
 		return err
 	}
-	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{})
+	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{Retention: state.Retention{MaxEvents: c.MaxEvents, MaxAge: c.MaxEventAge}})
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
