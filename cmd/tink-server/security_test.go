@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 
 	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/gitsource/gittest"
 	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
@@ -235,4 +241,96 @@ spec:
 	require.NoError(t, err)
 	require.NotEmpty(t, evs)
 	require.Contains(t, evs[len(evs)-1].Message, `BMC secret "bmc-node-01" may not be sent to 127.0.0.2`)
+}
+
+// buildServer builds the tink-server binary.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tink-server")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// runServerBinary starts the tink-server binary with args on a free port;
+// it returns its address and its output so far (stdout and stderr).
+func runServerBinary(t *testing.T, bin string, args ...string) (addr string, output func() string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "output")
+	f, err := os.Create(out)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "debug", "--log-format", "json"}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_, _ = cmd.Process.Wait()
+		f.Close()
+	})
+	output = func() string { b, _ := os.ReadFile(out); return string(b) }
+	listening := regexp.MustCompile(`listening on http://(127\.0\.0\.1:\d+)`)
+	require.Eventually(t, func() bool {
+		m := listening.FindStringSubmatch(output())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, 20*time.Second, 20*time.Millisecond, "no listening line: %s", output)
+	return addr, output
+}
+
+// TestRepoPasswordNeverPrinted: the password of a --repo URL
+// (https://user:pass@host/repo.git) appears nowhere an operator or a log
+// collector reads: the listening line, the log (at debug), /v1/status and
+// the events, whether the credentials work or are refused, and on a
+// remote that does not answer.
+func TestRepoPasswordNeverPrinted(t *testing.T) {
+	ctx := context.Background()
+	bin := buildServer(t)
+	repo := gittest.NewRepo(t)
+	repo.Commit("fleet", map[string]string{"hardware/node-01.yaml": e2eHardware})
+	const user, good, wrong, other = "fleet-bot", "Rep0-pa55-7731", "Wr0ng-pa55-4412", "N0where-pa55-9907"
+	srv := gittest.ServeHTTP(t, repo.Base, user, good, false)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	require.NoError(t, dead.Close())
+
+	for _, tc := range []struct {
+		name, repo string
+		ok         func(*client.Status) bool
+	}{
+		{"Valid", strings.Replace(srv.URL, "://", "://"+user+":"+good+"@", 1) + repo.Name,
+			func(st *client.Status) bool { return st.Sync.LastAppliedRevision != "" }},
+		{"Refused", strings.Replace(srv.URL, "://", "://"+user+":"+wrong+"@", 1) + repo.Name,
+			func(st *client.Status) bool { return st.Source != nil && st.Source.Failures > 0 }},
+		{"Unreachable", "https://" + user + ":" + other + "@" + deadAddr + "/fleet.git",
+			func(st *client.Status) bool { return st.Source != nil && st.Source.Failures > 0 }},
+		{"GitProtocol", "git://" + user + ":" + other + "@" + deadAddr + "/fleet.git",
+			func(st *client.Status) bool { return st.Source != nil && st.Source.Failures > 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, output := runServerBinary(t, bin, "--repo", tc.repo, "--poll-interval", "200ms")
+			c, err := client.New("http://"+addr, "", nil)
+			require.NoError(t, err)
+			var st *client.Status
+			require.Eventually(t, func() bool {
+				st, err = c.Status(ctx)
+				return err == nil && tc.ok(st)
+			}, 20*time.Second, 50*time.Millisecond)
+			raw, err := json.Marshal(st)
+			require.NoError(t, err)
+			evs, err := c.Events(ctx, client.EventOptions{})
+			require.NoError(t, err)
+			rawEvents, err := json.Marshal(evs)
+			require.NoError(t, err)
+			require.Contains(t, output(), "listening on http://"+addr)
+			for where, text := range map[string]string{"output": output(), "status": string(raw), "events": string(rawEvents)} {
+				for _, pw := range []string{good, wrong, other} {
+					require.NotContains(t, text, pw, "the %s shows the password", where)
+				}
+			}
+		})
+	}
 }

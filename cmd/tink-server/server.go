@@ -257,7 +257,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if c.TLSCert != "" {
 		scheme = "https"
 	}
-	fmt.Fprintf(m.stdout, "tink-server listening on %s://%s (repo %s, data %s)\n", scheme, m.ln.Addr(), c.Repo, c.DataDir)
+	fmt.Fprintf(m.stdout, "tink-server listening on %s://%s (repo %s, data %s)\n", scheme, m.ln.Addr(), gitsource.RedactURL(c.Repo), c.DataDir)
 	return nil
 }
 
