@@ -192,13 +192,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 // buildTink builds the real tink CLI.
-func buildTink(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tink")
-	out, err := exec.Command("go", "build", "-o", bin, "../tink").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
+func buildTink(t *testing.T) string { return buildBinary(t, "tink", "../tink") }
 
 // TestServerPollsPower: with --bmc-poll-interval the server reads every
 // BMC's power state on its own: hardware status shows it, and a change

@@ -244,13 +244,7 @@ spec:
 }
 
 // buildServer builds the tink-server binary.
-func buildServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tink-server")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
+func buildServer(t *testing.T) string { return buildBinary(t, "tink-server", ".") }
 
 // runServerBinary starts the tink-server binary with args on a free port;
 // it returns its address and its output so far (stdout and stderr).
