@@ -328,3 +328,33 @@ func TestRepoPasswordNeverPrinted(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncOfRevisionWithErrors: POST /v1/sync on a repository with errors
+// answers 200 with every error in sync.errors (as api/openapi.yaml says),
+// and tink sync prints each one and exits 1, for a CI job to fail on.
+func TestSyncOfRevisionWithErrors(t *testing.T) {
+	ctx := context.Background()
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{
+		"hardware/node-01.yaml": e2eHardware,
+		"hardware/node-02.yaml": strings.Replace(e2eHardware, "kind: Hardware", "kind: Hardwar", 1),
+		"hardware/node-03.yaml": strings.Replace(strings.Replace(strings.Replace(e2eHardware, "node-01", "node-03", 1), "disks:", "diskz:", 1), ":01\"", ":03\"", 1),
+	})
+	m := MustRunMain(t, repo)
+	waitReady(t, m)
+	c, err := client.New("http://"+m.Addr(), "", nil)
+	require.NoError(t, err)
+	st, err := c.Sync(ctx)
+	require.NoError(t, err, "a revision with errors is the answer, not a failed call")
+	require.Len(t, st.Sync.Errors, 2)
+
+	cmd := exec.Command(buildTink(t), "sync", "--server", "http://"+m.Addr())
+	cmd.Env = append(os.Environ(), "TINK_TOKEN=")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "error: hardware/node-02.yaml:", "%s", out)
+	require.Contains(t, string(out), "error: hardware/node-03.yaml:", "%s", out)
+	require.Contains(t, string(out), "has 2 error(s); nothing of it was applied\n", "%s", out)
+}
