@@ -358,3 +358,21 @@ func TestSyncOfRevisionWithErrors(t *testing.T) {
 	require.Contains(t, string(out), "error: hardware/node-03.yaml:", "%s", out)
 	require.Contains(t, string(out), "has 2 error(s); nothing of it was applied\n", "%s", out)
 }
+
+// TestServerWarnsOfUnboundSecrets: at start, the log names every BMC secret
+// without an allowed-hosts file (after an upgrade, before its first BMC
+// operation fails).
+func TestServerWarnsOfUnboundSecrets(t *testing.T) {
+	secrets := t.TempDir()
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, "admin", "pw-unbound-1")
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Namespace: "lab", Name: "bmc-node-02"}, "admin", "pw-bound-2", "10.0.0.2")
+	var log strings.Builder
+	m := NewMain(io.Discard, &log)
+	require.NoError(t, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--repo", t.TempDir(),
+		"--secrets-dir", secrets, "--log-format", "json"}))
+	require.NoError(t, m.Open(context.Background()))
+	require.NoError(t, m.Close())
+	require.Contains(t, log.String(), `BMC secrets without an allowed-hosts file are sent to no BMC`)
+	require.Contains(t, log.String(), `"secrets":["bmc-node-01"]`)
+	require.NotContains(t, log.String(), "pw-unbound-1")
+}

@@ -222,7 +222,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if retries == 0 {
 		retries = -1 // the flag's 0 means none; the Controller's 0 means its default
 	}
-	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: bmc.NewSecrets(c.SecretsDir), Connection: bmcConnection(m.Store),
+	secrets := bmc.NewSecrets(c.SecretsDir)
+	if unbound, err := secrets.Unbound(); err != nil {
+		m.log.Warn("cannot list BMC secrets", "err", err)
+	} else if len(unbound) > 0 {
+		m.log.Warn("BMC secrets without an allowed-hosts file are sent to no BMC; list the BMC addresses each may go to (see SECURITY.md)",
+			"secrets", unbound, "dir", c.SecretsDir)
+	}
+	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmcConnection(m.Store),
 		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.bmcCalled})
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)

@@ -131,6 +131,51 @@ func (s *Secrets) Resolve(ref schema.SecretRef, host string) (Credentials, error
 	return Credentials{}, state.Errorf(state.ENOTFOUND, "secret %q not found in secrets directory: want %s", refName(ref), strings.Join(want, " or "))
 }
 
+// Unbound lists the secrets of the directory (<name> or <namespace>/<name>
+// folders holding a password file) that have no allowed-hosts file, and so
+// are sent to no BMC: the server warns of them at start, so an upgrade
+// that predates the binding is noticed before the first BMC operation
+// fails. Unreadable folders are skipped; the error is only for the
+// directory itself.
+func (s *Secrets) Unbound() ([]string, error) {
+	if s == nil || s.dir == "" {
+		return nil, nil
+	}
+	var out []string
+	var walk func(rel string, depth int) error
+	walk = func(rel string, depth int) error {
+		entries, err := os.ReadDir(filepath.Join(s.dir, rel))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			// Kubernetes mounts a secret through ..data and dot links.
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			folder := filepath.Join(rel, e.Name())
+			fi, err := os.Stat(filepath.Join(s.dir, folder))
+			if err != nil || !fi.IsDir() {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(s.dir, folder, "password")); err == nil {
+				if _, err := os.Stat(filepath.Join(s.dir, folder, AllowedHostsFile)); err != nil {
+					out = append(out, filepath.ToSlash(folder))
+				}
+				continue
+			}
+			if depth == 0 {
+				_ = walk(folder, 1)
+			}
+		}
+		return nil
+	}
+	if err := walk("", 0); err != nil {
+		return nil, state.Errorf(state.EINVALID, "read secrets directory %s: %v", s.dir, err)
+	}
+	return out, nil
+}
+
 // checkAllowedHost refuses a secret for a BMC at host unless the folder's
 // allowed-hosts file lists host. The messages say which secret, which
 // address and which file, so an operator knows what to bind.

@@ -218,7 +218,13 @@ func TestSecretsBoundToHosts(t *testing.T) {
 		require.Equal(t, state.EINVALID, state.ErrorCode(err), host)
 		require.EqualError(t, err, fmt.Sprintf(`invalid: BMC secret "rack-1" may not be sent to %s: that address is not listed in %s`, host, file))
 	}
-	_, err := s.Resolve(schema.SecretRef{Name: "old"}, "10.0.1.9")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "lab", Name: "old-too"}, "admin", "pw")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "lab", Name: "bound"}, "admin", "pw", "10.0.9.9")
+	unbound, err := s.Unbound()
+	require.NoError(t, err)
+	require.Equal(t, []string{"lab/old-too", "old"}, unbound, "the secrets that go nowhere, for the warning at start")
+
+	_, err = s.Resolve(schema.SecretRef{Name: "old"}, "10.0.1.9")
 	require.EqualError(t, err, `invalid: BMC secret "old" may not be sent to 10.0.1.9: it is bound to no BMC address; list the addresses it is for, one a line, in `+
 		filepath.Join(dir, "old", "allowed-hosts")+` (see SECURITY.md, "BMC credentials")`)
 	require.NotContains(t, err.Error(), "pw")
