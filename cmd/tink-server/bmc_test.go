@@ -248,8 +248,14 @@ func TestServerDrivesRedfishISO(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "the ISO is ejected after the run")
 	require.Equal(t, "On", rf.Power())
 
-	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
-	require.NoError(t, err)
+	// The BMC has ejected the ISO a moment before the server closes its
+	// session and records the step.
+	var evs []state.Event
+	require.Eventually(t, func() bool {
+		var err error
+		evs, err = m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
+		return err == nil && len(evs) >= 4
+	}, 10*time.Second, 20*time.Millisecond, "the eject is an event")
 	var steps []string
 	for _, e := range evs {
 		steps = append(steps, e.Message[:strings.Index(e.Message, ": ok via gofish")])
