@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -130,6 +132,44 @@ func TestWebhookReplay(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, "a new delivery")
 	require.Equal(t, int32(2), fetches.Load())
 	require.Contains(t, scrapeMetrics(t, s), `tink_webhook_refused_total{reason="replay"} 1`)
+}
+
+// TestWebhookRefusalSummaries: once the interval has passed, a refusal is
+// summed up again, but never right after the previous summary: a flood
+// while nothing else happens stays one event, whatever its length, and
+// leaves the events before it in a small log.
+func TestWebhookRefusalSummaries(t *testing.T) {
+	const secret = "hook-secret-123"
+	s := apitest.MustRunServer(t, apitest.WithWebhook(secret, func() {}), apitest.WithRefusalInterval(time.Millisecond), apitest.WithRetention(20))
+	ctx := context.Background()
+	for i := range 10 {
+		_, err := s.Store.Apply(ctx, &state.Batch{Actor: state.APIUser("alice"), Events: []state.Event{{Type: state.EventSync, Message: fmt.Sprintf("real %d", i)}}})
+		require.NoError(t, err)
+	}
+	body := []byte(`{}`)
+	refuse := func() {
+		time.Sleep(5 * time.Millisecond) // past the interval
+		require.Equal(t, http.StatusUnauthorized, postHook(t, s, map[string]string{"X-GitHub-Event": "push"}, body).StatusCode)
+	}
+	for range 50 {
+		refuse()
+	}
+	require.Equal(t, http.StatusAccepted, postHook(t, s, github("push", sign(secret, body), "d-1"), body).StatusCode, "a real event")
+	refuse()
+	refuse()
+	_, err := s.Store.CompactEvents(ctx)
+	require.NoError(t, err)
+	evs, err := s.Store.Events(ctx, state.EventQuery{})
+	require.NoError(t, err)
+	var msgs []string
+	for _, ev := range evs {
+		msgs = append(msgs, ev.Message)
+	}
+	require.Len(t, msgs, 13, "%q", msgs)
+	require.Equal(t, "real 0", msgs[0], "the oldest real event is still there")
+	require.Contains(t, msgs[10], "1 webhook request(s) refused")
+	require.Equal(t, "GitHub push received; fetching now", msgs[11])
+	require.Contains(t, msgs[12], "50 webhook request(s) refused", "the count carried on while no summary could be written")
 }
 
 func TestWebhookOff(t *testing.T) {
