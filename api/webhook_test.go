@@ -3,10 +3,10 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
