@@ -296,7 +296,11 @@ func (e *Engine) latestRun(ctx context.Context, wf state.ObjectKey) (*state.Work
 
 // Retry starts a new attempt of a workflow's latest run, which must have
 // ended FAILED, TIMEOUT or CANCELLED: from the action that did not succeed,
-// or from the first with fromStart. The run waits its turn on the machine.
+// or from the first with fromStart. The run goes back to PENDING and waits
+// its turn on its machines like any other run (one run per machine: a run
+// that started there meanwhile finishes first); when it starts again it
+// keeps its rendering, and its machine is prepared again (the BMC boot
+// actions of its bootOptions) when the run starts over (see startsOver).
 func (e *Engine) Retry(ctx context.Context, actor state.Actor, wf state.ObjectKey, fromStart bool) (*state.WorkflowRun, error) {
 	latest, err := e.latestRun(ctx, wf)
 	if err != nil {
@@ -321,21 +325,18 @@ func (e *Engine) Retry(ctx context.Context, actor state.Actor, wf state.ObjectKe
 			}
 		}
 		r.CurrentAction = from
-		r.FinishedAt = time.Time{}
+		r.FinishedAt, r.Deadline = time.Time{}, time.Time{}
+		r.State = state.RunPending
 		if len(r.Actions) == 0 {
 			// It never started (its template did not render): start over.
-			r.State, r.Reason = state.RunPending, fmt.Sprintf("retried by %s", actor)
+			r.Reason = fmt.Sprintf("retried by %s", actor)
 			return true, nil
-		}
-		r.State = state.RunRunning
-		if r.GlobalTimeout > 0 {
-			r.Deadline = e.now().Add(time.Duration(r.GlobalTimeout) * time.Second)
 		}
 		where := fmt.Sprintf("from action %s", r.Actions[from].Name)
 		if fromStart {
 			where = "from the start"
 		}
-		r.Reason = fmt.Sprintf("retried by %s %s", actor, where)
+		r.Reason = fmt.Sprintf("retried by %s %s; waits its turn", actor, where)
 		return true, nil
 	})
 	if err != nil {
