@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -39,7 +40,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	for _, wf := range wfs {
 		_, hw := workflowRefs(wf)
 		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
-		n := lastRun(wf)
+		n := reconciler.LastRun(wf)
 		if !ok || n == 0 {
 			continue
 		}

@@ -56,12 +56,14 @@ func TestWorkflowChecks(t *testing.T) {
 		{name: "ErrMissingRefs", body: apitest.WorkflowYAML("wf-x", "nope", "node-09", "52:54:00:10:00:01"),
 			message: "workflow wf-x cannot run: 2 problems",
 			details: []client.Detail{
-				{Path: "spec.templateRef", Message: `template "nope" does not exist`},
-				{Path: "spec.hardwareRef", Message: `hardware "node-09" does not exist`},
+				{Path: "spec.templateRef", Line: 6, Column: 16, Object: "Workflow/wf-x", Message: `template "nope" is not declared`},
+				{Path: "spec.hardwareRef", Line: 7, Column: 16, Object: "Workflow/wf-x", Message: `hardware "node-09" is not declared`},
 			}},
 		{name: "ErrForeignMAC", body: apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:02"),
 			message: "workflow wf-x cannot run: 1 problem",
-			details: []client.Detail{{Path: "spec.hardwareMap.device_1", Message: "52:54:00:10:00:02 is not a MAC address of hardware node-01 (it has 52:54:00:10:00:01)"}}},
+			details: []client.Detail{{Path: "spec.hardwareMap.device_1", Line: 9, Column: 15, Object: "Workflow/wf-x", Message: "52:54:00:10:00:02 is a MAC address of hardware node-02, not of node-01 (it has 52:54:00:10:00:01); other keys may name other machines, whose tasks then run there, but one must name a MAC of the workflow's own hardware"}}},
+		{name: "ErrUnknownMAC", body: apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:77"),
+			message: "workflow wf-x cannot run: 2 problems"},
 		{name: "ErrDoesNotRender", body: strings.Replace(apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:01"), "device_1", "device_9", 1),
 			message: "workflow wf-x cannot run: 1 problem"},
 	} {
@@ -71,8 +73,9 @@ func TestWorkflowChecks(t *testing.T) {
 			if tc.details != nil {
 				require.Equal(t, tc.details, e.Details)
 			} else {
-				require.Equal(t, "spec.templateRef", e.Details[0].Path)
-				require.Contains(t, e.Details[0].Message, "template basic does not render for hardware node-01")
+				last := e.Details[len(e.Details)-1]
+				require.Equal(t, "spec.templateRef", last.Path)
+				require.Contains(t, last.Message, "template basic does not render for hardware node-01")
 			}
 		})
 	}

@@ -182,18 +182,12 @@ func (e *Engine) load(ctx context.Context) error {
 	if e.loaded {
 		return nil
 	}
-	cont := ""
-	for {
-		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}, Limit: 5000, Continue: cont})
-		if err != nil {
-			return fmt.Errorf("read active runs: %w", err)
-		}
-		for _, r := range page.Runs {
-			e.setRunLocked(r.Key(), r)
-		}
-		if cont = page.Continue; cont == "" {
-			break
-		}
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}})
+	if err != nil {
+		return fmt.Errorf("read active runs: %w", err)
+	}
+	for _, r := range runs {
+		e.setRunLocked(r.Key(), r)
 	}
 	e.loaded = true
 	return nil
@@ -422,23 +416,18 @@ func (e *Engine) refreshPending(ctx context.Context) error {
 	}
 	e.pendingRead, e.pendingDirty = time.Now(), false
 	e.mu.Unlock()
-	cont := ""
-	for {
-		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending}, Limit: 5000, Continue: cont})
-		if err != nil {
-			return err
-		}
-		e.mu.Lock()
-		for _, r := range page.Runs {
-			if _, ok := e.runs[r.Key()]; !ok {
-				e.setRunLocked(r.Key(), r)
-			}
-		}
-		e.mu.Unlock()
-		if cont = page.Continue; cont == "" {
-			return nil
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending}})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range runs {
+		if _, ok := e.runs[r.Key()]; !ok {
+			e.setRunLocked(r.Key(), r)
 		}
 	}
+	return nil
 }
 
 // active returns the runs that have not ended, oldest first.

@@ -70,24 +70,18 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	e.macMu.Lock()
 	defer e.macMu.Unlock()
 	if time.Since(e.macsRead) > time.Second || e.macs == nil {
+		all, err := state.AllObjects(ctx, e.store, state.ObjectQuery{Kind: state.KindHardware})
+		if err != nil {
+			return nil, err
+		}
 		macs := map[string]state.ObjectKey{}
-		cont := ""
-		for {
-			page, err := e.store.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000, Continue: cont})
+		for _, o := range all {
+			h, err := reconciler.FromState(o)
 			if err != nil {
-				return nil, err
+				continue
 			}
-			for _, o := range page.Objects {
-				h, err := reconciler.FromState(o)
-				if err != nil {
-					continue
-				}
-				for _, m := range h.(*schema.Hardware).MACs() {
-					macs[m] = o.Key()
-				}
-			}
-			if cont = page.Continue; cont == "" {
-				break
+			for _, m := range h.(*schema.Hardware).MACs() {
+				macs[m] = o.Key()
 			}
 		}
 		e.macs, e.macsRead = macs, time.Now()
@@ -278,15 +272,15 @@ func (e *Engine) workerSeen(hw *schema.Hardware) {
 
 // latestRun finds the newest run of a workflow.
 func (e *Engine) latestRun(ctx context.Context, wf state.ObjectKey) (*state.WorkflowRun, error) {
-	page, err := e.store.ListRuns(ctx, state.RunQuery{Workflow: wf.Name, Namespace: wf.Namespace})
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{Workflow: wf.Name, Namespace: wf.Namespace})
 	if err != nil {
 		return nil, err
 	}
-	if len(page.Runs) == 0 {
+	if len(runs) == 0 {
 		return nil, state.Errorf(state.ENOTFOUND, "%s has no run", wf)
 	}
-	latest := page.Runs[0]
-	for _, r := range page.Runs {
+	latest := runs[0]
+	for _, r := range runs {
 		if r.Number > latest.Number {
 			latest = r
 		}
