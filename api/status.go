@@ -58,7 +58,13 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	if err := s.syncer.Sync(ctx); err != nil {
-		return err
+		// Errors in the repository (or a plan refused because it prunes
+		// too much) are not errors of this call: the status answered
+		// holds every one of them. Anything else is.
+		ss, serr := s.store.SyncStatus(ctx)
+		if serr != nil || ss.Failure != state.FailureStalled {
+			return err
+		}
 	}
 	return s.handleStatus(w, r, c)
 }
@@ -98,6 +104,10 @@ func (s *Server) status(ctx context.Context) (*client.Status, error) {
 			Errors:                ss.Errors,
 			Suspended:             ss.Suspended,
 			LastSyncAt:            ss.LastSyncAt,
+			Failure:               string(ss.Failure),
+			Reason:                ss.Reason,
+			Retries:               ss.Retries,
+			NextRetryAt:           ss.NextRetryAt,
 		},
 		Ready:     s.ready(),
 		Objects:   map[string]map[string]int{},

@@ -79,13 +79,22 @@ func failed(cmd *cobra.Command, err error) error {
 	var ae *client.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(w, "tink: %s\n", ae.Message)
-		for _, d := range ae.Details {
-			fmt.Fprintf(w, "  %s\n", d.String())
-		}
+		printDetails(w, ae.Details)
 		return exitError{code: 1}
 	}
 	fmt.Fprintf(w, "tink: %s\n", err)
 	return exitError{code: 1}
+}
+
+// printDetails prints the server's details of an error, one a line. The
+// request bodies are built here (from a file or flags), so the lines and
+// columns the server names in them mean nothing to the reader: the field
+// paths say where.
+func printDetails(w io.Writer, details []client.Detail) {
+	for _, d := range details {
+		d.Line, d.Column = 0, 0
+		fmt.Fprintf(w, "  %s\n", d.String())
+	}
 }
 
 // printData writes v as JSON or YAML.

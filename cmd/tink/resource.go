@@ -197,9 +197,7 @@ func reportFailure(cmd *cobra.Command, name string, err error) {
 	var ae *client.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(w, "tink: %s: %s\n", name, ae.Message)
-		for _, d := range ae.Details {
-			fmt.Fprintf(w, "  %s\n", d.String())
-		}
+		printDetails(w, ae.Details)
 		return
 	}
 	fmt.Fprintf(w, "tink: %s: %s\n", name, err)

@@ -80,6 +80,10 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 		return failed(cmd, err)
 	}
 	out := cmd.OutOrStdout()
+	stalled := headline == "synced" && (len(st.Sync.Errors) > 0 || st.Sync.Failure == string(state.FailureStalled))
+	if stalled {
+		headline = fmt.Sprintf("not applied: %s has %d error(s); %s stays in effect", st.Sync.LastAttemptedRevision, len(st.Sync.Errors), orNothing(st.Sync.LastAppliedRevision))
+	}
 	if format != "table" {
 		if err := printData(out, format, st); err != nil {
 			return err
@@ -92,10 +96,17 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 			return err
 		}
 	}
-	if headline == "synced" && len(st.Sync.Errors) > 0 {
+	if stalled {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+func orNothing(rev string) string {
+	if rev == "" {
+		return "nothing applied yet"
+	}
+	return rev
 }
 
 // printStatus renders the status for people.
@@ -137,6 +148,9 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 		kv("Reconciling", "no: suspended (tink resume)")
 	default:
 		kv("Reconciling", "yes")
+	}
+	if s.Failure != "" {
+		kv("Last attempt", s.Failure+": "+s.Reason)
 	}
 	if len(s.Errors) > 0 {
 		kv("Errors", fmt.Sprintf("%d in the last attempted revision", len(s.Errors)))

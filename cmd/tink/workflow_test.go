@@ -85,7 +85,7 @@ func TestWorkflowCommands(t *testing.T) {
 
 	code, _, errOut = tinkAt(t, s, "workflow", "create", "--template", "basic", "--hardware", "node-02", "--map", "device_1=52:54:00:10:00:01")
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "cannot run: 1 problem\n  spec.hardwareMap.device_1: 52:54:00:10:00:01 is not a MAC address of hardware node-02")
+	require.Contains(t, errOut, "cannot run: 1 problem\n  spec.hardwareMap.device_1: 52:54:00:10:00:01 is a MAC address of hardware node-01, not of node-02")
 
 	s.UpdateRun(t, "wf-02", state.Worker("node-02"), func(r *state.WorkflowRun) {
 		r.State = state.RunRunning
