@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,8 @@ func (g *globals) register(root *cobra.Command) {
 	f := root.PersistentFlags()
 	f.StringVar(&g.server, "server", "", "tink-server URL (env TINK_SERVER, default "+client.DefaultServer+")")
 	f.StringVar(&g.token, "token", "", "API token (env TINK_TOKEN)")
-	f.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	f.StringVarP(&g.output, "output", "o", "", "output format: table, json or yaml (validate: text, json or yaml; diff: text, markdown, json or yaml)")
+	f.StringVar(&g.output, "format", "", "the same as -o")
 }
 
 // client returns a client for the server the flags and environment name.
@@ -62,13 +64,28 @@ func (g *globals) connect() (string, *client.Client, error) {
 	return format, c, err
 }
 
-// format returns the output format, or a usage error.
+// format returns the output format of a command that prints what the
+// server answers: table (the default), json or yaml; or a usage error.
 func (g *globals) format() (string, error) {
-	switch g.output {
-	case "table", "json", "yaml":
-		return g.output, nil
+	return g.formatFor("table", "table", "json", "yaml")
+}
+
+// formatFor returns the output format -o (or its alias --format) asks a
+// command for: def when none was given, else one of allowed. -o is the one
+// way to ask for a format, so every command reads it here; "table" means
+// a command's text output where it has no table.
+func (g *globals) formatFor(def string, allowed ...string) (string, error) {
+	f := g.output
+	switch {
+	case f == "":
+		return def, nil
+	case f == "table" && def == "text":
+		return "text", nil
+	case slices.Contains(allowed, f):
+		return f, nil
 	}
-	return "", fmt.Errorf("-o must be table, json or yaml, got %q", g.output)
+	list := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	return "", fmt.Errorf("-o must be %s, got %q", list, f)
 }
 
 // failed reports an error from the server or the network in one line on
