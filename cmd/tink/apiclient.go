@@ -248,17 +248,6 @@ func eventLine(ev state.Event) string {
 	return fmt.Sprintf("%s  %6d  %-12s  %s  [%s]", ev.Time.UTC().Format(time.RFC3339), ev.Seq, ev.Type, ev.Message, ev.Actor)
 }
 
-// jsonSame compares two JSON documents by value.
-func jsonSame(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return string(xb) == string(yb)
-}
-
 // sameMap compares label or annotation maps; nil and empty are the same.
 func sameMap(a, b map[string]string) bool {
 	if len(a) != len(b) {
