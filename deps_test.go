@@ -118,3 +118,18 @@ func TestDependencyRules(t *testing.T) {
 	require.GreaterOrEqual(t, i, 0)
 	require.Contains(t, ours(pkgs[i].Deps), "state")
 }
+
+// TestMakeFetchesModulesFirst: make build and make test fetch every module
+// first (go mod download), so that vet, the tests and the build work
+// offline after that step.
+func TestMakeFetchesModulesFirst(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatalf("make not found: install make (.ci/run does)")
+	}
+	for _, target := range []string{"build", "test"} {
+		out, err := exec.Command("make", "-n", target).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Contains(t, lines[0], "mod download", "make %s starts by fetching the modules:\n%s", target, out)
+	}
+}
