@@ -179,6 +179,15 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		if !r.State.Terminal() {
 			hk := state.ObjectKey{Kind: state.KindHardware, Namespace: r.Namespace, Name: r.Hardware}
 			active[hk] = append(active[hk], r)
+			// The other machines the run's tasks run on are as busy.
+			for _, m := range r.Machines {
+				ns, name, ok := strings.Cut(m, "/")
+				if !ok {
+					ns, name = "", m
+				}
+				mk := state.ObjectKey{Kind: state.KindHardware, Namespace: ns, Name: name}
+				active[mk] = append(active[mk], r)
+			}
 			activeWF[wk] = r
 		}
 	}
