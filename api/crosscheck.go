@@ -178,21 +178,40 @@ func (s *Server) refuseIfUsed(ctx context.Context, obj *state.Object, field stri
 	return Errorf(state.ECONFLICT, "%s %s is used by workflow(s) %s; delete those first", noun, objectName(obj.Namespace, obj.Name), strings.Join(names, ", "))
 }
 
-// workflowsUsing lists the workflows in namespace whose field
-// (templateRef or hardwareRef) names name.
+// workflowsUsing lists the workflows whose field (templateRef or
+// hardwareRef) names name in namespace. For hardware, a workflow whose
+// hardwareMap names one of its MACs (a task of the workflow runs on it)
+// uses it too.
 func (s *Server) workflowsUsing(ctx context.Context, namespace, name, field string) ([]*state.Object, error) {
 	page, err := s.listAll(ctx, state.KindWorkflow)
 	if err != nil {
 		return nil, err
 	}
+	var macs []schema.Interface
+	if field == "hardwareRef" {
+		hw, err := s.store.GetObject(ctx, state.ObjectKey{Kind: state.KindHardware, Namespace: namespace, Name: name})
+		if err == nil {
+			macs = interfaces(hw)
+		}
+	}
+	owned := (&schema.Hardware{Spec: schema.HardwareSpec{Interfaces: macs}}).HasMAC
 	var out []*state.Object
 	for _, wf := range page {
-		if wf.Namespace != namespace {
-			continue
-		}
 		tmpl, hw := workflowRefs(wf)
-		if (field == "templateRef" && tmpl == name) || (field == "hardwareRef" && hw == name) {
+		switch {
+		case wf.Namespace == namespace && ((field == "templateRef" && tmpl == name) || (field == "hardwareRef" && hw == name)):
 			out = append(out, wf)
+		case len(macs) > 0:
+			var spec struct {
+				HardwareMap map[string]string `json:"hardwareMap"`
+			}
+			_ = json.Unmarshal(wf.Spec, &spec)
+			for _, mac := range spec.HardwareMap {
+				if owned(mac) {
+					out = append(out, wf)
+					break
+				}
+			}
 		}
 	}
 	return out, nil

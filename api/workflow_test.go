@@ -185,3 +185,18 @@ func TestRetryWithoutEngine(t *testing.T) {
 	require.Equal(t, "this server runs no workflow engine, so runs cannot be retried or cancelled", e.Message)
 	do(t, s, http.MethodPost, "/v1/workflows/wf-01/cancel", "", "").apiError(t, http.StatusServiceUnavailable, "unavailable")
 }
+
+// TestWorkflowOnTwoMachines: a workflow whose hardwareMap names another
+// machine's MAC (a task of its template runs there) is accepted through
+// the API as from Git, and that machine cannot be deleted while the
+// workflow uses it.
+func TestWorkflowOnTwoMachines(t *testing.T) {
+	s := apitest.MustRunServer(t)
+	seedFleet(t, s, "")
+	body := apitest.WorkflowYAML("wf-pair", "basic", "node-01", "52:54:00:10:00:01") + "    device_2: \"52:54:00:10:00:02\"\n"
+	r := do(t, s, http.MethodPost, "/v1/workflows", "", body)
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+
+	e := do(t, s, http.MethodDelete, "/v1/hardware/node-02", "", "").apiError(t, http.StatusConflict, state.ECONFLICT)
+	require.Equal(t, "hardware node-02 is used by workflow(s) wf-pair; delete those first", e.Message)
+}
