@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -127,7 +128,14 @@ func TestMakeFetchesModulesFirst(t *testing.T) {
 		t.Fatalf("make not found: install make (.ci/run does)")
 	}
 	for _, target := range []string{"build", "test"} {
-		out, err := exec.Command("make", "-n", target).CombinedOutput()
+		cmd := exec.Command("make", "--no-print-directory", "-n", target)
+		// Under make test, the outer make's flags would reach this one.
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MAKELEVEL=") && !strings.HasPrefix(kv, "MFLAGS=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		require.Contains(t, lines[0], "mod download", "make %s starts by fetching the modules:\n%s", target, out)
