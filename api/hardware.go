@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler"
@@ -24,12 +26,19 @@ func (s *Server) hardwareKind() *kind {
 	return k
 }
 
-// decorateHardware sets status.workflow: for each machine, its active run if
-// it has one, else the run created last.
+// decorateHardware sets status.workflow: for each machine, the run that
+// has it now (one running on it, or running a task on it for a workflow of
+// another machine, or else one waiting for it), else the run created last.
 func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs []*state.Object) error {
 	want := make(map[state.ObjectKey]int, len(objs))
+	byMAC := map[string]int{}
 	for i, o := range objs {
 		want[o.Key()] = i
+		for _, iface := range interfaces(o) {
+			if iface.DHCP != nil && iface.DHCP.MAC != "" {
+				byMAC[iface.DHCP.MAC] = i
+			}
+		}
 	}
 	wfs, err := s.listAll(ctx, state.KindWorkflow)
 	if err != nil {
@@ -40,8 +49,22 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	for _, wf := range wfs {
 		_, hw := workflowRefs(wf)
 		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
+		// Machines whose MAC the workflow's hardwareMap names: its run
+		// may hold them too.
+		var others []int
+		if len(byMAC) > 0 {
+			var spec struct {
+				HardwareMap map[string]string `json:"hardwareMap"`
+			}
+			_ = json.Unmarshal(wf.Spec, &spec)
+			for _, mac := range spec.HardwareMap {
+				if j, found := byMAC[mac]; found && (!ok || j != i) {
+					others = append(others, j)
+				}
+			}
+		}
 		n := reconciler.LastRun(wf)
-		if !ok || n == 0 {
+		if n == 0 || !ok && len(others) == 0 {
 			continue
 		}
 		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
@@ -51,11 +74,22 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		if err != nil {
 			return err
 		}
-		if b := best[i]; b == nil || newerRun(run, b) {
-			best[i] = run
+		if ok {
+			if b := best[i]; b == nil || newerRun(run, b) {
+				best[i] = run
+			}
+			if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
+				pxe[i] = run
+			}
 		}
-		if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
-			pxe[i] = run
+		for _, j := range others {
+			o := objs[j]
+			if !holding(run) || !slices.Contains(run.Machines, objectName(o.Namespace, o.Name)) {
+				continue
+			}
+			if b := best[j]; b == nil || newerRun(run, b) {
+				best[j] = run
+			}
 		}
 	}
 	for i, run := range best {
@@ -74,8 +108,18 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	return nil
 }
 
-// newerRun prefers a run that has not ended, then the one created last.
+// holding reports whether a run has its machines now (PREPARING or
+// RUNNING).
+func holding(r *state.WorkflowRun) bool {
+	return r.State == state.RunPreparing || r.State == state.RunRunning
+}
+
+// newerRun prefers the run that has the machine now, then one waiting for
+// it, then the one created last.
 func newerRun(a, b *state.WorkflowRun) bool {
+	if holding(a) != holding(b) {
+		return holding(a)
+	}
 	if a.State.Terminal() != b.State.Terminal() {
 		return !a.State.Terminal()
 	}

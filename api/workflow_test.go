@@ -199,4 +199,14 @@ func TestWorkflowOnTwoMachines(t *testing.T) {
 
 	e := do(t, s, http.MethodDelete, "/v1/hardware/node-02", "", "").apiError(t, http.StatusConflict, state.ECONFLICT)
 	require.Equal(t, "hardware node-02 is used by workflow(s) wf-pair; delete those first", e.Message)
+
+	// While the run holds node-02, node-02 shows it, not the workflow of
+	// its own that waits.
+	r = do(t, s, http.MethodPost, "/v1/workflows", "", apitest.WorkflowYAML("wf-02", "basic", "node-02", "52:54:00:10:00:02"))
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.UpdateRun(t, "wf-pair", state.ActorReconciler, func(r *state.WorkflowRun) {
+		r.State, r.Machines = state.RunRunning, []string{"node-02"}
+	})
+	o := do(t, s, http.MethodGet, "/v1/hardware/node-02", "", "").object(t)
+	require.Equal(t, &client.HardwareWorkflow{Name: "wf-pair", Run: 1, State: "RUNNING"}, o.Status.Workflow)
 }
