@@ -47,20 +47,18 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	best := make(map[int]*state.WorkflowRun)
 	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
 	for _, wf := range wfs {
-		_, hw := workflowRefs(wf)
-		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
+		var spec struct {
+			HardwareRef string            `json:"hardwareRef"`
+			HardwareMap map[string]string `json:"hardwareMap"`
+		}
+		_ = json.Unmarshal(wf.Spec, &spec)
+		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: spec.HardwareRef}]
 		// Machines whose MAC the workflow's hardwareMap names: its run
 		// may hold them too.
 		var others []int
-		if len(byMAC) > 0 {
-			var spec struct {
-				HardwareMap map[string]string `json:"hardwareMap"`
-			}
-			_ = json.Unmarshal(wf.Spec, &spec)
-			for _, mac := range spec.HardwareMap {
-				if j, found := byMAC[mac]; found && (!ok || j != i) {
-					others = append(others, j)
-				}
+		for _, mac := range spec.HardwareMap {
+			if j, found := byMAC[mac]; found && (!ok || j != i) {
+				others = append(others, j)
 			}
 		}
 		n := reconciler.LastRun(wf)
