@@ -247,6 +247,18 @@ func (s *IPMISim) Calls() []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
+// SetCalls returns the calls that changed something ("set ..."), in
+// order, dropping reads.
+func (s *IPMISim) SetCalls() []string {
+	var out []string
+	for _, c := range s.Calls() {
+		if strings.HasPrefix(c, "set ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // ResetCalls forgets the calls so far.
 func (s *IPMISim) ResetCalls() {
 	_ = os.WriteFile(filepath.Join(s.dir, "calls.log"), nil, 0o600)
