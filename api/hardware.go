@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -34,34 +35,22 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	if err != nil {
 		return err
 	}
-	best := make(map[int]*state.WorkflowRun)
-	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
-	for _, wf := range wfs {
-		_, hw := workflowRefs(wf)
-		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
-		n := lastRun(wf)
-		if !ok || n == 0 {
-			continue
-		}
-		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
-		if state.ErrorCode(err) == state.ENOTFOUND {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if b := best[i]; b == nil || newerRun(run, b) {
-			best[i] = run
-		}
-		if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
-			pxe[i] = run
-		}
+	runs, err := reconciler.LatestRuns(ctx, s.store, wfs, func(hw state.ObjectKey) bool { _, ok := want[hw]; return ok })
+	if err != nil {
+		return err
 	}
-	for i, run := range best {
-		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
-	}
-	for i, run := range pxe {
-		out[i].Status.AllowPXE = run.AllowPXE
+	for hw, rs := range runs {
+		i := want[hw]
+		best := rs[0]
+		for _, run := range rs[1:] {
+			if newerRun(run, best) {
+				best = run
+			}
+		}
+		out[i].Status.Workflow = &client.HardwareWorkflow{Name: best.Workflow, Run: best.Number, State: string(best.State)}
+		if p := reconciler.NetbootRun(rs); p != nil {
+			out[i].Status.AllowPXE = p.AllowPXE
+		}
 	}
 	if s.bmc != nil {
 		for i, o := range objs {
