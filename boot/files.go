@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"time"
 )
 
 // handleFile serves a file of --boot-dir (kernels, initrds) with sizes and
@@ -45,5 +46,7 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	start := time.Now()
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+	s.log.Info("boot file served", "file", name, "size", fi.Size(), "range", r.Header.Get("Range"), "remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Millisecond))
 }
