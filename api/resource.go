@@ -322,19 +322,7 @@ func objectURL(res client.Resource, key state.ObjectKey) string {
 // fleet is bounded (tens of thousands of objects), so checks that need the
 // whole kind read it.
 func (s *Server) listAll(ctx context.Context, kind string) ([]*state.Object, error) {
-	var all []*state.Object
-	q := state.ObjectQuery{Kind: kind, Limit: maxListLimit}
-	for {
-		page, err := s.store.ListObjects(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page.Objects...)
-		if page.Continue == "" {
-			return all, nil
-		}
-		q.Continue = page.Continue
-	}
+	return state.ListAll(ctx, s.store, state.ObjectQuery{Kind: kind, Limit: maxListLimit})
 }
 
 // lastRun reads a workflow's latest run number from its stored status (the
