@@ -41,23 +41,27 @@ pkg=${KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/
 kdir=$cache/$pkg
 if [ ! -f "$kdir/done" ]; then
   echo "bootimage: fetching $pkg into $kdir (once)"
-  rm -rf "$kdir" && mkdir -p "$kdir"
-  tmp=$(mktemp -d)
+  mkdir -p "$cache"
+  # Filled in a directory of its own and renamed into place, so builds that
+  # run at the same time never see half a cache.
+  tmp=$(mktemp -d "$cache/.fetch-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1 || apt-get download "$pkg")
   dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/x"
-  cp "$tmp"/x/boot/vmlinuz-* "$kdir/vmlinuz"
-  mkdir -p "$kdir/modules"
+  mkdir -p "$tmp/k/modules"
+  cp "$tmp"/x/boot/vmlinuz-* "$tmp/k/vmlinuz"
   # virtio (QEMU's disk and NIC) and e1000 (QEMU's default NIC): enough
   # for virtual machines; production sites boot HookOS.
   for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk e1000; do
     f=$(find "$tmp/x/lib/modules" -name "$m.ko*" | head -1)
     [ -n "$f" ] || { echo "bootimage: module $m not in $pkg" >&2; exit 1; }
-    cp "$f" "$kdir/modules/"
+    cp "$f" "$tmp/k/modules/"
   done
+  touch "$tmp/k/done"
+  [ -f "$kdir/done" ] || { rm -rf "$kdir"; mv -T "$tmp/k" "$kdir" 2>/dev/null || true; }
   rm -rf "$tmp"
   trap - EXIT
-  touch "$kdir/done"
+  [ -f "$kdir/done" ] || { echo "bootimage: could not fill $kdir" >&2; exit 1; }
 fi
 
 root=$(mktemp -d)
