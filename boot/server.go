@@ -198,7 +198,6 @@ type machine struct {
 	hw    *schema.Hardware
 	iface schema.Interface
 	mac   string
-	ip    netip.Addr
 }
 
 // errUnknown means no hardware has that MAC or IP: a 404.
@@ -247,7 +246,7 @@ func (s *Server) read(ctx context.Context, key state.ObjectKey, match func(schem
 	hw := obj.(*schema.Hardware)
 	for _, i := range hw.Spec.Interfaces {
 		if match(i) {
-			m := &machine{hw: hw, iface: i, ip: ifaceIP(i)}
+			m := &machine{hw: hw, iface: i}
 			if i.DHCP != nil {
 				m.mac = i.DHCP.MAC
 			}
