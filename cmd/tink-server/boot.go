@@ -90,7 +90,7 @@ func (m *Main) openBoot() error {
 	if err != nil {
 		return fmt.Errorf("--boot-listen %s: %w", c.Boot.Listen, err)
 	}
-	m.boot = bootListener{srv: &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	m.boot = bootListener{srv: &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, ln: ln}
 	m.goRun("boot listener", func() error {
 		if err := m.boot.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
