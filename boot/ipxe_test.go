@@ -1,12 +1,17 @@
 package boot_test
 
 import (
+	"context"
 	"flag"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -257,4 +262,43 @@ func TestScriptBadInput(t *testing.T) {
 		})
 	}
 	require.Empty(t, f.netbootEvents("node-01"))
+}
+
+// countingStore counts the fleet reads of a real store.
+type countingStore struct {
+	state.Store
+	lists atomic.Int64
+}
+
+func (c *countingStore) ListObjects(ctx context.Context, q state.ObjectQuery) (*state.ObjectPage, error) {
+	c.lists.Add(1)
+	return c.Store.ListObjects(ctx, q)
+}
+
+// TestFleetBootingAtOnce: a hundred machines asking at once read the
+// fleet (hardware and workflows) once, not once each.
+func TestFleetBootingAtOnce(t *testing.T) {
+	f := newFixture(t, boot.Config{})
+	for i := range 100 {
+		f.put(state.KindHardware, fmt.Sprintf("node-%03d", i), fmt.Sprintf("interfaces: [{dhcp: {mac: \"52:54:00:cc:00:%02x\"}, netboot: {allowPXE: true}}]", i))
+	}
+	cs := &countingStore{Store: f.store}
+	srv, err := boot.New(boot.Config{Store: cs, APIPort: 42113, Now: f.clock})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	codes := make([]int, 100)
+	for i := range 100 {
+		wg.Go(func() {
+			r := httptest.NewRequest(http.MethodGet, fmt.Sprintf("http://10.0.0.1:8080/ipxe/script/52:54:00:cc:00:%02x/auto.ipxe", i), nil)
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, r)
+			codes[i] = w.Code
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		require.Equal(t, http.StatusOK, c, "machine %d", i)
+	}
+	require.Equal(t, int64(2), cs.lists.Load(), "one read of the hardware and one of the workflows")
+	require.Len(t, f.netbootEvents("node-042"), 1)
 }
