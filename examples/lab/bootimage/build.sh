@@ -15,7 +15,7 @@ set -euo pipefail
 out=${1:?usage: build.sh OUT_DIR TINK_WORKER_BINARY}
 worker=${2:?usage: build.sh OUT_DIR TINK_WORKER_BINARY}
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${TINKOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tinkops}
+cache=${TINKOPS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tinkops}
 
 need() {
   for tool in "$@"; do
