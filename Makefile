@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all deps build run test bench fuzz lint clean image demo
+.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab
 
 all: build
 
@@ -35,6 +35,22 @@ run: build
 # Needs git, ipmi_sim (openipmi) and ipmitool, as make test does.
 demo: build
 	BIN=$(CURDIR)/$(BIN) bash examples/demo/demo.sh
+
+# bootimage builds tinkops's own boot image into $(BIN)/boot (vmlinuz-x86_64,
+# initramfs-x86_64: serve it with tink-server --boot-dir $(BIN)/boot): Debian's
+# kernel (apt-get download, cached in ~/.cache/tinkops), busybox-static, a
+# static tink-worker and shell-script actions. See docs/provision.md.
+bootimage:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tink-worker
+	bash examples/lab/bootimage/build.sh $(BIN)/boot $(BIN)/tink-worker
+
+# lab provisions a QEMU virtual machine end to end (BMC, netboot, boot image,
+# workflow, reboot into the written disk) and prints how long each step took.
+# Needs qemu-system-x86 ipxe-qemu qemu-utils cpio busybox-static openipmi
+# ipmitool git (.ci/run installs them); it is also part of make test.
+lab:
+	$(GO) test -count=1 -v -timeout 10m -run '^TestLab$$' ./examples/lab
 
 test: lint
 	$(GO) test -count=1 -timeout 15m $(PKGS)

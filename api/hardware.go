@@ -89,7 +89,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		return err
 	}
 	best := make(map[int]*state.WorkflowRun)
-	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
+	own := make(map[int][]*state.WorkflowRun) // runs of the machine's own workflows
 	for _, wf := range wfs {
 		var spec struct {
 			HardwareRef string            `json:"hardwareRef"`
@@ -120,9 +120,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 			if b := best[i]; b == nil || newerRun(run, b) {
 				best[i] = run
 			}
-			if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
-				pxe[i] = run
-			}
+			own[i] = append(own[i], run)
 		}
 		for _, j := range others {
 			o := objs[j]
@@ -137,8 +135,10 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	for i, run := range best {
 		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
 	}
-	for i, run := range pxe {
-		out[i].Status.AllowPXE = run.AllowPXE
+	for i, runs := range own {
+		if p := reconciler.NetbootRun(runs); p != nil {
+			out[i].Status.AllowPXE = p.AllowPXE
+		}
 	}
 	if s.bmc != nil {
 		for i, o := range objs {

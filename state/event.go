@@ -21,6 +21,9 @@ const (
 	EventBMC         EventType = "bmc"
 	EventSync        EventType = "sync"
 	EventError       EventType = "error"
+	// EventNetboot is a machine-facing answer: the iPXE script a machine
+	// was served, and why.
+	EventNetboot EventType = "netboot"
 )
 
 // Actor says who caused a change: "git", "reconciler", "api:<user>" or

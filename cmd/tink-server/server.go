@@ -67,6 +67,8 @@ type Config struct {
 	LogFormat string
 	// Config is the YAML config file the settings were read from, if any.
 	Config string
+	// Boot is the machine-facing listener (boot.go).
+	Boot BootConfig
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -87,6 +89,7 @@ type Main struct {
 	API    *api.Server
 
 	ln     net.Listener
+	boot   bootListener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -135,6 +138,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
+	c.Boot.flags(fs)
 	withEnvUsage(fs)
 	getenv := m.Getenv
 	if getenv == nil {
@@ -171,6 +175,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.BMCRetries < 0 {
 		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
+	}
+	if err := c.Boot.check(); err != nil {
+		return err
 	}
 	if c.SecretsDir != "" {
 		if fi, err := os.Stat(c.SecretsDir); err != nil || !fi.IsDir() {
@@ -260,6 +267,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		})
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
+	if err := m.openBoot(); err != nil {
+		return err
+	}
 	scheme := "http"
 	if c.TLSCert != "" {
 		scheme = "https"
@@ -291,6 +301,7 @@ func (m *Main) Close() error {
 		errs = append(errs, m.API.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, m.closeBoot())
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -23,6 +23,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	g.register(root)
 	root.AddCommand(newValidateCommand(g), newImportCommand(), newTemplateCommand(g),
 		newHardwareCommand(g), newWorkflowCommand(g),
-		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g))
+		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g),
+		newDHCPCommand(g))
 	return root
 }

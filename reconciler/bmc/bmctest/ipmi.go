@@ -136,6 +136,9 @@ func StartIPMI(t testing.TB, opts ...Option) *IPMISim {
 		t.Fatal(err)
 	}
 
+	if o.chassis != "" {
+		script = o.chassis
+	}
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		port, err := freeUDPPort()
