@@ -22,7 +22,7 @@ import (
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
-	"github.com/tinkops/tinkops/state/badger"
+	"github.com/tinkops/tinkops/state"
 )
 
 // Config is tink-server's configuration, from flags.
@@ -62,6 +62,11 @@ type Config struct {
 	LogFormat string
 	// Config is the YAML config file the settings were read from, if any.
 	Config string
+	// Store selects the state store (see store.go): badger or postgres,
+	// with the DSN in PostgresDSNFile (or TINK_POSTGRES_DSN).
+	Store           string
+	PostgresDSNFile string
+	PostgresSchema  string
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -74,7 +79,7 @@ type Main struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	Store  *badger.Store
+	Store  state.Store
 	Source gitsource.Source
 	Loop   *reconciler.Loop
 	Engine *workflow.Engine
@@ -128,6 +133,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
+	storeFlags(fs, c)
 	withEnvUsage(fs)
 	getenv := m.Getenv
 	if getenv == nil {
@@ -149,6 +155,9 @@ func (m *Main) ParseFlags(args []string) error {
 	m.log = log
 	if c.Repo == "" {
 		return errors.New("--repo is required")
+	}
+	if err := checkStore(c); err != nil {
+		return err
 	}
 	if c.PollInterval <= 0 {
 		return fmt.Errorf("--poll-interval must be positive, got %s", c.PollInterval)
@@ -190,10 +199,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := api.CheckListen(c.Listen, auth, c.Insecure); err != nil {
 		return err
 	}
-	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{})
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	m.Store, err = openStore(ctx, c, getenv, m.log)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
+	health := newStoreHealth(m.Store, m.log)
 	reg := prometheus.NewRegistry()
 	met, err := m.openMetrics(ctx, reg)
 	if err != nil {
@@ -221,10 +235,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
-	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
+	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: readySyncer{m.Loop, health}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
-		Backup: func(ctx context.Context, w io.Writer) error { _, err := m.Store.Backup(ctx, w); return err }})
+		Backup: storeBackup(m.Store)})
 	if err != nil {
 		return err
 	}
@@ -239,6 +253,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
 	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
 	m.goRun("metrics", func() error { return met.Run(runCtx) })
+	if health != nil {
+		m.goRun("store health", func() error { return health.Run(runCtx, 2*time.Second) })
+	}
 	if c.BMCPollInterval > 0 {
 		m.goRun("bmc power poll", func() error {
 			m.BMC.Poll(runCtx, c.BMCPollInterval, bmcHardware(m.Store))
