@@ -146,7 +146,7 @@ func (m *Main) ParseFlags(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (tink-server takes flags; subcommands: backup, restore)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (tink-server takes flags; subcommands: backup, restore, migrate)", fs.Arg(0))
 	}
 	log, err := newLogger(m.stderr, c.LogLevel, c.LogFormat)
 	if err != nil {

@@ -422,9 +422,7 @@ func (w *writer) writeRows(ctx context.Context, tx pgx.Tx, gs *groupState, accep
 	s := w.s
 	var b pgx.Batch
 
-	var pk, pn, pname []string
-	var prv []int64
-	var pdoc [][]byte
+	var puts objectColumns
 	var dk, dn, dname []string
 	for k := range gs.dirtyO {
 		o := gs.objects[k]
@@ -432,44 +430,22 @@ func (w *writer) writeRows(ctx context.Context, tx pgx.Tx, gs *groupState, accep
 			dk, dn, dname = append(dk, k.Kind), append(dn, k.Namespace), append(dname, k.Name)
 			continue
 		}
-		doc, err := json.Marshal(o)
-		if err != nil {
-			return state.Errorf(state.EINTERNAL, "%s: encode: %v", k, err)
+		if err := puts.add(o); err != nil {
+			return err
 		}
-		pk, pn, pname = append(pk, k.Kind), append(pn, k.Namespace), append(pname, k.Name)
-		prv, pdoc = append(prv, int64(o.ResourceVersion)), append(pdoc, doc)
 	}
 	if len(dk) > 0 {
 		b.Queue(`DELETE FROM objects o USING unnest($1::text[], $2::text[], $3::text[]) AS k(kind, namespace, name)
 			WHERE o.kind = k.kind AND o.namespace = k.namespace AND o.name = k.name`, dk, dn, dname)
 	}
-	if len(pk) > 0 {
-		b.Queue(`INSERT INTO objects (kind, namespace, name, resource_version, doc)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::json[])
-			ON CONFLICT (kind, namespace, name) DO UPDATE SET resource_version = excluded.resource_version, doc = excluded.doc`,
-			pk, pn, pname, prv, jsonDocs(pdoc))
-	}
-
-	var rn, rw, rstate []string
-	var rnum []int32
-	var rrv []int64
-	var rdoc [][]byte
+	puts.queue(&b)
+	var runs runColumns
 	for k := range gs.dirtyR {
-		r := gs.runs[k]
-		doc, err := json.Marshal(r)
-		if err != nil {
-			return state.Errorf(state.EINTERNAL, "%s: encode: %v", k, err)
+		if err := runs.add(gs.runs[k]); err != nil {
+			return err
 		}
-		rn, rw, rnum = append(rn, k.Namespace), append(rw, k.Workflow), append(rnum, int32(k.Number))
-		rrv, rstate, rdoc = append(rrv, int64(r.ResourceVersion)), append(rstate, string(r.State)), append(rdoc, doc)
 	}
-	if len(rn) > 0 {
-		b.Queue(`INSERT INTO runs (namespace, workflow, number, resource_version, state, doc)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::json[])
-			ON CONFLICT (namespace, workflow, number) DO UPDATE SET resource_version = excluded.resource_version,
-				state = excluded.state, doc = excluded.doc`,
-			rn, rw, rnum, rrv, rstate, jsonDocs(rdoc))
-	}
+	runs.queue(&b)
 
 	ev := eventColumns{}
 	for _, a := range accepted {
@@ -479,9 +455,7 @@ func (w *writer) writeRows(ctx context.Context, tx pgx.Tx, gs *groupState, accep
 			}
 		}
 	}
-	if len(ev.seq) > 0 {
-		ev.queue(&b)
-	}
+	ev.queue(&b)
 	if gs.sync != nil {
 		doc, err := json.Marshal(gs.sync)
 		if err != nil {
@@ -498,13 +472,60 @@ func (w *writer) writeRows(ctx context.Context, tx pgx.Tx, gs *groupState, accep
 	return nil
 }
 
-// jsonDocs passes documents as text, which PostgreSQL casts to json.
-func jsonDocs(docs [][]byte) []string {
-	out := make([]string, len(docs))
-	for i, d := range docs {
-		out[i] = string(d)
+// objectColumns collects objects for one multi-row upsert.
+type objectColumns struct {
+	kind, namespace, name []string
+	rv                    []int64
+	doc                   []string
+}
+
+func (c *objectColumns) add(o *state.Object) error {
+	doc, err := json.Marshal(o)
+	if err != nil {
+		return state.Errorf(state.EINTERNAL, "%s: encode: %v", o.Key(), err)
 	}
-	return out
+	c.kind, c.namespace, c.name = append(c.kind, o.Kind), append(c.namespace, o.Namespace), append(c.name, o.Name)
+	c.rv, c.doc = append(c.rv, int64(o.ResourceVersion)), append(c.doc, string(doc))
+	return nil
+}
+
+func (c *objectColumns) queue(b *pgx.Batch) {
+	if len(c.kind) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO objects (kind, namespace, name, resource_version, doc)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::json[])
+		ON CONFLICT (kind, namespace, name) DO UPDATE SET resource_version = excluded.resource_version, doc = excluded.doc`,
+		c.kind, c.namespace, c.name, c.rv, c.doc)
+}
+
+// runColumns collects runs for one multi-row upsert.
+type runColumns struct {
+	namespace, workflow, state []string
+	number                     []int32
+	rv                         []int64
+	doc                        []string
+}
+
+func (c *runColumns) add(r *state.WorkflowRun) error {
+	doc, err := json.Marshal(r)
+	if err != nil {
+		return state.Errorf(state.EINTERNAL, "%s: encode: %v", r.Key(), err)
+	}
+	c.namespace, c.workflow, c.number = append(c.namespace, r.Namespace), append(c.workflow, r.Workflow), append(c.number, int32(r.Number))
+	c.rv, c.state, c.doc = append(c.rv, int64(r.ResourceVersion)), append(c.state, string(r.State)), append(c.doc, string(doc))
+	return nil
+}
+
+func (c *runColumns) queue(b *pgx.Batch) {
+	if len(c.namespace) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO runs (namespace, workflow, number, resource_version, state, doc)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::json[])
+		ON CONFLICT (namespace, workflow, number) DO UPDATE SET resource_version = excluded.resource_version,
+			state = excluded.state, doc = excluded.doc`,
+		c.namespace, c.workflow, c.number, c.rv, c.state, c.doc)
 }
 
 // eventColumns collects events for one multi-row INSERT.
@@ -531,6 +552,9 @@ func (e *eventColumns) add(ev *state.Event) error {
 }
 
 func (e *eventColumns) queue(b *pgx.Batch) {
+	if len(e.seq) == 0 {
+		return
+	}
 	b.Queue(`INSERT INTO events (seq, time, type, kind, namespace, name, doc)
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::json[])`,
 		e.seq, e.at, e.typ, e.kind, e.namespace, e.nam, e.doc)
