@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/bmc"
+	"github.com/tinkops/tinkops/reconciler/leader"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
@@ -67,6 +69,10 @@ type Config struct {
 	Store           string
 	PostgresDSNFile string
 	PostgresSchema  string
+	// ReplicaName and LeaderLease configure leadership among replicas
+	// (see replica.go).
+	ReplicaName string
+	LeaderLease time.Duration
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -85,6 +91,9 @@ type Main struct {
 	Engine *workflow.Engine
 	BMC    *bmc.Controller
 	API    *api.Server
+	// Elector elects the leader among replicas on a shared store; nil
+	// with Badger (one process, always leading).
+	Elector *leader.Elector
 
 	ln     net.Listener
 	cancel context.CancelFunc
@@ -213,6 +222,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if m.Elector, err = m.openReplica(reg); err != nil {
+		return err
+	}
 	m.Source, err = gitsource.New(gitsource.Config{
 		Repo: c.Repo, Branch: c.Branch, Tag: c.Tag, Commit: c.Commit, Path: c.Path,
 		PollInterval: c.PollInterval, AuthDir: c.GitAuthDir,
@@ -234,11 +246,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
-	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
-	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: readySyncer{m.Loop, health}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met, Leader: leaderFunc(m.Elector)})
+	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: replicaSyncer{m.Loop, m.Store, health, m.Elector, new(atomic.Bool)}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
-		Backup: storeBackup(m.Store)})
+		Backup: storeBackup(m.Store), Replica: replicaStatus(m.Elector)})
 	if err != nil {
 		return err
 	}
@@ -250,17 +262,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.goRun("source", func() error { return m.Source.Run(runCtx) })
-	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
+	m.runLeaderWork(runCtx)
 	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
 	m.goRun("metrics", func() error { return met.Run(runCtx) })
 	if health != nil {
 		m.goRun("store health", func() error { return health.Run(runCtx, 2*time.Second) })
-	}
-	if c.BMCPollInterval > 0 {
-		m.goRun("bmc power poll", func() error {
-			m.BMC.Poll(runCtx, c.BMCPollInterval, bmcHardware(m.Store))
-			return nil
-		})
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
 	scheme := "http"

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/reconciler/leader"
 	"github.com/tinkops/tinkops/state"
 	"github.com/tinkops/tinkops/state/badger"
 	"github.com/tinkops/tinkops/state/postgres"
@@ -38,10 +38,15 @@ func storeFlags(fs *flag.FlagSet, c *Config) {
 	if c.Store == "" {
 		c.Store = storeBadger
 	}
+	if c.LeaderLease == 0 {
+		c.LeaderLease = leader.DefaultTTL
+	}
 	fs.StringVar(&c.Store, "store", c.Store, "state store: badger (embedded, in --data-dir) or postgres (several replicas on one database)")
 	fs.StringVar(&c.PostgresDSNFile, "postgres-dsn-file", c.PostgresDSNFile,
 		"file holding the PostgreSQL connection string (postgres://user:password@host:5432/db?sslmode=verify-full) for --store postgres; else "+envPostgresDSN)
 	fs.StringVar(&c.PostgresSchema, "postgres-schema", c.PostgresSchema, "PostgreSQL schema of tinkops' tables (default tinkops)")
+	fs.StringVar(&c.ReplicaName, "replica-name", c.ReplicaName, "this replica's name among the servers on one database (default: the host name, which is the pod's name in Kubernetes)")
+	fs.DurationVar(&c.LeaderLease, "leader-lease", c.LeaderLease, "how long the leader's lease runs without renewal: a new leader takes over at most this long (plus a fifth) after the leader dies")
 }
 
 // checkStore validates the store flags.
@@ -52,6 +57,9 @@ func checkStore(c *Config) error {
 			return errors.New("--postgres-dsn-file needs --store postgres")
 		}
 	case storePostgres:
+		if c.LeaderLease < time.Second {
+			return fmt.Errorf("--leader-lease must be at least 1s, got %s", c.LeaderLease)
+		}
 	default:
 		return fmt.Errorf("invalid value %q for --store: want badger or postgres", c.Store)
 	}
@@ -191,12 +199,3 @@ func (h *storeHealth) Run(ctx context.Context, interval time.Duration) error {
 		}
 	}
 }
-
-// readySyncer makes /readyz also depend on the store's database.
-type readySyncer struct {
-	*reconciler.Loop
-	health *storeHealth
-}
-
-// Ready implements api.Syncer.
-func (r readySyncer) Ready() bool { return r.health.Healthy() && r.Loop.Ready() }
