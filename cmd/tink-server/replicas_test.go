@@ -268,3 +268,86 @@ func TestReplicasShareTheWork(t *testing.T) {
 		require.Equal(t, uint64(i+1), ev.Seq)
 	}
 }
+
+// TestDatabaseRestartUnderLoad stops PostgreSQL while two replicas serve
+// workers: both report not ready while it is down, recover without a
+// restart of their own once it is back, and every run ends SUCCESS with
+// every action done once: nothing acknowledged is lost.
+func TestDatabaseRestartUnderLoad(t *testing.T) {
+	const machines, actions = 10, 10
+	pg := pgtest.Start(t)
+	dsn := dsnFile(t, pg.NewDatabase(t))
+	repo := fleetRepo(t, machines, actions)
+	replicas := []*Main{runReplica(t, repo, dsn, "r1"), runReplica(t, repo, dsn, "r2")}
+	t.Cleanup(func() {
+		for _, m := range replicas {
+			require.NoError(t, m.Close())
+		}
+	})
+	for _, m := range replicas {
+		waitReady(t, m)
+	}
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		p, err := replicas[0].Store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunRunning}})
+		return err == nil && len(p.Runs) == machines
+	}, time.Minute, 50*time.Millisecond)
+
+	var cs []*client.Client
+	for _, m := range replicas {
+		c, err := client.New("http://"+m.Addr(), "", nil)
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	var progress atomic.Int64
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	workers := make([]*simWorker, machines)
+	var wg sync.WaitGroup
+	errs := make(chan error, machines)
+	for i := range machines {
+		workers[i] = &simWorker{id: fmt.Sprintf("node-%04d", i), clients: func() []*client.Client { return cs }, turn: i, done: map[int]bool{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := workers[i]
+			for len(w.done) < actions {
+				if err := w.run(wctx, len(w.done)+1); err != nil {
+					errs <- err
+					return
+				}
+				progress.Add(1)
+				time.Sleep(20 * time.Millisecond) // spread the work over the outage
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return progress.Load() >= machines*actions/4 }, 2*time.Minute, 10*time.Millisecond)
+	pg.Stop(t)
+	for _, m := range replicas {
+		require.Eventually(t, func() bool { return readyz(t, m) == 503 }, 20*time.Second, 50*time.Millisecond, "not ready while the database is down")
+	}
+	stalled := progress.Load()
+	time.Sleep(time.Second)
+	pg.Resume(t)
+	for _, m := range replicas {
+		require.Eventually(t, func() bool { return readyz(t, m) == 200 }, 30*time.Second, 50*time.Millisecond, "ready again, without a restart")
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Greater(t, progress.Load(), stalled, "work went on after the restart")
+	for _, w := range workers {
+		require.Empty(t, w.handedTwice)
+	}
+	p, err := replicas[0].Store.ListRuns(ctx, state.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, p.Runs, machines)
+	for _, r := range p.Runs {
+		require.Equal(t, state.RunSuccess, r.State, "%s", r.Key())
+		for _, a := range r.Actions {
+			require.Equal(t, 1, a.Attempt, "%s: action %s handed out once", r.Key(), a.Name)
+		}
+	}
+}
