@@ -93,10 +93,25 @@ func Require(tb testing.TB) string {
 	return bin
 }
 
+// Option changes how Start sets the cluster up.
+type Option func(*options)
+
+type options struct{ durable bool }
+
+// Durable keeps PostgreSQL's production durability (fsync, full page
+// writes), for benchmarks whose figures must mean what they would in
+// production. Tests run without it: a process restart keeps every commit
+// either way, and fsync on a shared machine makes every test slow.
+func Durable() Option { return func(o *options) { o.durable = true } }
+
 // Start initialises a cluster and starts it; t.Cleanup stops it and removes
 // its directory.
-func Start(tb testing.TB) *Server {
+func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := Require(tb)
 	s := &Server{bin: bin, tb: tb, User: "tink", Password: randomHex(12)}
 	cred, uid, gid, err := runAs()
@@ -132,11 +147,11 @@ func Start(tb testing.TB) *Server {
 	s.run("initdb", "-D", data, "-U", s.User, "--pwfile", pwfile, "-E", "UTF8", "--locale", "C",
 		"--auth-local", "trust", "--auth-host", "scram-sha-256", "--no-sync")
 	_ = os.Remove(pwfile)
-	// Durability across a machine crash is not what tests check (a
-	// process restart keeps every commit either way), and fsync on a
-	// shared machine makes every commit slow.
-	conf := "fsync = off\nfull_page_writes = off\nmax_connections = 200\nshared_buffers = 32MB\n" +
+	conf := "max_connections = 200\nshared_buffers = 32MB\n" +
 		"unix_socket_directories = '" + dir + "'\nlisten_addresses = '127.0.0.1'\nlog_min_messages = warning\n"
+	if !o.durable {
+		conf += "fsync = off\nfull_page_writes = off\n"
+	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		tb.Fatal(err)
