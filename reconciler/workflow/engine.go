@@ -93,6 +93,7 @@ type Engine struct {
 	prep   Preparer
 	obs    Observer
 	leader func() (context.Context, bool)
+	term   context.Context // the leader term Step last ran in (replicas.go)
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended

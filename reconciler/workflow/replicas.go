@@ -139,6 +139,14 @@ func (e *Engine) leaderStep(ctx context.Context) {
 	if !ok {
 		return
 	}
+	e.mu.Lock()
+	if e.term != term {
+		// A new term: read every active run from the store again, so
+		// the timers are armed from the stored deadlines whatever this
+		// replica's copy missed while it followed.
+		e.term, e.loaded = term, false
+	}
+	e.mu.Unlock()
 	e.Step(term)
 }
 
