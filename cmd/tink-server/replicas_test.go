@@ -120,15 +120,18 @@ func (w *simWorker) run(ctx context.Context, actions int) error {
 		}
 		for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
 			rep := client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}
-			for try := 0; ; try++ {
+			// As tink-worker does, a report that could not be delivered
+			// (a replica gone, the database restarting) is sent again
+			// until it is taken; the context bounds it.
+			for {
 				err := w.next().ReportAction(ctx, w.id, rep)
 				if err == nil {
 					break
 				}
-				if try == 20 || ctx.Err() != nil {
+				if ctx.Err() != nil {
 					return fmt.Errorf("%s: report %s of action %d: %w", w.id, s, a.Action, err)
 				}
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 		w.done[a.Action] = true
