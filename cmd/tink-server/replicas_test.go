@@ -262,6 +262,26 @@ func TestReplicasShareTheWork(t *testing.T) {
 			require.Equal(t, 1, a.Attempt, "%s action %s ran exactly once", r.Key(), a.Name)
 		}
 	}
+	// tink sync sent to a follower is run by the leader.
+	var follower *Main
+	for _, m := range rest {
+		if len(leaders(t, []*Main{m})) == 0 {
+			follower = m
+		}
+	}
+	require.NotNil(t, follower)
+	before, err := follower.Store.SyncStatus(ctx)
+	require.NoError(t, err)
+	fc, err := client.New("http://"+follower.Addr(), "", nil)
+	require.NoError(t, err)
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	_, err = fc.Sync(sctx)
+	require.NoError(t, err)
+	after, err := follower.Store.SyncStatus(ctx)
+	require.NoError(t, err)
+	require.True(t, after.LastSyncAt.After(before.LastSyncAt), "the leader synced for the follower")
+
 	bounds, err := rest[0].Store.EventBounds(ctx)
 	require.NoError(t, err)
 	evs, err := rest[0].Store.Events(ctx, state.EventQuery{Limit: 100000})
