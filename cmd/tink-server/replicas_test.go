@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,6 +167,18 @@ func TestReplicasShareTheWork(t *testing.T) {
 		waitReady(t, m)
 	}
 	require.Eventually(t, func() bool { return len(leaders(t, replicas)) == 1 }, 15*time.Second, 50*time.Millisecond, "one leader")
+	for _, m := range replicas {
+		want := "0"
+		if len(leaders(t, []*Main{m})) == 1 {
+			want = "1"
+		}
+		resp, err := http.Get("http://" + m.Addr() + "/metrics")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Contains(t, string(body), fmt.Sprintf("tink_replica_leader{replica=%q} %s", m.Config.ReplicaName, want), "the metric says who leads")
+	}
 	ctx := context.Background()
 	store := replicas[0].Store
 	require.Eventually(t, func() bool {

@@ -793,13 +793,19 @@ func (e *Engine) logTransition(before, after *state.WorkflowRun, actor state.Act
 // engine owns; a failure is logged and an event (it does not change how
 // the run ended).
 func (e *Engine) finish(key state.RunKey) {
+	e.mu.Lock()
+	base := e.runCtx
+	e.mu.Unlock()
+	e.finishIn(base, key)
+}
+
+// finishIn is finish with the context the boot actions run under (the
+// leader's term on a replica, see replicas.go).
+func (e *Engine) finishIn(base context.Context, key state.RunKey) {
 	f, ok := e.prep.(Finisher)
 	if !ok {
 		return
 	}
-	e.mu.Lock()
-	base := e.runCtx
-	e.mu.Unlock()
 	if base == nil || base.Err() != nil {
 		return // not running (or stopping): nothing owns the goroutine
 	}

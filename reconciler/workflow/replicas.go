@@ -150,9 +150,14 @@ func (e *Engine) leaderStep(ctx context.Context) {
 	e.Step(term)
 }
 
-// finishIfLeader does a run's after-run boot actions on the leader.
+// finishIfLeader does a run's after-run boot actions on the leader, in its
+// term: they stop if it steps down.
 func (e *Engine) finishIfLeader(key state.RunKey) {
-	if e.isLeader() {
+	if e.leader == nil {
 		e.finish(key)
+		return
+	}
+	if term, ok := e.leader(); ok {
+		e.finishIn(term, key)
 	}
 }
