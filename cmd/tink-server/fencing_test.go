@@ -57,7 +57,7 @@ func TestFencing(t *testing.T) {
 	dsnPath := dsnFile(t, dsn)
 	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
 	secrets := t.TempDir()
-	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, sim.Password)
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, sim.Password, sim.Host)
 	repo := t.TempDir()
 	writeFiles(t, repo, map[string]string{
 		"hardware/node-01.yaml": e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", sim.Host, sim.Port),
