@@ -222,7 +222,7 @@ func (s *Server) render(ctx context.Context, t *schema.Template, hwObj *state.Ob
 		}
 	}
 	ns := t.Metadata.Namespace
-	_, list := s.loader.RenderFor(set, schema.Key{Namespace: ns, Name: t.Metadata.Name}, schema.Key{Namespace: hwObj.Namespace, Name: hwObj.Name}, hwMap)
+	_, list := s.loader.RenderFor(ctx, set, schema.Key{Namespace: ns, Name: t.Metadata.Name}, schema.Key{Namespace: hwObj.Namespace, Name: hwObj.Name}, hwMap)
 	return list, nil
 }
 

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/template"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -823,7 +822,7 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 
 // parsedTemplate caches a template's parse for all the workflows that use it.
 type parsedTemplate struct {
-	tmpl *template.Template
+	tmpl *Program
 	err  error
 	// readsObject is false when the text cannot refer to .hardware (the
 	// whole object as maps), which then need not be built per render.

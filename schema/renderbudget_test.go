@@ -1,0 +1,84 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/schema"
+)
+
+// TestRenderBudget: templates that would loop, recurse or grow without end
+// stop with an error that names the template line, well before they hurt
+// the server.
+func TestRenderBudget(t *testing.T) {
+	cases := []struct {
+		name, text, want string
+	}{
+		{"NestedRangesOverFunctions", "a\n{{ range until 100000 }}{{ range until 100000 }}{{ range until 100000 }}{{ end }}{{ end }}{{ end }}", "t:2:"},
+		{"NestedRangesOverAVariable", "{{ $l := until 1000 }}\n\n{{ range $l }}{{ range $l }}{{ range $l }}{{ end }}{{ end }}{{ end }}", "t:3:"},
+		{"NestedRangesOverIntegers", "{{ range 100000 }}{{ range 100000 }}{{ end }}{{ end }}", "t:1:"},
+		{"StringDoubling", "{{ $s := \"xx\" }}{{ range until 64 }}{{ $s = print $s $s }}{{ end }}", "data passed through functions"},
+		{"StringDoublingWithSprig", "{{ $s := \"xx\" }}{{ range until 64 }}{{ $s = cat $s $s }}{{ end }}", "data passed through functions"},
+		{"ScanningABigStringOverAndOver", "{{ $s := repeat 200000 \"a\" }}{{ range until 90000 }}{{ if regexMatch \"b\" $s }}{{ end }}{{ end }}", "data passed through functions"},
+		{"Recursion", "{{ define \"a\" }}{{ template \"a\" . }}{{ end }}{{ template \"a\" . }}", "more than 100 deep"},
+		{"ExponentialRecursion", "{{ define \"a\" }}{{ if lt (len .) 60 }}{{ template \"a\" (print . \"x\") }}{{ template \"a\" (print . \"y\") }}{{ end }}{{ end }}{{ template \"a\" \"\" }}", "loop iterations and template calls"},
+	}
+	r := schema.NewRenderer()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := r.Parse("t", c.text)
+			require.NoError(t, err)
+			_, err = r.Execute(context.Background(), p, map[string]any{})
+			require.Error(t, err)
+			require.Contains(t, err.Error(), c.want)
+			require.Contains(t, err.Error(), "template: t:", "the error names the template and line")
+		})
+	}
+}
+
+// TestRenderBudgetCancel: a rendering stops when its caller's context ends.
+func TestRenderBudgetCancel(t *testing.T) {
+	r := schema.NewRenderer()
+	p, err := r.Parse("t", "{{ range until 10 }}x{{ end }}")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = r.Execute(ctx, p, nil)
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+// TestRenderBudgetPerRendering: each rendering has a budget of its own, and
+// renderings of one template in parallel do not share it.
+func TestRenderBudgetPerRendering(t *testing.T) {
+	r := schema.NewRenderer()
+	// 60,000 steps: within one budget, over it if two renderings shared one.
+	p, err := r.Parse("t", `{{ range until 60000 }}{{ end }}{{ .n }}:{{ upper "ok" }}`)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				out, err := r.Execute(context.Background(), p, map[string]any{"n": i})
+				if err == nil && !strings.HasSuffix(string(out), ":OK") {
+					err = errors.New("unexpected output " + string(out))
+				}
+				if err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+}
