@@ -655,7 +655,7 @@ func (l *Loader) Render(t *Template, w *Workflow, hw *Hardware, known func(mac s
 	}
 	if t.parsed == nil {
 		if errs := l.checkTemplateText(t); len(errs) > 0 {
-			return nil, errs
+			return nil, errs.shorten()
 		}
 	}
 	if t.parsed == nil || t.parsed.err != nil {

@@ -486,7 +486,7 @@ func (l *Loader) loadDocument(defs *definitions, file string, src []byte, n *yam
 		return // an empty document between --- markers
 	}
 	if n.Kind != yaml.MappingNode {
-		res.errs = append(res.errs, &Error{Pos: pos, Message: fmt.Sprintf("a document must be a mapping with apiVersion, kind, metadata and spec, got %s", describe(n))})
+		res.errs = append(res.errs, &Error{Pos: pos, Message: "a document must be a mapping with apiVersion, kind, metadata and spec, got " + describeDocument(n)})
 		return
 	}
 	apiVersion, kind := scalarField(n, "apiVersion"), scalarField(n, "kind")
@@ -507,6 +507,16 @@ func (l *Loader) loadDocument(defs *definitions, file string, src []byte, n *yam
 	if obj != nil {
 		res.objects = append(res.objects, obj)
 	}
+}
+
+// describeDocument names what a document that is not a mapping holds
+// without quoting it: a whole file that is one string is what a link to a
+// secret, a key or /etc/passwd looks like.
+func describeDocument(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return fmt.Sprintf("a single value of %d characters", utf8.RuneCountInString(n.Value))
+	}
+	return describe(n)
 }
 
 func scalarField(m *yaml.Node, key string) *yaml.Node {

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +118,70 @@ func TestSyncTimeoutBoundsRendering(t *testing.T) {
 		applied, _ := st["lastAppliedRevision"].(string)
 		return len(errs) == 0 && applied != "" && applied == st["lastAttemptedRevision"]
 	}, 20*time.Second, 50*time.Millisecond, "the good revision applies")
+}
+
+// lockedBuffer collects a server's log lines from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLinksOutOfTheRepositoryNeverShow: a repository directory with a link
+// to a BMC password in the secrets folder and one to /etc/passwd. Neither
+// file's content reaches /v1/status, the events or the logs; a link inside
+// the repository is still read.
+func TestLinksOutOfTheRepositoryNeverShow(t *testing.T) {
+	passwd, err := os.ReadFile("/etc/passwd")
+	require.NoError(t, err)
+	firstLine, _, _ := strings.Cut(string(passwd), "\n")
+	require.NotEmpty(t, firstLine)
+
+	secrets := t.TempDir()
+	writeFiles(t, secrets, map[string]string{"bmc-node-01/username": "admin", "bmc-node-01/password": "hunter2-SECRET\n"})
+	repo := copyDir(t, filepath.Join("..", "..", "examples", "repo"))
+	require.NoError(t, os.Symlink(filepath.Join(secrets, "bmc-node-01", "password"), filepath.Join(repo, "hardware", "leak.yaml")))
+	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(repo, "passwd.yaml")))
+	require.NoError(t, os.Symlink("node-01.yaml", filepath.Join(repo, "hardware", "alias.yaml")))
+
+	var logs lockedBuffer
+	m := NewMain(&logs, &logs)
+	require.NoError(t, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--repo", repo, "--secrets-dir", secrets, "--log-level", "debug"}))
+	require.NoError(t, m.Open(context.Background()))
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	waitReady(t, m)
+
+	// The link inside the repository is read: node-01 is declared twice.
+	var errs []any
+	require.Eventually(t, func() bool {
+		errs, _ = syncStatus(t, m)["errors"].([]any)
+		return len(errs) > 0
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Contains(t, fmt.Sprint(errs), "hardware/alias.yaml")
+
+	resp, err := http.Get("http://" + m.Addr() + "/v1/status")
+	require.NoError(t, err)
+	status, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp, err = http.Get("http://" + m.Addr() + "/v1/events")
+	require.NoError(t, err)
+	events, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for what, text := range map[string]string{"status": string(status), "events": string(events), "logs": logs.String()} {
+		require.NotContains(t, text, "hunter2", what)
+		require.NotContains(t, text, firstLine, what)
+		require.NotContains(t, text, firstLine[:min(len(firstLine), 12)], what)
+	}
+	require.Contains(t, logs.String(), "leads out of the repository", "the operator is told why the files were left out")
 }
