@@ -18,13 +18,13 @@ import (
 func TestErrorsQuoteOnlyExcerpts(t *testing.T) {
 	const secret = "hunter2-0123456789abcdefghijklmnopqrstuvwxyz"
 	cases := map[string]string{
-		"password.yaml":  secret + "\n",
-		"passwd.yaml":    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
-		"field.yaml":     "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {interfaces: " + secret + "}\n",
-		"number.yaml":    "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {userData: 1" + strings.Repeat("0", 60) + "}\n",
-		"kind.yaml":      "apiVersion: tinkerbell.org/v1alpha1\nkind: " + secret + "\nmetadata: {name: x}\n",
-		"secret.cue":     "x: " + strings.ReplaceAll(secret, "-", "_") + "\n",
-		"controls.yaml":  "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {interfaces: \"\\e[31m" + secret + "\"}\n",
+		"password.yaml": secret + "\n",
+		"passwd.yaml":   "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+		"field.yaml":    "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {interfaces: " + secret + "}\n",
+		"number.yaml":   "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {userData: 1" + strings.Repeat("0", 60) + "}\n",
+		"kind.yaml":     "apiVersion: tinkerbell.org/v1alpha1\nkind: " + secret + "\nmetadata: {name: x}\n",
+		"secret.cue":    "x: " + strings.ReplaceAll(secret, "-", "_") + "\n",
+		"controls.yaml": "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: x}\nspec: {interfaces: \"\\e[31m" + secret + "\"}\n",
 		"template.yaml": "apiVersion: tinkerbell.org/v1alpha1\nkind: Template\nmetadata: {name: t}\nspec:\n  data: |\n    name: {{ " + strings.ReplaceAll(secret, "-", "_") + " }}\n",
 	}
 	for name, content := range cases {
