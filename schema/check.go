@@ -435,6 +435,9 @@ type docError struct {
 // each task has a worker (that it is the MAC of a declared hardware is
 // checked against the set by rendering.finish).
 func checkDocument(doc *TemplateDocument, images *imageGrammar) []docError {
+	if over := checkDocumentLimits(doc); len(over) > 0 {
+		return over
+	}
 	var out []docError
 	add := func(msg string, path ...pathElem) { out = append(out, docError{path, msg}) }
 	key := func(k string) pathElem { return pathElem{key: k, index: -1} }

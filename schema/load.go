@@ -519,6 +519,14 @@ func describeDocument(n *yaml.Node) string {
 	return describe(n)
 }
 
+// metaNode is an object's metadata mapping, or an empty one.
+func metaNode(n *yaml.Node) *yaml.Node {
+	if _, m := findKey(n, "metadata", 0); m != nil && deref(m).Kind == yaml.MappingNode {
+		return deref(m)
+	}
+	return &yaml.Node{Kind: yaml.MappingNode}
+}
+
 func scalarField(m *yaml.Node, key string) *yaml.Node {
 	_, v := findKey(m, key, 0)
 	if v == nil {
@@ -569,6 +577,13 @@ func (l *Loader) decodeObject(defs *definitions, file string, src []byte, n *yam
 	if apiVersion.Value != ki.apiVersion {
 		e.add(Pos{File: file, Line: apiVersion.Line, Column: apiVersion.Column}, "apiVersion", "apiVersion %q is not served for kind %s (want %s)", apiVersion.Value, kind.Value, ki.apiVersion)
 		return nil, e.list
+	}
+	if le := checkLimits(file, kind.Value, n); le != nil {
+		le.Object = kind.Value
+		if name := scalarField(metaNode(n), "name"); name != nil {
+			le.Object += "/" + name.Value
+		}
+		return nil, ErrorList{le}
 	}
 	obj := ki.newObject()
 	d := &decoder{types: &l.types, file: file, errs: &e}
