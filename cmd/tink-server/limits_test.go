@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/api"
 )
 
 // hostileTemplate is a template whose one action's environment value is
@@ -184,4 +188,52 @@ func TestLinksOutOfTheRepositoryNeverShow(t *testing.T) {
 		require.NotContains(t, text, firstLine[:min(len(firstLine), 12)], what)
 	}
 	require.Contains(t, logs.String(), "leads out of the repository", "the operator is told why the files were left out")
+}
+
+// tarGz packs a directory as POST /v1/plan takes it.
+func tarGz(t *testing.T, dir string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(zw)
+	require.NoError(t, tw.AddFS(os.DirFS(dir)))
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	return out.Bytes()
+}
+
+// TestPlanStopsWhenItsClientLeaves: a viewer's plan of a repository whose
+// template renders for long stops when the client gives up, so its slot
+// (two plans run at once) is free again at once rather than when the
+// rendering would have ended.
+func TestPlanStopsWhenItsClientLeaves(t *testing.T) {
+	m := MustRunMain(t, copyDir(t, filepath.Join("..", "..", "examples", "repo")))
+	waitReady(t, m)
+	slow := copyDir(t, filepath.Join("..", "..", "examples", "repo"))
+	writeHostileTemplate(t, slow, `{{ $a := repeat 65536 `+"`ab`"+` }}{{ $b := repeat 65536 `+"`ab`"+` }}{{ range until 4 }}{{ $a = print $a $a }}{{ $b = print $b $b }}{{ end }}{{ range until 99000 }}{{ if eq $a $b }}{{ end }}{{ end }}`)
+	slowBody, goodBody := tarGz(t, slow), tarGz(t, copyDir(t, filepath.Join("..", "..", "examples", "repo")))
+	post := func(c *http.Client, body []byte) (int, error) {
+		resp, err := c.Post("http://"+m.Addr()+"/v1/plan", "application/gzip", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var wg sync.WaitGroup
+	for range api.MaxConcurrentPlans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := post(&http.Client{Timeout: 500 * time.Millisecond}, slowBody)
+			require.Error(t, err, "the slow plan outlives its client")
+		}()
+	}
+	wg.Wait()
+	// The renderings stop within moments; before, they held both slots
+	// for as long as they ran (10 s, the rendering's own limit).
+	require.Eventually(t, func() bool {
+		code, err := post(http.DefaultClient, goodBody)
+		return err == nil && code == http.StatusOK
+	}, 3*time.Second, 100*time.Millisecond, "a plan runs once the clients that left freed their slots")
 }
