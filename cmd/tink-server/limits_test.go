@@ -20,8 +20,8 @@ import (
 	"github.com/tinkops/tinkops/api"
 )
 
-// hostileTemplate is a template whose one action's environment value is
-// expr, with a workflow for node-03 that uses it.
+// writeHostileTemplate writes a template whose one action's environment
+// value is expr, with a workflow for node-03 that uses it.
 func writeHostileTemplate(t *testing.T, repo, expr string) {
 	t.Helper()
 	writeFiles(t, repo, map[string]string{
