@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,15 +27,7 @@ func buildWorker(t *testing.T) string {
 // startWorker runs tink-worker with the process runtime for machine id.
 func startWorker(t *testing.T, bin, server, id string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", t.TempDir(), "--wait", "1s")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return cmd
+	return startProcessWorkerIn(t, bin, server, id, t.TempDir())
 }
 
 const e2eHardware = `apiVersion: tinkerbell.org/v1alpha1
