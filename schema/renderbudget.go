@@ -33,12 +33,12 @@ const (
 	// MaxRenderSteps bounds range iterations and template calls.
 	MaxRenderSteps = 100_000
 	// MaxRenderWork bounds the bytes passed to and returned by functions.
-	MaxRenderWork = 64 << 20
+	MaxRenderWork = 16 << 20
 	// MaxRenderDepth bounds templates calling templates.
 	MaxRenderDepth = 100
 	// RenderTimeout bounds one rendering's wall-clock time; the caller's
 	// context may end it sooner.
-	RenderTimeout = 10 * time.Second
+	RenderTimeout = 5 * time.Second
 )
 
 // Names of the functions the instrumented tree calls. They are not in the

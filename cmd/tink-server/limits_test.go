@@ -231,7 +231,7 @@ func TestPlanStopsWhenItsClientLeaves(t *testing.T) {
 	}
 	wg.Wait()
 	// The renderings stop within moments; before, they held both slots
-	// for as long as they ran (10 s, the rendering's own limit).
+	// for as long as they ran (5 s, the rendering's own limit).
 	require.Eventually(t, func() bool {
 		code, err := post(http.DefaultClient, goodBody)
 		return err == nil && code == http.StatusOK
