@@ -82,8 +82,19 @@ func NewRenderer() *Renderer {
 		}
 		return seq(params...), nil
 	}
+	// set and the merges write into a dict. A dict put into itself (set $d
+	// "a" $d) makes printing it recurse until the stack overflows, a fatal
+	// error that no recover catches: they refuse to make a cycle.
+	for _, name := range []string{"set", "merge", "mergeOverwrite", "mustMerge", "mustMergeOverwrite"} {
+		fm[name] = acyclic(name, fm[name])
+	}
 	r := &Renderer{funcs: fm}
 	r.run = r.runFuncs()
+	for name, est := range sizeEstimates() {
+		if fn, ok := r.run[name]; ok {
+			r.run[name] = sized(name, fn, est)
+		}
+	}
 	return r
 }
 

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"text/template"
 	"text/template/parse"
 	"time"
+	"unsafe"
 )
 
 // A template is code an operator (or anyone who can push a template through
@@ -172,6 +176,213 @@ func metered(fn any, b *budget) any {
 		}
 		if err := b.charge(res[:1]); err != nil {
 			return fail(err)
+		}
+		return []reflect.Value{res[0], reflect.Zero(errorType)}
+	}).Interface()
+}
+
+// acyclic wraps a function that writes its later arguments into its first
+// (a map) so that it fails instead of making the map reach itself.
+func acyclic(name string, fn any) any {
+	v := reflect.ValueOf(fn)
+	t := v.Type()
+	in := make([]reflect.Type, t.NumIn())
+	for i := range in {
+		in[i] = t.In(i)
+	}
+	out := t.Out(0)
+	wt := reflect.FuncOf(in, []reflect.Type{out, errorType}, t.IsVariadic())
+	return reflect.MakeFunc(wt, func(args []reflect.Value) []reflect.Value {
+		dst := args[0]
+		if dst.Kind() == reflect.Map && !dst.IsNil() {
+			seen := map[[2]uintptr]bool{}
+			for _, a := range args[1:] {
+				if reaches(dst.UnsafePointer(), a, seen) {
+					err := fmt.Errorf("%s: the value holds the dict it is put into; a dict cannot contain itself", name)
+					return []reflect.Value{reflect.Zero(out), reflect.ValueOf(&err).Elem()}
+				}
+			}
+		}
+		var res []reflect.Value
+		if t.IsVariadic() {
+			res = v.CallSlice(args)
+		} else {
+			res = v.Call(args)
+		}
+		if len(res) == 2 {
+			return res
+		}
+		return []reflect.Value{res[0], reflect.Zero(errorType)}
+	}).Interface()
+}
+
+// reaches reports whether v is, or holds, the map at target. seen keeps
+// the maps and lists already looked at, so shared parts are walked once.
+func reaches(target unsafe.Pointer, v reflect.Value, seen map[[2]uintptr]bool) bool {
+	for v.IsValid() && (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	if !v.IsValid() {
+		return false
+	}
+	switch v.Kind() {
+	case reflect.Map:
+		if v.IsNil() {
+			return false
+		}
+		if v.UnsafePointer() == target {
+			return true
+		}
+		k := [2]uintptr{uintptr(v.UnsafePointer()), 0}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		for it := v.MapRange(); it.Next(); {
+			if reaches(target, it.Value(), seen) {
+				return true
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return false
+		}
+		k := [2]uintptr{uintptr(v.UnsafePointer()), uintptr(v.Len())}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		fallthrough
+	case reflect.Array:
+		for i := range v.Len() {
+			if reaches(target, v.Index(i), seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// MaxRenderValue bounds one value a template function may build. Most
+// functions build values no larger than what they are given, which the
+// budget has paid for; these can build far more (indent 1000000000 "x",
+// replace "" $big $big) and are checked before they run.
+const MaxRenderValue = 4 << 20
+
+// sizeEstimates bound, from their arguments, the size of what functions
+// that multiply their input build.
+func sizeEstimates() map[string]func(a []reflect.Value) int64 {
+	indent := func(a []reflect.Value) int64 {
+		s := a[1].String()
+		return max(a[0].Int(), 0)*int64(strings.Count(s, "\n")+1) + int64(len(s)) + 1
+	}
+	replace := func(a []reflect.Value) int64 {
+		old, nw, src := a[0].String(), a[1].String(), a[2].String()
+		return int64(len(src)) + int64(strings.Count(src, old))*int64(len(nw))
+	}
+	wrapWith := func(a []reflect.Value) int64 {
+		l, sep, str := max(a[0].Int(), 1), a[1].String(), a[2].String()
+		return int64(len(str)) + (int64(len(str))/l+1)*int64(len(sep))
+	}
+	regexReplace := func(literal bool) func(a []reflect.Value) int64 {
+		return func(a []reflect.Value) int64 {
+			re, err := regexp.Compile(a[0].String())
+			if err != nil {
+				return 0 // the function reports it
+			}
+			str, repl := a[1].String(), a[2].String()
+			matches := re.FindAllStringIndex(str, -1)
+			per := int64(len(repl))
+			if !literal {
+				longest := 0
+				for _, m := range matches {
+					longest = max(longest, m[1]-m[0])
+				}
+				per += int64(strings.Count(repl, "$")) * int64(longest)
+			}
+			return int64(len(str)) + int64(len(matches))*per
+		}
+	}
+	return map[string]func(a []reflect.Value) int64{
+		"indent":                     indent,
+		"nindent":                    indent,
+		"replace":                    replace,
+		"wrapWith":                   wrapWith,
+		"regexReplaceAll":            regexReplace(false),
+		"mustRegexReplaceAll":        regexReplace(false),
+		"regexReplaceAllLiteral":     regexReplace(true),
+		"mustRegexReplaceAllLiteral": regexReplace(true),
+		"printf":                     printfSize,
+	}
+}
+
+// printfSize bounds what fmt.Sprintf builds: the format, the widths and
+// precisions it asks for (fmt caps each at 10^6), and the arguments.
+func printfSize(a []reflect.Value) int64 {
+	f := a[0].String()
+	n := int64(len(f))
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		for i+1 < len(f) && strings.IndexByte("+-# 0", f[i+1]) >= 0 {
+			i++
+		}
+		for i+1 < len(f) && (f[i+1] == '.' || f[i+1] == '*' || f[i+1] >= '0' && f[i+1] <= '9') {
+			if f[i+1] == '*' {
+				n += 1_000_000
+				i++
+				continue
+			}
+			j := i + 1
+			for j < len(f) && f[j] >= '0' && f[j] <= '9' {
+				j++
+			}
+			if v, err := strconv.Atoi(f[i+1 : j]); err == nil {
+				n += int64(min(v, 1_000_000))
+			}
+			if j == i+1 {
+				j++ // a '.'
+			}
+			i = j - 1
+		}
+	}
+	if len(a) > 1 {
+		rest := a[1]
+		for i := range rest.Len() {
+			n += sizeOf(rest.Index(i)) + 32
+		}
+	}
+	return n
+}
+
+// sized wraps fn so that it fails, rather than runs, when est says its
+// result would exceed MaxRenderValue.
+func sized(name string, fn any, est func(a []reflect.Value) int64) any {
+	v := reflect.ValueOf(fn)
+	t := v.Type()
+	in := make([]reflect.Type, t.NumIn())
+	for i := range in {
+		in[i] = t.In(i)
+	}
+	out := t.Out(0)
+	wt := reflect.FuncOf(in, []reflect.Type{out, errorType}, t.IsVariadic())
+	return reflect.MakeFunc(wt, func(args []reflect.Value) []reflect.Value {
+		if n := est(args); n > MaxRenderValue {
+			err := fmt.Errorf("%s would build a value of %d bytes; the limit is %d", name, n, MaxRenderValue)
+			return []reflect.Value{reflect.Zero(out), reflect.ValueOf(&err).Elem()}
+		}
+		var res []reflect.Value
+		if t.IsVariadic() {
+			res = v.CallSlice(args)
+		} else {
+			res = v.Call(args)
+		}
+		if len(res) == 2 {
+			return res
 		}
 		return []reflect.Value{res[0], reflect.Zero(errorType)}
 	}).Interface()
