@@ -134,7 +134,12 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 	if ev.Op == fsnotify.Chmod {
 		return false
 	}
-	rel, err := filepath.Rel(d.root, ev.Name)
+	// Watches are set on the real paths (read resolves the root's links).
+	root := d.root
+	if r, err := filepath.EvalSymlinks(d.root); err == nil {
+		root = r
+	}
+	rel, err := filepath.Rel(root, ev.Name)
 	if err != nil {
 		return true
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,4 +58,23 @@ func TestGit_SymlinkBlobsLeftOut(t *testing.T) {
 	snap, err := newGit(t, gitsource.Config{Repo: repo.FileURL()}).Snapshot(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, []string{"hardware/n1.yaml"}, paths(snap))
+}
+
+// TestDir_WatchThroughLinkedRoot: a root reached through a link (as a
+// Kubernetes volume mount often is) is watched: an edit is seen at once.
+func TestDir_WatchThroughLinkedRoot(t *testing.T) {
+	t.Parallel()
+	real := t.TempDir()
+	writeFiles(t, real, map[string]string{"hardware/n1.yaml": hw1})
+	root := filepath.Join(t.TempDir(), "repo")
+	require.NoError(t, os.Symlink(real, root))
+	// An hour between polls: the change below is seen through fsnotify.
+	d := newDir(t, gitsource.Config{Repo: root, PollInterval: time.Hour})
+	_, err := d.Snapshot(context.Background())
+	require.NoError(t, err)
+	runSource(t, d)
+	eventually(t, 5*time.Second, func() bool { return d.Status().Checks >= 2 }, "Run's first read")
+	writeFiles(t, real, map[string]string{"hardware/n2.yaml": hw1})
+	snap := waitChange(t, d, 5*time.Second)
+	require.ElementsMatch(t, []string{"hardware/n1.yaml", "hardware/n2.yaml"}, paths(snap))
 }
