@@ -3,7 +3,6 @@ package worker
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,36 +86,91 @@ func (p *Process) earlier(dir string) (Result, bool) {
 	var m attemptMark
 	_ = json.Unmarshal(b, &m)
 	msg := "the worker was restarted while this attempt ran"
+	// The action may have outlived its worker: stop it and its children
+	// (they share its process group), so that a retry does not run beside
+	// it. The recorded pid finds it; so does its working directory, which
+	// is the attempt's own (the worker may have died before recording the
+	// pid).
+	groups := map[int]bool{}
 	if m.PID > 0 && m.StartTime != 0 && processStart(m.PID) == m.StartTime {
-		// The action outlived its worker: stop it and its children
-		// (they share its process group), so that a retry does not run
-		// beside it.
-		_ = syscall.Kill(-m.PID, syscall.SIGKILL)
-		for i := 0; i < 50 && processStart(m.PID) == m.StartTime; i++ {
+		groups[m.PID] = true
+	}
+	for _, pg := range groupsIn(dir) {
+		groups[pg] = true
+	}
+	if len(groups) > 0 {
+		for pg := range groups {
+			_ = syscall.Kill(-pg, syscall.SIGKILL)
+		}
+		for i := 0; i < 100 && len(groupsIn(dir)) > 0; i++ {
 			time.Sleep(20 * time.Millisecond)
 		}
-		msg += fmt.Sprintf("; its process %d was still running and was stopped", m.PID)
+		msg += "; what was left of it was still running and was stopped"
 	}
 	return Result{State: "FAILED", Started: now, Finished: now,
 		Message: msg + "; the attempt is not run again (an action may be destructive): the template's retries decide whether a new attempt runs"}, true
+}
+
+// groupsIn returns the process groups of the live processes whose working
+// directory is dir, read from /proc.
+func groupsIn(dir string) []int {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	} else if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || cwd != dir {
+			continue
+		}
+		if pg, ok := processGroup(pid); ok && pg > 1 {
+			out = append(out, pg)
+		}
+	}
+	return out
+}
+
+// processGroup reads a live process's group from /proc/PID/stat.
+func processGroup(pid int) (int, bool) {
+	f := statFields(pid)
+	// f[0] is field 3 (state), f[2] field 5 (pgrp).
+	if len(f) < 3 || f[0] == "Z" {
+		return 0, false
+	}
+	pg, err := strconv.Atoi(f[2])
+	return pg, err == nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (which may hold spaces and parentheses), from field 3 on.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
 }
 
 // processStart reads when process pid started, so that a recorded pid is
 // not mistaken for another process that reuses it; 0 if unknown (no such
 // process, or no /proc).
 func processStart(pid int) uint64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces and parentheses: the
-	// fields after it follow the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
+	f := statFields(pid)
 	// f[0] is field 3 (state); the start time is field 22. A zombie has
 	// ended: its group is gone but for the reaping.
 	if len(f) < 20 || f[0] == "Z" {

@@ -3,8 +3,11 @@ package worker_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -48,4 +51,32 @@ func TestProcessRuntimeNeverRunsAnAttemptTwice(t *testing.T) {
 	b, err = os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, "x\nx\n", string(b), "attempt 2 ran once")
+}
+
+// TestProcessRuntimeStopsLeftoverOfInterruptedAttempt: a worker killed
+// right after it started an action, before it recorded the process, left
+// the action running. The next worker finds it by its working directory
+// (the attempt's own), stops it, and reports the attempt FAILED.
+func TestProcessRuntimeStopsLeftoverOfInterruptedAttempt(t *testing.T) {
+	dir := t.TempDir()
+	attempt := filepath.Join(dir, "wf-1-0-3")
+	require.NoError(t, os.MkdirAll(attempt, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(attempt, ".tink-attempt.json"), []byte("{}"), 0o600))
+	left := exec.Command("/bin/sh", "-c", "sleep 60")
+	left.Dir = attempt
+	left.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, left.Start())
+	t.Cleanup(func() { _ = left.Process.Kill(); _ = left.Wait() })
+	exited := make(chan error, 1)
+	go func() { exited <- left.Wait() }()
+
+	p := &worker.Process{WorkDir: dir}
+	res := p.Run(context.Background(), &worker.Action{Workflow: "wf", Run: 1, Attempt: 3, Name: "x", Command: []string{"/bin/true"}, Timeout: 10})
+	require.Equal(t, "FAILED", res.State)
+	require.Contains(t, res.Message, "was still running and was stopped")
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the leftover process still runs")
+	}
 }
