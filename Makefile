@@ -5,8 +5,10 @@ GO        ?= go
 BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/*))
 PKGS      := ./...
-# The fuzz target runs for FUZZTIME under `make fuzz` (the suite runs only its seed corpus).
+# Each fuzz target runs for FUZZTIME under `make fuzz` (the suite runs only
+# their seed corpora, testdata/fuzz included).
 FUZZTIME  ?= 5m
+FUZZ      := ./schema:FuzzLoad ./schema:FuzzRender ./api:FuzzRequestBodies
 BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
@@ -61,7 +63,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem -timeout 30m $(PKGS)
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./schema
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 lint: deps
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \

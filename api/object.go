@@ -108,7 +108,15 @@ func (s *Server) decodeBody(r *http.Request, kind string) (*pushed, error) {
 			return nil, err
 		}
 	}
+	// Validating a body takes many times its size in memory: a few at a
+	// time, the others wait their turn (or their client leaves).
+	select {
+	case s.decodes <- struct{}{}:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
 	objs, _, list := s.loader.DecodeFile(bodyName, b)
+	<-s.decodes
 	if len(list) > 0 {
 		return nil, invalid(schemaDetails(list), "the %s in the request body is not valid: %s", kind, problems(len(list)))
 	}

@@ -31,12 +31,21 @@ type Planner interface {
 
 // Limits of a repository sent to POST /v1/plan: the compressed body, and
 // what it unpacks to (files over schema.MaxFileSize are reported by the
-// loader, as in a repository).
+// loader, as in a repository). Loading a repository takes many times its
+// size in memory, so the unpacked size is bounded well below what a gzip
+// body can expand to (a 2.2 MiB body held 512 MiB of YAML and took 7 GB),
+// and only MaxConcurrentPlans run at once: a viewer's plans cannot take
+// the memory the reconciler needs. 64 MiB holds the repository of a
+// fleet of tens of thousands of machines.
 const (
-	MaxPlanBody     = 64 << 20
-	maxPlanUnpacked = 512 << 20
-	maxPlanFiles    = 200_000
+	MaxPlanBody        = 64 << 20
+	MaxPlanUnpacked    = 64 << 20
+	maxPlanFiles       = 100_000
+	MaxConcurrentPlans = 2
 )
+
+// maxConcurrentDecodes bounds the object bodies validated at once.
+const maxConcurrentDecodes = 4
 
 // handlePlan takes a repository as a gzipped tar of its files and answers
 // with the plan, or with the repository's errors.
@@ -47,12 +56,19 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, c *call) err
 	if r.ContentLength > MaxPlanBody {
 		return Errorf(ETOOLARGE, "the repository archive is larger than the limit of %s", sizeText(MaxPlanBody))
 	}
+	select {
+	case s.plans <- struct{}{}:
+		defer func() { <-s.plans }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		return Errorf(EUNAVAILABLE, "%d plans are already running on this server, its limit; retry in a moment", MaxConcurrentPlans)
+	}
 	dir, err := os.MkdirTemp("", "tink-plan-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sum, err := unpack(io.LimitReader(r.Body, MaxPlanBody+1), dir)
+	sum, err := unpack(r.Context(), io.LimitReader(r.Body, MaxPlanBody+1), dir)
 	if err != nil {
 		return err
 	}
@@ -87,7 +103,7 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, c *call) err
 // unpack extracts a gzipped tar of regular files into dir, refusing paths
 // that leave it, links and anything beyond the limits, and returns a hash
 // of the content (the plan's revision name).
-func unpack(r io.Reader, dir string) (string, error) {
+func unpack(ctx context.Context, r io.Reader, dir string) (string, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		return "", Errorf(state.EINVALID, "the body must be a gzipped tar of the repository: %v", err)
@@ -98,6 +114,9 @@ func unpack(r io.Reader, dir string) (string, error) {
 	type entry struct{ name, hash string }
 	var entries []entry
 	for {
+		if err := ctx.Err(); err != nil {
+			return "", err // the client left
+		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -121,8 +140,8 @@ func unpack(r io.Reader, dir string) (string, error) {
 		}
 		files++
 		total += h.Size
-		if files > maxPlanFiles || total > maxPlanUnpacked {
-			return "", Errorf(ETOOLARGE, "the repository unpacks to more than %d files or %s", maxPlanFiles, sizeText(maxPlanUnpacked))
+		if files > maxPlanFiles || total > MaxPlanUnpacked {
+			return "", Errorf(ETOOLARGE, "the repository unpacks to more than %d files or %s, the limits of a plan", maxPlanFiles, sizeText(MaxPlanUnpacked))
 		}
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {

@@ -130,6 +130,11 @@ type Server struct {
 	maxBody   int64
 	keepAlive time.Duration
 
+	// plans and decodes bound the memory of requests that validate what
+	// they carry (see plan.go and decodeBody).
+	plans   chan struct{}
+	decodes chan struct{}
+
 	metrics *metrics
 	hooks   webhookGuard
 	router  *httprouter.Router
@@ -172,6 +177,8 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		maxBody:   cfg.MaxBody,
 		keepAlive: cfg.KeepAlive,
+		plans:     make(chan struct{}, MaxConcurrentPlans),
+		decodes:   make(chan struct{}, maxConcurrentDecodes),
 	}
 	if s.loader == nil {
 		s.loader = schema.NewLoader()

@@ -134,7 +134,12 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 	if ev.Op == fsnotify.Chmod {
 		return false
 	}
-	rel, err := filepath.Rel(d.root, ev.Name)
+	// Watches are set on the real paths (read resolves the root's links).
+	root := d.root
+	if r, err := filepath.EvalSymlinks(d.root); err == nil {
+		root = r
+	}
+	rel, err := filepath.Rel(root, ev.Name)
 	if err != nil {
 		return true
 	}
@@ -176,17 +181,23 @@ func (d *Dir) read(ws *watchSet) (*Snapshot, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("read %s: not a directory", d.root)
 	}
+	// Links are resolved against the real root: a root that is itself a
+	// link (a Kubernetes volume mount often is) is no escape.
+	realRoot, err := filepath.EvalSymlinks(d.root)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", d.root, err)
+	}
 	prev := d.t.snapshot().byHash()
 	var files []*fileData
 	var total int64
-	err = filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+	err = filepath.WalkDir(realRoot, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if p != d.root && errors.Is(err, fs.ErrNotExist) {
+			if p != realRoot && errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while we walked; an event follows
 			}
 			return err
 		}
-		if p != d.root && hidden(e.Name()) {
+		if p != realRoot && hidden(e.Name()) {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
@@ -200,19 +211,32 @@ func (d *Dir) read(ws *watchSet) (*Snapshot, error) {
 			}
 			return nil
 		}
+		open := p
 		if e.Type()&fs.ModeSymlink != 0 {
-			// Follow links to files; links to directories could loop.
-			if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+			// Follow links to files inside the repository only: a link to
+			// the secrets folder or /etc/passwd would show what it points
+			// at to anyone who can read the status. Links to directories
+			// are not followed (they could loop).
+			target, ok := insideRoot(realRoot, p)
+			if !ok {
+				if ws != nil && !ws.warned[p] {
+					ws.warned[p] = true
+					d.log.Warn("symbolic link leads out of the repository; left out", "path", p)
+				}
 				return nil
 			}
+			if st, err := os.Stat(target); err != nil || !st.Mode().IsRegular() {
+				return nil
+			}
+			open = target // what was checked is what is read
 		} else if !e.Type().IsRegular() {
 			return nil
 		}
-		rel, err := filepath.Rel(d.root, p)
+		rel, err := filepath.Rel(realRoot, p)
 		if err != nil {
 			return err
 		}
-		fd, err := d.readFile(p, filepath.ToSlash(rel), prev)
+		fd, err := d.readFile(open, filepath.ToSlash(rel), prev)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -232,6 +256,20 @@ func (d *Dir) read(ws *watchSet) (*Snapshot, error) {
 	snap := newSnapshot(&Snapshot{Time: time.Now()}, files)
 	snap.Revision = contentRevision(snap.Files)
 	return snap, nil
+}
+
+// insideRoot resolves the link p and reports whether its target lies in
+// realRoot (the root with its own links resolved).
+func insideRoot(realRoot, p string) (string, bool) {
+	target, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(realRoot, target)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return "", false
+	}
+	return target, true
 }
 
 // readFile reads one file, keeping its content if it is within the limit.

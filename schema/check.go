@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -351,7 +352,7 @@ func (l *Loader) renderJobs(ctx context.Context, jobs []renderJob, macs map[stri
 		k, ok := keyFor(j.w, j.t, j.hw)
 		r := cached[k]
 		if !ok || r == nil {
-			r = l.render(j.t, j.w, j.hw)
+			r = l.render(ctx, j.t, j.w, j.hw)
 		}
 		renders[i] = r
 		doc, errs := r.finish(macs)
@@ -420,17 +421,21 @@ func checkUnique[T Object](e *errs, l []T) {
 
 // renderFor renders t for workflow w on hw and checks the result; a task's
 // worker must be a key of macs (nil: any worker).
-func (l *Loader) renderFor(t *Template, w *Workflow, hw *Hardware, macs map[string]*Hardware) (*TemplateDocument, ErrorList) {
-	return l.render(t, w, hw).finish(macs)
+func (l *Loader) renderFor(ctx context.Context, t *Template, w *Workflow, hw *Hardware, macs map[string]*Hardware) (*TemplateDocument, ErrorList) {
+	return l.render(ctx, t, w, hw).finish(macs)
 }
 
 // render renders t for workflow w on hw and checks the result, all but the
 // workers' MACs, which depend on the whole set (rendering.finish).
-func (l *Loader) render(t *Template, w *Workflow, hw *Hardware) *rendering {
+func (l *Loader) render(ctx context.Context, t *Template, w *Workflow, hw *Hardware) *rendering {
 	l.renders.executed.Add(1)
-	out, err := l.renderer.Execute(t.parsed.tmpl, templateData(hw, w.Spec.HardwareMap, t.parsed.readsObject))
+	out, err := l.renderer.Execute(ctx, t.parsed.tmpl, templateData(hw, w.Spec.HardwareMap, t.parsed.readsObject))
 	if err != nil {
-		if err == errRenderTooLarge {
+		if errors.Is(err, errCancelled) {
+			// The caller gave up (Load returns its context's error).
+			return &rendering{errs: ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}}
+		}
+		if errors.Is(err, errRenderTooLarge) {
 			return &rendering{errs: ErrorList{{Pos: t.at("spec.data"), Path: "spec.data", Message: err.Error()}}}
 		}
 		line, col, msg := l.tmplErrs.parse(err)
@@ -567,6 +572,9 @@ type docError struct {
 // each task has a worker (that it is the MAC of a declared hardware is
 // checked against the set by rendering.finish).
 func checkDocument(doc *TemplateDocument, images *imageGrammar) []docError {
+	if over := checkDocumentLimits(doc); len(over) > 0 {
+		return over
+	}
 	var out []docError
 	add := func(msg string, path ...pathElem) { out = append(out, docError{path, msg}) }
 	key := func(k string) pathElem { return pathElem{key: k, index: -1} }
@@ -739,7 +747,7 @@ func applyDefaults(s *Set, cfg *Config) {
 // the given hardwareMap (device_1 defaults to the hardware's first MAC), and
 // checks the result as Load checks a workflow's. It returns the rendered
 // text, what `tink template render` shows an operator before a run.
-func (l *Loader) RenderFor(s *Set, tk, hk Key, hardwareMap map[string]string) ([]byte, ErrorList) {
+func (l *Loader) RenderFor(ctx context.Context, s *Set, tk, hk Key, hardwareMap map[string]string) ([]byte, ErrorList) {
 	if err := l.init(); err != nil {
 		return nil, ErrorList{{Pos: Pos{File: "."}, Message: err.Error()}}
 	}
@@ -766,10 +774,10 @@ func (l *Loader) RenderFor(s *Set, tk, hk Key, hardwareMap map[string]string) ([
 		}
 	}
 	w := &Workflow{Metadata: ObjectMeta{Name: "(render)"}, Spec: WorkflowSpec{TemplateRef: tk.Name, HardwareRef: hk.Name, HardwareMap: hardwareMap}}
-	if _, errs := l.renderFor(t, w, hw, macs); len(errs) > 0 {
+	if _, errs := l.renderFor(ctx, t, w, hw, macs); len(errs) > 0 {
 		return nil, errs
 	}
-	out, err := l.renderer.Execute(t.parsed.tmpl, templateData(hw, hardwareMap, t.parsed.readsObject))
+	out, err := l.renderer.Execute(ctx, t.parsed.tmpl, templateData(hw, hardwareMap, t.parsed.readsObject))
 	if err != nil {
 		return nil, ErrorList{{Pos: t.at("spec.data"), Message: err.Error()}}
 	}
@@ -787,7 +795,7 @@ func (l *Loader) Render(t *Template, w *Workflow, hw *Hardware, known func(mac s
 	}
 	if t.parsed == nil {
 		if errs := l.checkTemplateText(t); len(errs) > 0 {
-			return nil, errs
+			return nil, errs.shorten()
 		}
 	}
 	if t.parsed == nil || t.parsed.err != nil {
@@ -800,7 +808,8 @@ func (l *Loader) Render(t *Template, w *Workflow, hw *Hardware, known func(mac s
 	if known != nil {
 		macs = nil
 	}
-	doc, errs := l.renderFor(t, w, hw, macs)
+	// A run's rendering is bounded by the budget's own deadline.
+	doc, errs := l.renderFor(context.Background(), t, w, hw, macs)
 	if len(errs) > 0 || known == nil {
 		return doc, errs
 	}

@@ -246,7 +246,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, literal bool) {
 			return
 		}
 		if !literal && !d.literalStrings && n.Tag != "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 {
-			d.errorf(n, "must be a string, got %s (quote it: \"%s\")", describe(n), n.Value)
+			d.errorf(n, "must be a string, got %s (quote it: %s)", describe(n), excerpt(n.Value))
 			return
 		}
 		v.SetString(n.Value)
@@ -438,21 +438,17 @@ func describe(n *yaml.Node) string {
 	case yaml.DocumentNode:
 		return "a document"
 	}
-	v := n.Value
-	if len(v) > 40 {
-		v = v[:37] + "..."
-	}
 	switch n.Tag {
 	case "!!str":
-		return fmt.Sprintf("string %q", v)
+		return "string " + excerpt(n.Value)
 	case "!!int", "!!float":
-		return "number " + v
+		return "number " + excerpt(n.Value)
 	case "!!bool":
-		return "boolean " + v
+		return "boolean " + n.Value
 	case "!!null":
 		return "null"
 	}
-	return fmt.Sprintf("%q", v)
+	return excerpt(n.Value)
 }
 
 // suggest offers the closest known field name for a typo.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pos is a place in a repository file. Line and Column are 1-based; zero
@@ -84,6 +86,7 @@ func (l ErrorList) MarshalJSON() ([]byte, error) {
 // exact duplicates (one template rendered for many workflows gives the same
 // mistake many times).
 func (l ErrorList) sort() ErrorList {
+	l.shorten()
 	sort.SliceStable(l, func(i, j int) bool {
 		a, b := l[i], l[j]
 		if a.File != b.File {
@@ -123,4 +126,79 @@ func (c *errs) add(pos Pos, path, format string, args ...any) {
 // on adds an error about object o.
 func (c *errs) on(o Object, pos Pos, path, format string, args ...any) {
 	c.list = append(c.list, &Error{Pos: pos, Path: path, Object: o.GetKind() + "/" + objectName(o), Message: fmt.Sprintf(format, args...)})
+}
+
+// maxExcerpt bounds how much of one repository value an error may quote,
+// and maxMessage a whole message. A file that is not what it claims (a
+// link to a secret, a key pasted into the wrong file) must not be shown to
+// everyone who can read the status, events or logs: an error quotes a
+// short, escaped beginning of a value, enough to find it, never the value.
+const (
+	maxExcerpt = 24
+	maxMessage = 600
+)
+
+// excerpt quotes the beginning of s, escaped.
+func excerpt(s string) string {
+	if len(s) <= maxExcerpt {
+		return strconv.Quote(s)
+	}
+	cut := maxExcerpt
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
+}
+
+// shortenQuotes cuts every quoted string ("..." or `...`) of a message to
+// an excerpt, and the message to maxMessage bytes: messages of CUE, YAML
+// and text/template quote what they failed on, whatever its length.
+func shortenQuotes(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		c := msg[i]
+		if c != '"' && c != '`' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(msg) && msg[j] != c {
+			if c == '"' && msg[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(msg) {
+			b.WriteString(msg[i:]) // unbalanced: not a quotation
+			break
+		}
+		q := msg[i : j+1]
+		if len(q) > maxExcerpt+2 {
+			s, err := strconv.Unquote(q)
+			if err != nil {
+				s = q[1 : len(q)-1]
+			}
+			q = excerpt(s)
+		}
+		b.WriteString(q)
+		i = j + 1
+	}
+	s := b.String()
+	if len(s) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}
+
+// shorten applies shortenQuotes to every message of the list.
+func (l ErrorList) shorten() ErrorList {
+	for _, e := range l {
+		e.Message = shortenQuotes(e.Message)
+	}
+	return l
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/template"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -487,7 +486,7 @@ func (l *Loader) loadDocument(defs *definitions, file string, src []byte, n *yam
 		return // an empty document between --- markers
 	}
 	if n.Kind != yaml.MappingNode {
-		res.errs = append(res.errs, &Error{Pos: pos, Message: fmt.Sprintf("a document must be a mapping with apiVersion, kind, metadata and spec, got %s", describe(n))})
+		res.errs = append(res.errs, &Error{Pos: pos, Message: "a document must be a mapping with apiVersion, kind, metadata and spec, got " + describeDocument(n)})
 		return
 	}
 	apiVersion, kind := scalarField(n, "apiVersion"), scalarField(n, "kind")
@@ -508,6 +507,24 @@ func (l *Loader) loadDocument(defs *definitions, file string, src []byte, n *yam
 	if obj != nil {
 		res.objects = append(res.objects, obj)
 	}
+}
+
+// describeDocument names what a document that is not a mapping holds
+// without quoting it: a whole file that is one string is what a link to a
+// secret, a key or /etc/passwd looks like.
+func describeDocument(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return fmt.Sprintf("a single value of %d characters", utf8.RuneCountInString(n.Value))
+	}
+	return describe(n)
+}
+
+// metaNode is an object's metadata mapping, or an empty one.
+func metaNode(n *yaml.Node) *yaml.Node {
+	if _, m := findKey(n, "metadata", 0); m != nil && deref(m).Kind == yaml.MappingNode {
+		return deref(m)
+	}
+	return &yaml.Node{Kind: yaml.MappingNode}
 }
 
 func scalarField(m *yaml.Node, key string) *yaml.Node {
@@ -560,6 +577,13 @@ func (l *Loader) decodeObject(defs *definitions, file string, src []byte, n *yam
 	if apiVersion.Value != ki.apiVersion {
 		e.add(Pos{File: file, Line: apiVersion.Line, Column: apiVersion.Column}, "apiVersion", "apiVersion %q is not served for kind %s (want %s)", apiVersion.Value, kind.Value, ki.apiVersion)
 		return nil, e.list
+	}
+	if le := checkLimits(file, kind.Value, n); le != nil {
+		le.Object = kind.Value
+		if name := scalarField(metaNode(n), "name"); name != nil {
+			le.Object += "/" + name.Value
+		}
+		return nil, ErrorList{le}
 	}
 	obj := ki.newObject()
 	d := &decoder{types: &l.types, file: file, errs: &e}
@@ -823,7 +847,7 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 
 // parsedTemplate caches a template's parse for all the workflows that use it.
 type parsedTemplate struct {
-	tmpl *template.Template
+	tmpl *Program
 	err  error
 	// readsObject is false when the text cannot refer to .hardware (the
 	// whole object as maps), which then need not be built per render.

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ var errRenderTooLarge = fmt.Errorf("rendered template exceeds %d bytes (256 KiB)
 // safe for concurrent use.
 type Renderer struct {
 	funcs template.FuncMap
+	run   template.FuncMap // see runFuncs
 }
 
 // NewRenderer returns a Renderer with sprig's hermetic text functions plus
@@ -80,21 +82,58 @@ func NewRenderer() *Renderer {
 		}
 		return seq(params...), nil
 	}
-	return &Renderer{funcs: fm}
+	// set and the merges write into a dict. A dict put into itself (set $d
+	// "a" $d) makes printing it recurse until the stack overflows, a fatal
+	// error that no recover catches: they refuse to make a cycle.
+	for _, name := range []string{"set", "merge", "mergeOverwrite", "mustMerge", "mustMergeOverwrite"} {
+		fm[name] = acyclic(name, fm[name])
+	}
+	r := &Renderer{funcs: fm}
+	r.run = r.runFuncs()
+	for name, est := range sizeEstimates() {
+		if fn, ok := r.run[name]; ok {
+			r.run[name] = sized(name, fn, est)
+		}
+	}
+	return r
 }
 
 // maxListItems bounds the lists until, untilStep and seq may build.
 const maxListItems = 100_000
 
-// Parse parses template text with missingkey=error, Tinkerbell's option.
-func (r *Renderer) Parse(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Funcs(r.funcs).Parse(text)
+// Parse parses template text with missingkey=error, Tinkerbell's option,
+// into a Program that renders under a budget (see MaxRenderSteps).
+func (r *Renderer) Parse(name, text string) (*Program, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(r.funcs).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return newProgram(t, r.run), nil
 }
 
-// Execute runs a parsed template, capping the output at MaxRenderSize.
-func (r *Renderer) Execute(t *template.Template, data any) ([]byte, error) {
+// runFuncs is the function map a rendering runs with: the parse-time one
+// plus the builtins that build strings (print, printf, println and the
+// escapers), which must pay for what they build too.
+func (r *Renderer) runFuncs() template.FuncMap {
+	fm := make(template.FuncMap, len(r.funcs)+6)
+	for k, v := range r.funcs {
+		fm[k] = v
+	}
+	fm["print"] = fmt.Sprint
+	fm["printf"] = fmt.Sprintf
+	fm["println"] = fmt.Sprintln
+	fm["html"] = template.HTMLEscaper
+	fm["js"] = template.JSEscaper
+	fm["urlquery"] = template.URLQueryEscaper
+	return fm
+}
+
+// Execute runs a parsed template under its budget, capping the output at
+// MaxRenderSize. ctx stops it: the HTTP request that asked for it ended or
+// the sync timed out.
+func (r *Renderer) Execute(ctx context.Context, p *Program, data any) ([]byte, error) {
 	w := &cappedWriter{limit: MaxRenderSize}
-	if err := t.Execute(w, data); err != nil {
+	if err := p.execute(ctx, w, data); err != nil {
 		return nil, err
 	}
 	return w.buf.Bytes(), nil
@@ -240,6 +279,14 @@ func (p *templateErrorParser) parse(err error) (line, col int, msg string) {
 	if i := strings.Index(msg, "executing \""); i == 0 {
 		if j := strings.Index(msg, "\" at "); j > 0 {
 			msg = msg[j+len("\" at "):]
+		}
+	}
+	// The budget's own calls are not the template's: say only what ran out.
+	if strings.HasPrefix(msg, "<tinkops") {
+		if _, rest, ok := strings.Cut(msg, ": error calling tinkops"); ok {
+			if _, m, ok := strings.Cut(rest, ": "); ok {
+				msg = m
+			}
 		}
 	}
 	return line, col, msg

@@ -75,6 +75,7 @@ func (r *rendering) finish(macs map[string]*Hardware) (*TemplateDocument, ErrorL
 	var list ErrorList
 	for _, e := range r.errs {
 		c := *e
+		c.Message = shortenQuotes(c.Message)
 		list = append(list, &c)
 	}
 	if macs != nil {

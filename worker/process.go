@@ -54,6 +54,14 @@ func (p *Process) Run(ctx context.Context, a *Action) Result {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail("create working directory: %v", err)
 	}
+	if res, ok := p.earlier(dir); ok {
+		return res
+	}
+	// The mark is written before the process starts: a worker killed from
+	// here on never starts this attempt again.
+	if err := writeMark(dir, attemptMark{}); err != nil {
+		return fail("record the attempt: %v", err)
+	}
 	runCtx := ctx
 	var cancel context.CancelFunc = func() {}
 	if a.Timeout > 0 {
@@ -73,7 +81,13 @@ func (p *Process) Run(ctx context.Context, a *Action) Result {
 		out = io.MultiWriter(tail, p.Output)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if merr := writeMark(dir, attemptMark{PID: cmd.Process.Pid, StartTime: processStart(cmd.Process.Pid)}); merr != nil {
+			fmt.Fprintf(out, "record the attempt's process: %v\n", merr)
+		}
+		err = cmd.Wait()
+	}
 	res := Result{State: "SUCCESS", Message: tail.String(), Started: start, Finished: time.Now()}
 	switch {
 	case err == nil:
@@ -83,6 +97,11 @@ func (p *Process) Run(ctx context.Context, a *Action) Result {
 	default:
 		res.State = "FAILED"
 		res.Message = joinLines(res.Message, err.Error())
+	}
+	if ctx.Err() == nil {
+		// Kept for a worker restarted before the report reached the
+		// server: it finds the attempt finished and reports this result.
+		_ = writeResult(dir, res)
 	}
 	return res
 }

@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler/bmc/bmctest"
 	"github.com/tinkops/tinkops/schema"
@@ -22,25 +21,6 @@ import (
 	"github.com/tinkops/tinkops/state/postgres"
 	"github.com/tinkops/tinkops/state/postgres/pgtest"
 )
-
-// lockedBuffer collects a process's output for a test to read while it
-// runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestFencing pauses the leader (SIGSTOP) past its lease. Meanwhile the
 // other replica takes over: it fires an action's timeout, applies a commit
@@ -83,7 +63,7 @@ func TestFencing(t *testing.T) {
 		})
 		return p
 	}
-	oldLog := &lockedBuffer{}
+	oldLog := &apitest.Buffer{}
 	r1 := start("r1", io.MultiWriter(oldLog, os.Stderr))
 	require.Eventually(t, func() bool { return len(leaderOf([]*serverProc{r1})) == 1 }, 30*time.Second, 50*time.Millisecond)
 	r2 := start("r2", os.Stderr)

@@ -76,8 +76,8 @@ spec: {templateRef: solo, hardwareRef: node-10, hardwareMap: {device_1: "52:54:0
 	waitReady(t, m)
 	bin := buildWorker(t)
 	dir09, dir10 := t.TempDir(), t.TempDir()
-	startWorkerIn(t, bin, m.Addr(), "52:54:00:00:00:09", dir09)
-	startWorkerIn(t, bin, m.Addr(), "node-10", dir10)
+	startProcessWorkerIn(t, bin, m.Addr(), "52:54:00:00:00:09", dir09)
+	startProcessWorkerIn(t, bin, m.Addr(), "node-10", dir10)
 
 	// While pair runs, solo waits for node-10.
 	waiting := waitRun(t, m.Store, "solo", 30*time.Second, func(r *state.WorkflowRun) bool { return r.State == state.RunPending && r.Reason != "declared in Git" })

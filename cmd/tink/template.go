@@ -99,7 +99,7 @@ device_1 is the hardware's first MAC address.`,
 			} else if err != nil {
 				return err
 			}
-			out, errs := l.RenderFor(set, schema.Key{Namespace: namespace, Name: args[0]}, schema.Key{Namespace: namespace, Name: hardware}, hwMap)
+			out, errs := l.RenderFor(cmd.Context(), set, schema.Key{Namespace: namespace, Name: args[0]}, schema.Key{Namespace: namespace, Name: hardware}, hwMap)
 			if len(errs) > 0 {
 				for _, e := range errs {
 					fmt.Fprintln(cmd.OutOrStdout(), e.Error())

@@ -391,15 +391,43 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.life.Unlock()
 
-		s.writerStop()
-		<-s.writerDone
-		if err := s.db.Close(); err != nil {
-			s.closeErr = wrapInternal(err, "close %s", s.dir)
+		// Badger's Close flushes the memtable and waits for its
+		// compactors; with its directory removed under it, that wait never
+		// ends. Close gives up after a while, so a server on SIGTERM exits
+		// within its grace period with an error rather than hang.
+		wait := CloseTimeout
+		_, statErr := os.Stat(s.dir)
+		gone := errors.Is(statErr, os.ErrNotExist)
+		if gone {
+			wait = time.Second
+		}
+		done := make(chan error, 1)
+		go func() {
+			s.writerStop()
+			<-s.writerDone
+			done <- s.db.Close()
+		}()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				s.closeErr = wrapInternal(err, "close %s", s.dir)
+			}
+		case <-t.C:
+			if gone {
+				s.closeErr = state.Errorf(state.EINTERNAL, "close %s: the state directory was removed while the store was open; what was not yet on disk is lost", s.dir)
+			} else {
+				s.closeErr = state.Errorf(state.EINTERNAL, "close %s: the store did not close within %s", s.dir, wait)
+			}
 		}
 		s.lock.release()
 	})
 	return s.closeErr
 }
+
+// CloseTimeout bounds how long Close waits for Badger to flush and close.
+const CloseTimeout = 10 * time.Second
 
 // Dir returns the absolute path of the state directory.
 func (s *Store) Dir() string { return s.dir }
