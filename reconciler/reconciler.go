@@ -74,6 +74,11 @@ type Snapshot struct {
 	FS fs.FS
 	// Commit describes the commit for events ("abc1234 by alice: fix MAC").
 	Commit string
+	// Author and Committer are the commit's people ("Name <email>"), read
+	// from the commit object; every event the sync writes names them.
+	// Empty for a directory.
+	Author    string
+	Committer string
 }
 
 // Outcome is what one sync did.
@@ -178,7 +183,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		if len(errs) > 0 {
 			out.Errors = errs
 			status.Errors = syncErrors(errs)
-			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Author: snap.Author, Committer: snap.Committer, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf(
 				"%s not applied: %d error(s); %s stays in effect. First: %s", commit, len(errs), orNone(prev.LastAppliedRevision), errs[0].Error())})
 			if _, err := r.apply(ctx, b); err != nil {
@@ -190,7 +195,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		}
 		if plan.Blocked != "" {
 			status.Errors = []state.SyncError{{Message: plan.Blocked}}
-			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Author: snap.Author, Committer: snap.Committer, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf("%s not applied: %s", commit, plan.Blocked)})
 			if _, err := r.apply(ctx, b); err != nil {
 				return nil, fmt.Errorf("record blocked sync: %w", err)
@@ -201,6 +206,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		status.LastAppliedRevision = snap.Revision
 		b := plan.batch(commit)
 		b.Sync = status
+		b.Author, b.Committer = snap.Author, snap.Committer
 		out.Changed = !plan.Empty() || prev.LastAppliedRevision != snap.Revision || len(prev.Errors) > 0
 		if out.Changed {
 			b.Events = append(b.Events, state.Event{Type: state.EventSync, Actor: state.ActorGit, Message: syncMessage(commit, plan)})

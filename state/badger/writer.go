@@ -343,12 +343,6 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
-		if ev.Actor == "" {
-			ev.Actor = b.Actor
-		}
-		if ev.Revision == "" {
-			ev.Revision = b.Revision
-		}
 		events = append(events, ev)
 	}
 
@@ -361,6 +355,7 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 	}
 
 	for i := range events {
+		b.Attribute(&events[i])
 		events[i].Seq = c.NextSeq
 		c.NextSeq++
 		v, err := json.Marshal(&events[i])
