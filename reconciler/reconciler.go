@@ -57,6 +57,9 @@ func New(cfg Config) *Reconciler {
 	if r.loader == nil {
 		r.loader = schema.NewLoader()
 	}
+	if r.loader.Selector == nil {
+		r.loader.Selector = state.SetSelector
+	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -121,15 +124,20 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	opts := r.opts.forRepository(set.Config)
 	var actual Actual
 	var need runNeeds
+	var setErrs schema.ErrorList
 	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
 		actual.Objects = make([]*state.Object, 0, len(objects))
 		for _, o := range objects {
 			actual.Objects = append(actual.Objects, o)
 		}
 		need = needsRuns(desired, objects, opts)
+		setErrs = checkSets(set, desired, objects)
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(setErrs) > 0 {
+		return nil, setErrs, nil
 	}
 	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
 		return nil, nil, err

@@ -1,0 +1,121 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/state"
+)
+
+const rackHwFmt = `apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata:
+  name: %s
+  labels: {rack: %s}
+spec:
+  disks: [{device: /dev/sda}]
+  interfaces:
+    - dhcp: {mac: "52:54:00:00:%02x:%02x", ip: {address: 10.0.%d.%d, netmask: 255.255.255.0}}
+`
+
+const setYAML = `apiVersion: tinkops.dev/v1alpha1
+kind: WorkflowSet
+metadata:
+  name: reimage
+spec:
+  templateRef: %s
+  hardwareSelector: %s
+  rollout: {maxInFlight: 5, maxFailures: 2}
+`
+
+// rackRepo declares n machines in rack r7 (node-001...), the template
+// provision and a WorkflowSet over selector.
+func rackRepo(n int, template, selector string) fstest.MapFS {
+	fsys := fstest.MapFS{
+		"templates/provision.yaml": {Data: []byte(fmt.Sprintf(tmplFmt, "provision", 600))},
+		"sets/reimage.yaml":        {Data: []byte(fmt.Sprintf(setYAML, template, selector))},
+	}
+	for i := 1; i <= n; i++ {
+		setRack(fsys, i, "r7")
+	}
+	return fsys
+}
+
+func setRack(fsys fstest.MapFS, i int, rack string) {
+	hw := fmt.Sprintf("node-%03d", i)
+	fsys["hardware/"+hw+".yaml"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(rackHwFmt, hw, rack, i/256, i%256, i/256, i%256+1))}
+}
+
+// TestWorkflowSetPlan: a set over 50 machines owns one workflow per
+// machine; its plan names every machine and the rollout; a broken set (an
+// unknown template, or a selector that suddenly matches nothing) is an
+// error at its file and line, not a mass action; label changes in Git
+// add and drop machines.
+func TestWorkflowSetPlan(t *testing.T) {
+	ctx := context.Background()
+	st := MustOpenStore(t)
+	r := reconciler.New(reconciler.Config{Store: st})
+
+	v1 := rackRepo(50, "provision", "rack=r7")
+	plan, errs, err := r.PlanSnapshot(ctx, reconciler.Snapshot{Revision: "pr", FS: v1})
+	require.NoError(t, err)
+	require.Empty(t, errs)
+	cs := plan.Consequences()
+	require.Equal(t, "workflow set reimage: 50 machines in rack=r7 will run template provision, at most 5 at a time, pausing after more than 2 failures", cs[0])
+	md := plan.FormatMarkdown()
+	for i := 1; i <= 50; i++ {
+		hw := fmt.Sprintf("node-%03d", i)
+		require.Contains(t, md, fmt.Sprintf("workflow reimage-%s (set reimage, in its wave) will start: %s will run template provision", hw, hw))
+	}
+
+	out := sync(t, r, "main@sha1:1", v1)
+	require.True(t, out.Applied)
+	wf, err := st.GetObject(ctx, state.ObjectKey{Kind: state.KindWorkflow, Name: "reimage-node-007"})
+	require.NoError(t, err)
+	require.Equal(t, "reimage", wf.Labels["tinkops.dev/workflowset"])
+	require.Equal(t, "sets/reimage.yaml", wf.File)
+	require.Len(t, runsOf(t, st, "reimage-node-007"), 1)
+	_, err = st.GetObject(ctx, state.ObjectKey{Kind: "WorkflowSet", Name: "reimage"})
+	require.NoError(t, err)
+
+	t.Run("UnknownTemplate", func(t *testing.T) {
+		out := sync(t, r, "main@sha1:2", rackRepo(50, "provison", "rack=r7"))
+		require.False(t, out.Applied)
+		require.Len(t, out.Errors, 1, "%v", out.Errors)
+		require.Equal(t, "sets/reimage.yaml:6:16: spec.templateRef: template \"provison\" is not declared", out.Errors[0].Error())
+	})
+	t.Run("SelectorMatchesNothing", func(t *testing.T) {
+		out := sync(t, r, "main@sha1:3", rackRepo(50, "provision", "rack=r8"))
+		require.False(t, out.Applied)
+		require.Len(t, out.Errors, 1, "%v", out.Errors)
+		require.Equal(t, `sets/reimage.yaml:7:21: spec.hardwareSelector: hardwareSelector "rack=r8" matches no hardware, but the set selected 50 machines before; a selector that suddenly matches nothing is taken for a mistake (to retire the set, delete it)`, out.Errors[0].Error())
+		page, err := st.ListRuns(ctx, state.RunQuery{})
+		require.NoError(t, err)
+		require.Len(t, page.Runs, 50, "nothing started, nothing dropped")
+	})
+	t.Run("LabelsAddAndDrop", func(t *testing.T) {
+		v2 := rackRepo(51, "provision", "rack=r7")
+		setRack(v2, 3, "r8") // leaves the set
+		out := sync(t, r, "main@sha1:4", v2)
+		require.True(t, out.Applied, "%v", out.Errors)
+		joined := false
+		for _, c := range out.Plan.Changes {
+			if c.Key.Name == "reimage-node-051" {
+				require.Equal(t, reconciler.OpCreate, c.Op)
+				joined = true
+			}
+			if c.Key.Name == "reimage-node-003" {
+				require.Equal(t, reconciler.OpOrphaned, c.Op, "prune is off: kept, and the gate never starts it")
+			}
+		}
+		require.True(t, joined)
+		require.Len(t, runsOf(t, st, "reimage-node-051"), 1)
+		require.True(t, strings.Contains(strings.Join(out.Plan.Consequences(), "\n"), "workflow set reimage: 1 machine in rack=r7 will run template provision"))
+	})
+}
