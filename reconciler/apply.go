@@ -27,11 +27,17 @@ func lastRun(o *state.Object) int {
 
 // withLastRun returns status with lastRun set, keeping every other field.
 func withLastRun(status json.RawMessage, n int) json.RawMessage {
+	return withStatus(status, "lastRun", n)
+}
+
+// withStatus returns status with one field set, keeping every other
+// field: several writers keep their own fields in an object's status.
+func withStatus(status json.RawMessage, key string, v any) json.RawMessage {
 	m := map[string]any{}
 	if len(status) > 0 {
 		_ = json.Unmarshal(status, &m)
 	}
-	m["lastRun"] = n
+	m[key] = v
 	b, _ := json.Marshal(m)
 	return b
 }

@@ -119,3 +119,44 @@ func TestWorkflowSetPlan(t *testing.T) {
 		require.True(t, strings.Contains(strings.Join(out.Plan.Consequences(), "\n"), "workflow set reimage: 1 machine in rack=r7 will run template provision"))
 	})
 }
+
+// TestRolloutGate: the gate lets a set's waiting runs start in its order
+// up to maxInFlight; a machine whose labels no longer match is not
+// started, while a run already going is left to finish; runs no set owns
+// are never held.
+func TestRolloutGate(t *testing.T) {
+	ctx := context.Background()
+	st := MustOpenStore(t)
+	r := reconciler.New(reconciler.Config{Store: st})
+	fsys := rackRepo(4, "provision", "rack=r7")
+	fsys["sets/reimage.yaml"].Data = []byte(strings.Replace(string(fsys["sets/reimage.yaml"].Data), "maxInFlight: 5", "maxInFlight: 2", 1))
+	fsys["workflows/solo.yaml"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(wfFmt, "solo", "provision", "node-004", 4, ""))}
+	out := sync(t, r, "main@sha1:1", fsys)
+	require.True(t, out.Applied, "%v", out.Errors)
+
+	active := func() []*state.WorkflowRun {
+		page, err := st.ListRuns(ctx, state.RunQuery{})
+		require.NoError(t, err)
+		return page.Runs
+	}
+	gate := reconciler.NewRollout(st, nil)
+	held := gate.Hold(ctx, active())
+	require.Equal(t, map[state.RunKey]string{
+		{Workflow: "reimage-node-003", Number: 1}: "waits for its wave in workflow set reimage (0 of 2 running)",
+		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (0 of 2 running)",
+	}, held, "node-001 and node-002 start; the workflow solo is no set's")
+
+	// node-001 runs; node-002 leaves the rack before it started.
+	run, err := st.GetRun(ctx, state.RunKey{Workflow: "reimage-node-001", Number: 1})
+	require.NoError(t, err)
+	run.State = state.RunRunning
+	_, err = st.PutRun(ctx, state.ActorReconciler, run)
+	require.NoError(t, err)
+	setRack(fsys, 2, "r8")
+	require.True(t, sync(t, r, "main@sha1:2", fsys).Applied)
+	held = gate.Hold(ctx, active())
+	require.Equal(t, map[state.RunKey]string{
+		{Workflow: "reimage-node-002", Number: 1}: "workflow set reimage no longer selects node-002; not started",
+		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (1 of 2 running)",
+	}, held, "node-003 takes the free place")
+}

@@ -59,6 +59,14 @@ type Observer interface {
 	WorkerSeen(namespace, hardware string, at time.Time)
 }
 
+// Gate holds back waiting runs that may not start yet: a workflow set
+// starts its machines in waves (reconciler.Rollout implements it).
+type Gate interface {
+	// Hold is asked once per Step with every run that has not ended; it
+	// returns the waiting runs that must keep waiting, each with why.
+	Hold(ctx context.Context, active []*state.WorkflowRun) map[state.RunKey]string
+}
+
 // finishTimeout bounds the after-run BMC actions of one run.
 const finishTimeout = 2 * time.Minute
 
@@ -75,6 +83,8 @@ type Config struct {
 	// Observer is told about ended action attempts and workers seen, for
 	// metrics; nil tells nobody.
 	Observer Observer
+	// Gate, if set, decides which waiting runs may start.
+	Gate Gate
 }
 
 // Engine runs workflow runs. Build it with New; Run drives its timers.
@@ -86,6 +96,7 @@ type Engine struct {
 	tick   time.Duration
 	prep   Preparer
 	obs    Observer
+	gate   Gate
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
@@ -129,7 +140,7 @@ const hardwareTTL = 2 * time.Second
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, gate: cfg.Gate,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
 		byWorker:  map[string]map[state.RunKey]bool{},
 		preparing: map[state.RunKey]bool{}}
@@ -462,14 +473,22 @@ func (e *Engine) startWaiting(ctx context.Context) {
 			busy[hwKey(r.Namespace, r.Hardware)] = r
 		}
 	}
+	var held map[state.RunKey]string
+	if e.gate != nil {
+		held = e.gate.Hold(ctx, runs)
+	}
 	for _, r := range runs {
 		hk := hwKey(r.Namespace, r.Hardware)
 		if r.State != state.RunPending {
 			continue
 		}
-		if b := busy[hk]; b != nil {
+		why, hold := held[r.Key()]
+		if b := busy[hk]; b != nil || hold {
 			// Say what the run waits for, once: status shows it.
-			reason := fmt.Sprintf("waits for %s#%d, %s on %s", b.Workflow, b.Number, b.State, r.Hardware)
+			reason := why
+			if !hold {
+				reason = fmt.Sprintf("waits for %s#%d, %s on %s", b.Workflow, b.Number, b.State, r.Hardware)
+			}
 			if r.Reason != reason {
 				key := r.Key()
 				if err := e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
