@@ -160,3 +160,29 @@ func TestRolloutGate(t *testing.T) {
 		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (1 of 2 running)",
 	}, held, "node-003 takes the free place")
 }
+
+// TestWorkflowSetPruneGuard: deleting a set deletes the workflows it owns
+// (prune on), and the mass-deletion guard counts them: removing a set over
+// 50 machines is blocked like removing 50 workflow files would be.
+func TestWorkflowSetPruneGuard(t *testing.T) {
+	ctx := context.Background()
+	st := MustOpenStore(t)
+	v1 := rackRepo(50, "provision", "rack=r7")
+	require.True(t, sync(t, reconciler.New(reconciler.Config{Store: st}), "main@sha1:1", v1).Applied)
+	page, err := st.ListRuns(ctx, state.RunQuery{})
+	require.NoError(t, err)
+	for _, run := range page.Runs {
+		run.State = state.RunSuccess
+		_, err := st.PutRun(ctx, state.ActorReconciler, run)
+		require.NoError(t, err)
+	}
+	v2 := clone(v1)
+	delete(v2, "sets/reimage.yaml")
+	r := reconciler.New(reconciler.Config{Store: st, Plan: reconciler.Options{Prune: true, MaxPruneShare: 0.4}})
+	out := sync(t, r, "main@sha1:2", v2)
+	require.False(t, out.Applied)
+	require.Equal(t, 51, out.Plan.Count(reconciler.OpDelete))
+	require.Equal(t, "the plan deletes 51 of 102 Git-managed objects, more than 40%; nothing was applied (if this is intended, apply it with forced prune)", out.Plan.Blocked)
+	_, err = st.GetObject(ctx, state.ObjectKey{Kind: state.KindWorkflow, Name: "reimage-node-001"})
+	require.NoError(t, err, "nothing was deleted")
+}
