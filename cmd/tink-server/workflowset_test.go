@@ -227,4 +227,3 @@ func TestWorkflowSetRollout(t *testing.T) {
 	}
 	require.True(t, resumed)
 }
-
