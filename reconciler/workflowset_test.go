@@ -49,7 +49,7 @@ func rackRepo(n int, template, selector string) fstest.MapFS {
 
 func setRack(fsys fstest.MapFS, i int, rack string) {
 	hw := fmt.Sprintf("node-%03d", i)
-	fsys["hardware/"+hw+".yaml"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(rackHwFmt, hw, rack, i/256, i%256, i/256, i%256+1))}
+	fsys["hardware/"+hw+".yaml"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(rackHwFmt, hw, rack, i/256, i%256, i/250, i%250+1))}
 }
 
 // TestWorkflowSetPlan: a set over 50 machines owns one workflow per

@@ -55,6 +55,7 @@ type Loader struct {
 	images   *imageGrammar
 	cache    fileCache
 	renders  renderCache
+	expanded expansionCache
 	parses   atomic.Int64 // files read and decoded, for tests and stats
 	// ids numbers decodings (source.id) and sets of defaults
 	// (source.defaults), so that neither number is ever reused.
@@ -213,7 +214,7 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 	// Objects of a file system without hashes are decoded afresh on every
 	// Load, so their renderings could never be used again: keeping them
 	// would only push out those of the repository being followed.
-	all = append(all, l.expandSets(set)...)
+	all = append(all, l.expandSets(set, hashed)...)
 	all = append(all, l.checkSet(ctx, set, hashed)...)
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 )
 
@@ -175,10 +176,23 @@ func SortMachines(hw []*Hardware, order string) {
 // rendered for its machine) treat them as declared workflows and report
 // their mistakes at the set's lines. A set whose own fields are wrong is
 // reported once, on the set, and expands to nothing.
-func (l *Loader) expandSets(s *Set) ErrorList {
+//
+// An owned workflow depends only on its set and its machine, so it keeps
+// one Identity while neither changes (see expansionCache): the caches
+// keyed by Identity (renderings, stored forms) then serve a set of
+// thousands of machines as they serve declared workflows. keep says
+// whether to keep the expansions for the next Load.
+func (l *Loader) expandSets(s *Set, keep bool) ErrorList {
 	if len(s.WorkflowSets) == 0 {
 		return nil
 	}
+	prev := l.expanded.get()
+	next := map[expansionKey]*Workflow{}
+	defer func() {
+		if keep {
+			l.expanded.set(next)
+		}
+	}()
 	var e errs
 	templates := index(s.Templates)
 	for _, ws := range s.WorkflowSets {
@@ -220,10 +234,23 @@ func (l *Loader) expandSets(s *Set) ErrorList {
 			if h.Metadata.Namespace != ns || !match(h.Metadata.Labels) {
 				continue
 			}
+			key := expansionKey{IdentityOf(ws), IdentityOf(h)}
+			cacheable := !key.set.IsZero() && !key.hardware.IsZero()
+			if w, ok := prev[key]; ok && cacheable {
+				next[key] = w
+				c := *w // each Load renders into its own copy
+				s.Workflows = append(s.Workflows, &c)
+				continue
+			}
 			w, errs := expandOne(ws, h, hwMap, tmpls)
 			if len(errs) > 0 {
 				e.list = append(e.list, errs...)
 				continue
+			}
+			if cacheable {
+				w.source.id = l.ids.Add(1)
+				kept := *w
+				next[key] = &kept
 			}
 			s.Workflows = append(s.Workflows, w)
 		}
@@ -279,8 +306,39 @@ func expandOne(ws *WorkflowSet, h *Hardware, hwMap map[string]string, tmpls map[
 		c := *b
 		w.Spec.BootOptions = &c
 	}
-	// Declared where the set is; the zero id keeps every cache from
-	// taking one owned workflow for another.
+	// Declared where the set is. The zero id keeps every cache from
+	// taking one owned workflow for another until expandSets gives it an
+	// id of its own.
 	w.source = source{pos: ws.pos, spots: ws.spots}
 	return w, nil
+}
+
+// expansionKey names an owned workflow by what it is made of: its set and
+// its machine, each as Load returned it.
+type expansionKey struct {
+	set, hardware Identity
+}
+
+// expansionCache keeps the workflows the last Load expanded, never
+// modified once kept, so an unchanged set over unchanged machines gives
+// workflows of the same Identity.
+type expansionCache = latest[map[expansionKey]*Workflow]
+
+// latest holds what the latest Load published for the next one: replaced
+// whole, never modified, so readers need no lock once they have it.
+type latest[T any] struct {
+	mu sync.Mutex
+	v  T
+}
+
+func (l *latest[T]) get() T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.v
+}
+
+func (l *latest[T]) set(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.v = v
 }

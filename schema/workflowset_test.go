@@ -1,13 +1,13 @@
-package schema_test
+package schema
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -52,9 +52,9 @@ spec:
     - dhcp: {mac: "52:54:00:00:00:03"}
 `
 
-func loadSet(t *testing.T, set string) (*schema.Set, error) {
+func loadSet(t *testing.T, set string) (*Set, error) {
 	t.Helper()
-	l := schema.NewLoader()
+	l := NewLoader()
 	l.Selector = state.SetSelector
 	return l.Load(context.Background(), fstest.MapFS{
 		"templates/provision.yaml": {Data: []byte(setTemplate)},
@@ -81,7 +81,7 @@ spec:
 	require.Len(t, set.Workflows, 2)
 	w := set.Workflows[0]
 	require.Equal(t, "r7-node-a", w.Metadata.Name)
-	require.Equal(t, "r7", w.Metadata.Labels[schema.OwnerLabel])
+	require.Equal(t, "r7", w.Metadata.Labels[OwnerLabel])
 	require.Equal(t, map[string]string{"device_1": "52:54:00:00:01:01"}, w.Spec.HardwareMap)
 	require.Equal(t, int64(3), w.Spec.Run)
 	require.Equal(t, "sets/r7.yaml", w.Origin().File)
@@ -139,9 +139,44 @@ spec:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadSet(t, tc.set)
-			var list schema.ErrorList
+			var list ErrorList
 			require.ErrorAs(t, err, &list)
 			require.Contains(t, list[0].Error(), tc.want, "%v", list)
 		})
 	}
+}
+
+// TestWorkflowSetIdentity: an owned workflow keeps its Identity while its
+// set and its machine do not change, so its rendering is reused; a change
+// to the machine gives it a new one.
+func TestWorkflowSetIdentity(t *testing.T) {
+	set := `apiVersion: tinkops.dev/v1alpha1
+kind: WorkflowSet
+metadata: {name: r7}
+spec: {templateRef: provision, hardwareSelector: rack=r7}
+`
+	fsys := fstest.MapFS{
+		"templates/provision.yaml": {Data: []byte(setTemplate)},
+		"hardware/nodes.yaml":      {Data: []byte(setMachines)},
+		"sets/r7.yaml":             {Data: []byte(set)},
+	}
+	l := NewLoader()
+	l.Selector = state.SetSelector
+	ids := func() map[string]Identity {
+		s, err := l.Load(context.Background(), hashMapFS{fsys})
+		require.NoError(t, err)
+		out := map[string]Identity{}
+		for _, w := range s.Workflows {
+			require.False(t, IdentityOf(w).IsZero())
+			out[w.Metadata.Name] = IdentityOf(w)
+		}
+		return out
+	}
+	first := ids()
+	require.Len(t, first, 2)
+	require.Equal(t, first, ids(), "nothing changed: the same workflows")
+	fsys["hardware/nodes.yaml"] = &fstest.MapFile{Data: []byte(strings.Replace(setMachines, `slot: "2"`, `slot: "3"`, 1))}
+	third := ids()
+	require.NotEqual(t, first["r7-node-a"], third["r7-node-a"], "the machines' file changed")
+	require.NotEqual(t, first["r7-node-b"], third["r7-node-b"])
 }
