@@ -510,6 +510,12 @@ func (g *Rollout) decideLocked(ctx context.Context, set *state.Object, pending, 
 	}
 	cands := make([]cand, 0, len(pending))
 	for _, r := range pending {
+		// A run left waiting by a pause, whose workflow has a newer run
+		// since the set's run was bumped, would re-image its machine twice.
+		if latest := g.latest[state.ObjectKey{Kind: state.KindWorkflow, Namespace: r.Namespace, Name: r.Workflow}]; latest.run > r.Number {
+			held[r.Key()] = fmt.Sprintf("superseded by run %d of workflow set %s's new rollout; not started", latest.run, set.Name)
+			continue
+		}
 		cands = append(cands, cand{r, g.labelsLocked(ctx, r.Namespace, r.Hardware)})
 	}
 	sort.SliceStable(cands, func(i, j int) bool {

@@ -186,3 +186,62 @@ func TestWorkflowSetPruneGuard(t *testing.T) {
 	_, err = st.GetObject(ctx, state.ObjectKey{Kind: state.KindWorkflow, Name: "reimage-node-001"})
 	require.NoError(t, err, "nothing was deleted")
 }
+
+// TestRolloutPauseAndBump: failures past maxFailures pause the set (an
+// event names the machines); a bump of the set's run starts a new rollout
+// that is not paused.
+func TestRolloutPauseAndBump(t *testing.T) {
+	ctx := context.Background()
+	st := MustOpenStore(t)
+	r := reconciler.New(reconciler.Config{Store: st})
+	fsys := rackRepo(7, "provision", "rack=r7")
+	require.True(t, sync(t, r, "main@sha1:1", fsys).Applied)
+	gate := reconciler.NewRollout(st, nil)
+	runs := func(states ...state.RunState) []*state.WorkflowRun {
+		page, err := st.ListRuns(ctx, state.RunQuery{States: states})
+		require.NoError(t, err)
+		return page.Runs
+	}
+	// Six end, three of them failed; node-007 still waits.
+	for i, run := range runs()[:6] {
+		run.State = state.RunSuccess
+		if i%2 == 0 {
+			run.State = state.RunFailed
+		}
+		_, err := st.PutRun(ctx, state.ActorReconciler, run)
+		require.NoError(t, err)
+	}
+	held := gate.Hold(ctx, runs(state.RunPending))
+	require.Equal(t, map[state.RunKey]string{
+		{Workflow: "reimage-node-007", Number: 1}: "workflow set reimage is paused: 3 machines failed (node-001, node-003, node-005), more than maxFailures 2",
+	}, held)
+	evs, err := st.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: "WorkflowSet", Name: "reimage"}})
+	require.NoError(t, err)
+	require.Equal(t, "workflow set reimage paused: 3 machines failed (node-001, node-003, node-005), more than maxFailures 2; no machine starts until `tink workflowset resume reimage` or a bump of its run", evs[len(evs)-1].Message)
+	require.Equal(t, state.ActorReconciler, evs[len(evs)-1].Actor)
+
+	// The run is bumped: every machine runs again; node-007's first run,
+	// left waiting by the pause, never starts.
+	fsys["sets/reimage.yaml"].Data = append(fsys["sets/reimage.yaml"].Data, []byte("  run: 2\n")...)
+	require.True(t, sync(t, r, "main@sha1:2", fsys).Applied)
+	pending := runs(state.RunPending)
+	require.Len(t, pending, 8)
+	held = gate.Hold(ctx, pending)
+	require.Equal(t, map[state.RunKey]string{
+		{Workflow: "reimage-node-007", Number: 1}: "superseded by run 2 of workflow set reimage's new rollout; not started",
+		{Workflow: "reimage-node-006", Number: 2}: "waits for its wave in workflow set reimage (0 of 5 running)",
+		{Workflow: "reimage-node-007", Number: 2}: "waits for its wave in workflow set reimage (0 of 5 running)",
+	}, held, "a new rollout, not paused")
+	status, err := reconciler.WorkflowSetStatus(ctx, st, mustGet(t, st, state.ObjectKey{Kind: "WorkflowSet", Name: "reimage"}))
+	require.NoError(t, err)
+	require.False(t, status.Paused)
+	require.Equal(t, int64(2), status.Run)
+	require.Equal(t, 2, status.FailureBudget)
+}
+
+func mustGet(t *testing.T, st state.Store, key state.ObjectKey) *state.Object {
+	t.Helper()
+	o, err := st.GetObject(context.Background(), key)
+	require.NoError(t, err)
+	return o
+}
