@@ -232,30 +232,16 @@ func NewRollout(st state.Store, log *slog.Logger) *Rollout {
 	return &Rollout{store: st, log: log, now: time.Now}
 }
 
-// catchUp reads the event log since the last call: run states, and which
-// cached objects changed. The caller holds g.mu.
+// catchUpLocked reads the event log since the last call: run states, and
+// which cached objects changed. The caller holds g.mu.
 func (g *Rollout) catchUpLocked(ctx context.Context) error {
 	if !g.loaded {
 		b, err := g.store.EventBounds(ctx)
 		if err != nil {
 			return err
 		}
-		g.latest = map[state.ObjectKey]member{}
-		q := state.RunQuery{Limit: 5000}
-		for {
-			page, err := g.store.ListRuns(ctx, q)
-			if err != nil {
-				return err
-			}
-			for _, r := range page.Runs {
-				g.noteRun(r.Namespace, r.Workflow, r.Hardware, r.Number, r.State)
-			}
-			if q.Continue = page.Continue; q.Continue == "" {
-				break
-			}
-		}
 		g.seq, g.loaded = b.Latest, true
-		g.sets, g.owned, g.labels, g.owner = nil, nil, nil, nil
+		g.latest, g.sets, g.owned, g.labels, g.owner = nil, nil, nil, nil, nil
 	}
 	b, err := g.store.EventBounds(ctx)
 	if err != nil {
@@ -275,7 +261,9 @@ func (g *Rollout) catchUpLocked(ctx context.Context) error {
 		for _, ev := range evs {
 			switch {
 			case ev.Type == state.EventRunState && ev.Kind == state.KindWorkflow:
-				g.noteRun(ev.Namespace, ev.Name, "", ev.Run, ev.State)
+				if g.latest != nil {
+					g.noteRun(ev.Namespace, ev.Name, ev.Run, ev.State)
+				}
 			case ev.Kind == schema.KindWorkflowSet:
 				g.sets, g.owned = nil, nil
 			case ev.Kind == state.KindWorkflow:
@@ -293,8 +281,33 @@ func (g *Rollout) catchUpLocked(ctx context.Context) error {
 	return nil
 }
 
+// loadLatestLocked reads the latest run of every workflow once, when the
+// first set appears (a fleet without sets never pays for it); the event
+// log keeps it current from then on. Events read before the listing are
+// in it; those after it are applied in order, so the last one wins.
+func (g *Rollout) loadLatestLocked(ctx context.Context) error {
+	if g.latest != nil {
+		return nil
+	}
+	g.latest = map[state.ObjectKey]member{}
+	q := state.RunQuery{Limit: 5000}
+	for {
+		page, err := g.store.ListRuns(ctx, q)
+		if err != nil {
+			g.latest = nil
+			return err
+		}
+		for _, r := range page.Runs {
+			g.noteRun(r.Namespace, r.Workflow, r.Number, r.State)
+		}
+		if q.Continue = page.Continue; q.Continue == "" {
+			return nil
+		}
+	}
+}
+
 // noteRun records a run's state if it is the workflow's latest run.
-func (g *Rollout) noteRun(namespace, workflow, hardware string, number int, s state.RunState) {
+func (g *Rollout) noteRun(namespace, workflow string, number int, s state.RunState) {
 	k := state.ObjectKey{Kind: state.KindWorkflow, Namespace: namespace, Name: workflow}
 	if cur, ok := g.latest[k]; ok && cur.run > number {
 		return
@@ -314,25 +327,29 @@ func (g *Rollout) Hold(ctx context.Context, active []*state.WorkflowRun) map[sta
 			pending = append(pending, r)
 		}
 	}
-	if len(pending) == 0 {
-		return nil
-	}
 	held := map[state.RunKey]string{}
-	if err := g.catchUpLocked(ctx); err != nil {
-		g.log.Error("rollout: read the event log", "err", err)
-		g.loaded = false
+	failed := func(what string, err error) map[state.RunKey]string {
+		g.log.Error("rollout: "+what, "err", err)
+		g.loaded = false // read everything again next time
 		for _, r := range pending {
 			held[r.Key()] = "waits: the rollout gate cannot read the store"
 		}
 		return held
+	}
+	if err := g.catchUpLocked(ctx); err != nil {
+		return failed("read the event log", err)
 	}
 	if err := g.readLocked(ctx); err != nil {
-		g.log.Error("rollout: read workflow sets", "err", err)
-		g.sets = nil
-		for _, r := range pending {
-			held[r.Key()] = "waits: the rollout gate cannot read the store"
+		return failed("read workflow sets", err)
+	}
+	if len(g.sets) > 0 {
+		// Sets are decided at every step, waiting runs or not, so that a
+		// set whose last wave fails still pauses and says so.
+		if err := g.loadLatestLocked(ctx); err != nil {
+			return failed("read runs", err)
 		}
-		return held
+	} else if len(pending) == 0 {
+		return nil
 	}
 	bySet := map[state.ObjectKey][]*state.WorkflowRun{}
 	known := map[state.ObjectKey]state.ObjectKey{} // owned workflow -> set
