@@ -380,7 +380,7 @@ func (g *Rollout) Hold(ctx context.Context, active []*state.WorkflowRun) map[sta
 // log said they changed.
 func (g *Rollout) readLocked(ctx context.Context) error {
 	if g.sets == nil {
-		var sets []*state.Object
+		sets := []*state.Object{} // not nil: none is an answer too
 		q := state.ObjectQuery{Kind: schema.KindWorkflowSet, Limit: 1000}
 		for {
 			page, err := g.store.ListObjects(ctx, q)

@@ -189,6 +189,7 @@ func (ms *messages) translateIssues(issues []cueIssue, loc locator) ErrorList {
 			pos, path, _ := loc(g.path, false, g.poss)
 			out = append(out, &Error{Pos: pos, Path: path, Message: fmt.Sprintf("%s is not allowed here: want %s", got, alternatives[0])})
 		}
+		plain = dropTypeMismatches(plain)
 		seen := map[string]bool{}
 		for _, m := range plain {
 			e := ms.one(g.path, m, g.poss, loc)
@@ -197,6 +198,22 @@ func (ms *messages) translateIssues(issues []cueIssue, loc locator) ErrorList {
 				out = append(out, e)
 			}
 		}
+	}
+	return out
+}
+
+// dropTypeMismatches leaves out "mismatched types" conflicts when another
+// message explains the field: for a value that may be a number or a
+// pattern ("5" or "10%"), the pattern's complaint is the one to read.
+func dropTypeMismatches(msgs []string) []string {
+	var out []string
+	for _, m := range msgs {
+		if !strings.Contains(m, "mismatched types") {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return msgs
 	}
 	return out
 }
