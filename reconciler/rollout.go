@@ -555,7 +555,9 @@ func (g *Rollout) decideLocked(ctx context.Context, set *state.Object, pending, 
 		case c.labels == nil || !match(c.labels):
 			held[c.r.Key()] = fmt.Sprintf("workflow set %s no longer selects %s; not started", set.Name, c.r.Hardware)
 		case budget <= 0:
-			held[c.r.Key()] = fmt.Sprintf("waits for its wave in workflow set %s (%d of %d running)", set.Name, running, status.MaxInFlight)
+			// The same words for every waiting run whatever is running: the
+			// engine writes a run whose reason changes, and thousands wait.
+			held[c.r.Key()] = fmt.Sprintf("waits for its wave in workflow set %s (at most %d at a time)", set.Name, status.MaxInFlight)
 		default:
 			budget--
 		}

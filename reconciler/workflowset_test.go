@@ -142,8 +142,8 @@ func TestRolloutGate(t *testing.T) {
 	gate := reconciler.NewRollout(st, nil)
 	held := gate.Hold(ctx, active())
 	require.Equal(t, map[state.RunKey]string{
-		{Workflow: "reimage-node-003", Number: 1}: "waits for its wave in workflow set reimage (0 of 2 running)",
-		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (0 of 2 running)",
+		{Workflow: "reimage-node-003", Number: 1}: "waits for its wave in workflow set reimage (at most 2 at a time)",
+		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (at most 2 at a time)",
 	}, held, "node-001 and node-002 start; the workflow solo is no set's")
 
 	// node-001 runs; node-002 leaves the rack before it started.
@@ -157,7 +157,7 @@ func TestRolloutGate(t *testing.T) {
 	held = gate.Hold(ctx, active())
 	require.Equal(t, map[state.RunKey]string{
 		{Workflow: "reimage-node-002", Number: 1}: "workflow set reimage no longer selects node-002; not started",
-		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (1 of 2 running)",
+		{Workflow: "reimage-node-004", Number: 1}: "waits for its wave in workflow set reimage (at most 2 at a time)",
 	}, held, "node-003 takes the free place")
 }
 
@@ -229,8 +229,8 @@ func TestRolloutPauseAndBump(t *testing.T) {
 	held = gate.Hold(ctx, pending)
 	require.Equal(t, map[state.RunKey]string{
 		{Workflow: "reimage-node-007", Number: 1}: "superseded by run 2 of workflow set reimage's new rollout; not started",
-		{Workflow: "reimage-node-006", Number: 2}: "waits for its wave in workflow set reimage (0 of 5 running)",
-		{Workflow: "reimage-node-007", Number: 2}: "waits for its wave in workflow set reimage (0 of 5 running)",
+		{Workflow: "reimage-node-006", Number: 2}: "waits for its wave in workflow set reimage (at most 5 at a time)",
+		{Workflow: "reimage-node-007", Number: 2}: "waits for its wave in workflow set reimage (at most 5 at a time)",
 	}, held, "a new rollout, not paused")
 	status, err := reconciler.WorkflowSetStatus(ctx, st, mustGet(t, st, state.ObjectKey{Kind: "WorkflowSet", Name: "reimage"}))
 	require.NoError(t, err)
