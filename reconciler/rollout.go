@@ -272,10 +272,15 @@ func (g *Rollout) catchUpLocked(ctx context.Context) error {
 				g.labels = nil
 			}
 		}
-		if len(evs) < page {
+		full := len(evs) == page
+		if len(evs) > 0 {
+			// The store may return events written after the bounds were
+			// read: they are applied, so start after them next time.
+			g.seq = max(g.seq, evs[len(evs)-1].Seq)
+		}
+		if !full {
 			break
 		}
-		g.seq = evs[len(evs)-1].Seq
 	}
 	g.seq = max(g.seq, b.Latest)
 	return nil
