@@ -139,7 +139,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		"/v1/templates": apitest.TemplateYAML("tmpl-09"),
 		"/v1/workflows": apitest.WorkflowYAML("wf-09", "basic", "node-02", "52:54:00:10:00:02"),
 	}
-	names := map[string]string{"hardware": "node-01", "templates": "basic", "workflows": "wf-01"}
+	names := map[string]string{"hardware": "node-01", "templates": "basic", "workflows": "wf-01", "workflowsets": "reimage"}
 	credentials := []struct {
 		name, token string
 		role        api.Role
@@ -152,7 +152,7 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 		{"admin", s.Tokens["admin"], api.RoleAdmin},
 	}
 	routes := s.API.Routes()
-	require.Len(t, routes, 33)
+	require.Len(t, routes, 36)
 	for _, cred := range credentials {
 		for _, rt := range routes {
 			path := rt.Path
@@ -207,8 +207,10 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 			"POST /v1/webhooks/git":           api.RolePublic,
 			"POST /v1/plan":                   api.RoleViewer,
 			"POST /v1/hardware/:name/power":   api.RoleOperator, "POST /v1/hardware/:name/bootdevice": api.RoleOperator,
-			"GET /v1/backup":                   api.RoleAdmin,
-			"GET /v1/workers/:id/actions/next": api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
+			"GET /v1/backup":       api.RoleAdmin,
+			"GET /v1/workflowsets": api.RoleViewer, "GET /v1/workflowsets/:name": api.RoleViewer,
+			"POST /v1/workflowsets/:name/resume": api.RoleOperator,
+			"GET /v1/workers/:id/actions/next":   api.RoleWorker, "POST /v1/workers/:id/actions/report": api.RoleWorker,
 		}
 		for _, res := range []string{"hardware", "templates", "workflows"} {
 			want["GET /v1/"+res] = api.RoleViewer

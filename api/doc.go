@@ -14,6 +14,8 @@
 //	GET    /v1/workflows/:name/events                  the workflow's events; follow=true streams until its run ends
 //	POST   /v1/workflows/:name/retry                   fromStart=true starts from the first action
 //	POST   /v1/workflows/:name/cancel
+//	GET    /v1/workflowsets[/:name]                    workflow sets (declared in Git) with their rollout status
+//	POST   /v1/workflowsets/:name/resume               resume a paused set; its failures so far are accepted
 //	GET    /v1/events                                  since=SEQ, limit, kind, namespace, name, type; follow=true streams
 //	GET    /v1/status                                  sync status, counts, drift
 //	POST   /v1/sync, /v1/suspend, /v1/resume

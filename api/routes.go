@@ -43,6 +43,9 @@ func (s *Server) routeTable() []route {
 		route{method: http.MethodPost, path: "/v1/hardware/:name/bootdevice", role: RoleOperator, handle: s.handleBootDevice},
 		route{method: http.MethodPost, path: "/v1/webhooks/git", role: RolePublic, handle: s.handleWebhook},
 		route{method: http.MethodPost, path: "/v1/plan", role: RoleViewer, handle: s.handlePlan},
+		route{method: http.MethodGet, path: "/v1/workflowsets", role: RoleViewer, handle: s.handleWorkflowSets},
+		route{method: http.MethodGet, path: "/v1/workflowsets/:name", role: RoleViewer, handle: s.handleWorkflowSet},
+		route{method: http.MethodPost, path: "/v1/workflowsets/:name/resume", role: RoleOperator, handle: s.handleResumeSet},
 		route{method: http.MethodGet, path: "/v1/workers/:id/actions/next", role: RoleWorker, hardwareParam: "id", handle: s.handleNextAction},
 		route{method: http.MethodPost, path: "/v1/workers/:id/actions/report", role: RoleWorker, hardwareParam: "id", handle: s.handleReportAction},
 	)

@@ -85,10 +85,11 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 		return nil, err
 	}
 	snap := &Snapshot{
-		Commit:  c.Hash.String(),
-		Author:  fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
-		Message: c.Message,
-		Time:    c.Committer.When,
+		Commit:    c.Hash.String(),
+		Author:    fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
+		Committer: fmt.Sprintf("%s <%s>", c.Committer.Name, c.Committer.Email),
+		Message:   c.Message,
+		Time:      c.Committer.When,
 	}
 	switch g.kind {
 	case "commit":

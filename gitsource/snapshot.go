@@ -27,6 +27,9 @@ type Snapshot struct {
 	// Author is "Name <email>" of the commit's author; empty for a
 	// directory.
 	Author string
+	// Committer is "Name <email>" of the commit's committer (who applied
+	// it, for a rebase or a merge through a forge); empty for a directory.
+	Committer string
 	// Message is the commit message; empty for a directory.
 	Message string
 	// Time is the commit's committer time, or when a directory was read.

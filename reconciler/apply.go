@@ -30,11 +30,17 @@ func LastRun(o *state.Object) int {
 // WithLastRun returns a workflow's status with its latest run number set
 // to n, keeping every other field.
 func WithLastRun(status json.RawMessage, n int) json.RawMessage {
+	return withStatus(status, "lastRun", n)
+}
+
+// withStatus returns status with one field set, keeping every other
+// field: several writers keep their own fields in an object's status.
+func withStatus(status json.RawMessage, key string, v any) json.RawMessage {
 	m := map[string]any{}
 	if len(status) > 0 {
 		_ = json.Unmarshal(status, &m)
 	}
-	m["lastRun"] = n
+	m[key] = v
 	b, _ := json.Marshal(m)
 	return b
 }

@@ -25,6 +25,8 @@ func ToState(o schema.Object, src state.Source, revision string) (*state.Object,
 		spec = &x.Spec
 	case *schema.Machine:
 		spec = &x.Spec
+	case *schema.WorkflowSet:
+		spec = &x.Spec
 	default:
 		return nil, fmt.Errorf("unknown kind %s", o.GetKind())
 	}
@@ -63,6 +65,9 @@ func FromState(o *state.Object) (schema.Object, error) {
 	case state.KindMachine:
 		m := &schema.Machine{TypeMeta: schema.TypeMeta{APIVersion: schema.BMCAPIVersion, Kind: o.Kind}, Metadata: meta}
 		obj, spec = m, &m.Spec
+	case schema.KindWorkflowSet:
+		ws := &schema.WorkflowSet{TypeMeta: schema.TypeMeta{APIVersion: schema.SetAPIVersion, Kind: o.Kind}, Metadata: meta}
+		obj, spec = ws, &ws.Spec
 	default:
 		return nil, fmt.Errorf("%s: unknown kind", o.Key())
 	}
@@ -135,6 +140,11 @@ func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Objec
 		}
 	}
 	for _, o := range set.Machines {
+		if err := add(o); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range set.WorkflowSets {
 		if err := add(o); err != nil {
 			return nil, err
 		}

@@ -23,10 +23,7 @@ func TestGitScenario(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	repoGit := gittest.NewRepo(t)
-	files := map[string]string{}
-	for name, f := range repo(2) {
-		files[name] = string(f.Data)
-	}
+	files := repoFiles(2)
 	good := repoGit.Commit("two machines", files)
 	daemon := gittest.ServeDaemon(t, repoGit.Base)
 
@@ -89,4 +86,54 @@ func TestGitScenario(t *testing.T) {
 	cancel()
 	require.NoError(t, <-loopDone)
 	<-srcDone
+}
+
+// TestGitEventsNameCommitAuthor: every event a Git revision causes (the
+// objects it creates, the runs it starts, the sync itself) names the
+// commit's author and committer, read from the commit object of a real
+// repository.
+func TestGitEventsNameCommitAuthor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	repoGit := gittest.NewRepo(t)
+	files := repoFiles(2)
+	hash := repoGit.CommitAs("Grace Hopper <grace@example.com>", "two machines", files)
+
+	st := MustOpenStore(t)
+	src, err := gitsource.NewGit(gitsource.Config{Repo: repoGit.FileURL(), PollInterval: time.Hour, Timeout: 5 * time.Second, CacheDir: t.TempDir()})
+	require.NoError(t, err)
+	loop := reconciler.NewLoop(reconciler.New(reconciler.Config{Store: st}), src, 0)
+	done := make(chan error, 2)
+	go func() { done <- src.Run(ctx) }()
+	go func() { done <- loop.Run(ctx) }()
+	rev := "main@sha1:" + hash
+	waitApplied(t, st, func(s *state.SyncStatus) bool { return s.LastAppliedRevision == rev })
+
+	evs, err := st.Events(ctx, state.EventQuery{})
+	require.NoError(t, err)
+	var kinds []string
+	for _, ev := range evs {
+		if ev.Revision != rev {
+			continue
+		}
+		require.Equal(t, "Grace Hopper <grace@example.com>", ev.Author, "event %d %s: %s", ev.Seq, ev.Type, ev.Message)
+		require.Equal(t, "Ada Lovelace <ada@example.com>", ev.Committer, "event %d %s: %s", ev.Seq, ev.Type, ev.Message)
+		kinds = append(kinds, string(ev.Type)+" "+ev.Kind)
+	}
+	require.Contains(t, kinds, "created Hardware")
+	require.Contains(t, kinds, "created Workflow")
+	require.Contains(t, kinds, "run-state Workflow", "the run a commit starts names its author")
+	require.Contains(t, kinds, "sync ")
+	cancel()
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+}
+
+// repoFiles is repo(n) as the files of a commit.
+func repoFiles(n int) map[string]string {
+	files := map[string]string{}
+	for name, f := range repo(n) {
+		files[name] = string(f.Data)
+	}
+	return files
 }

@@ -283,7 +283,7 @@ func FromSnapshot(s *gitsource.Snapshot) Snapshot {
 		}
 		fsys = hashFS{FS: fsys, hashes: hashes}
 	}
-	return Snapshot{Revision: s.Revision, FS: fsys, Commit: commit}
+	return Snapshot{Revision: s.Revision, FS: fsys, Commit: commit, Author: s.Author, Committer: s.Committer}
 }
 
 // hashFS gives schema.Loader the blob hash of each file.

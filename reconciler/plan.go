@@ -67,17 +67,19 @@ type Plan struct {
 // Consequences lists every consequence sentence: workflows that start first,
 // then the rest in object order.
 func (p *Plan) Consequences() []string {
-	var starts, rest []string
+	var sets, starts, rest []string
 	for _, c := range p.Changes {
 		for _, s := range c.Consequences {
-			if strings.HasPrefix(s, "workflow ") && strings.Contains(s, " will start") || strings.Contains(s, " will run again") {
+			if strings.HasPrefix(s, "workflow set ") {
+				sets = append(sets, s) // a set's summary before its machines
+			} else if strings.HasPrefix(s, "workflow ") && strings.Contains(s, " will start") || strings.Contains(s, " will run again") {
 				starts = append(starts, s)
 			} else {
 				rest = append(rest, s)
 			}
 		}
 	}
-	return append(starts, rest...)
+	return append(append(sets, starts...), rest...)
 }
 
 // Count returns how many changes have op.
@@ -329,6 +331,7 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		p.Blocked = fmt.Sprintf("the plan deletes %d of %d Git-managed objects, more than %.0f%%; nothing was applied (if this is intended, apply it with forced prune)",
 			deletes, gitCount, opts.MaxPruneShare*100)
 	}
+	p.setConsequences(set)
 	sort.SliceStable(p.Changes, func(i, j int) bool {
 		a, b := p.Changes[i].Key, p.Changes[j].Key
 		if kindOrder(a.Kind) != kindOrder(b.Kind) {

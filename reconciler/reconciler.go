@@ -57,6 +57,9 @@ func New(cfg Config) *Reconciler {
 	if r.loader == nil {
 		r.loader = schema.NewLoader()
 	}
+	if r.loader.Selector == nil {
+		r.loader.Selector = state.SetSelector
+	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -74,6 +77,11 @@ type Snapshot struct {
 	FS fs.FS
 	// Commit describes the commit for events ("abc1234 by alice: fix MAC").
 	Commit string
+	// Author and Committer are the commit's people ("Name <email>"), read
+	// from the commit object; every event the sync writes names them.
+	// Empty for a directory.
+	Author    string
+	Committer string
 }
 
 // Outcome is what one sync did.
@@ -116,15 +124,20 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	opts := r.opts.forRepository(set.Config)
 	var actual Actual
 	var need runNeeds
+	var setErrs schema.ErrorList
 	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
 		actual.Objects = make([]*state.Object, 0, len(objects))
 		for _, o := range objects {
 			actual.Objects = append(actual.Objects, o)
 		}
 		need = needsRuns(desired, objects, opts)
+		setErrs = checkSets(set, desired, objects)
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(setErrs) > 0 {
+		return nil, setErrs, nil
 	}
 	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
 		return nil, nil, err
@@ -179,7 +192,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 			out.Errors = errs
 			status.Errors = syncErrors(errs)
 			status.Failure, status.Reason = state.FailureStalled, stalledInvalid(len(errs))
-			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Author: snap.Author, Committer: snap.Committer, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf(
 				"%s not applied: %d error(s); %s stays in effect. First: %s", commit, len(errs), orNone(prev.LastAppliedRevision), errs[0].Error())})
 			if _, err := r.apply(ctx, b); err != nil {
@@ -192,7 +205,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		if plan.Blocked != "" {
 			status.Errors = []state.SyncError{{Message: plan.Blocked}}
 			status.Failure, status.Reason = state.FailureStalled, plan.Blocked
-			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
+			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Author: snap.Author, Committer: snap.Committer, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf("%s not applied: %s", commit, plan.Blocked)})
 			if _, err := r.apply(ctx, b); err != nil {
 				return nil, fmt.Errorf("record blocked sync: %w", err)
@@ -203,6 +216,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		status.LastAppliedRevision = snap.Revision
 		b := plan.batch(commit)
 		b.Sync = status
+		b.Author, b.Committer = snap.Author, snap.Committer
 		out.Changed = !plan.Empty() || prev.LastAppliedRevision != snap.Revision || len(prev.Errors) > 0
 		if out.Changed {
 			b.Events = append(b.Events, state.Event{Type: state.EventSync, Actor: state.ActorGit, Message: syncMessage(commit, plan)})

@@ -130,6 +130,9 @@ func copyObject(o Object) Object {
 	case *Machine:
 		c := *x
 		return &c
+	case *WorkflowSet:
+		c := *x
+		return &c
 	}
 	return o
 }

@@ -107,6 +107,7 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 	checkUnique(&e, s.Templates)
 	checkUnique(&e, s.Workflows)
 	checkUnique(&e, s.Machines)
+	checkUnique(&e, s.WorkflowSets)
 
 	macs := checkFleet(&e, s.Hardware, index(s.Machines))
 	hardware := index(s.Hardware)
@@ -740,6 +741,13 @@ func applyDefaults(s *Set, cfg *Config) {
 	}
 	for _, m := range s.Machines {
 		each(&m.Metadata)
+	}
+	for _, ws := range s.WorkflowSets {
+		each(&ws.Metadata)
+		if ws.Spec.BootOptions == nil && d.Workflow != nil && d.Workflow.BootOptions != nil {
+			b := *d.Workflow.BootOptions
+			ws.Spec.BootOptions = &b
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ func compileDefinitions(msgs *messages, results *leafResults) (*definitions, err
 		return nil, fmt.Errorf("compile schema definitions: %w", err)
 	}
 	d := &definitions{ctx: ctx, root: root, byKind: map[string]cue.Value{}, msgs: msgs}
-	for _, k := range []string{KindHardware, KindTemplate, KindWorkflow, KindMachine} {
+	for _, k := range []string{KindHardware, KindTemplate, KindWorkflow, KindMachine, KindWorkflowSet} {
 		d.byKind[k] = root.LookupPath(cue.MakePath(cue.Def(k)))
 	}
 	d.leaf = &leafChecker{d: d, results: results}
@@ -109,6 +109,7 @@ func patternNames() map[string]string {
 		`^((25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)/(3[0-2]|[12]?[0-9])$`:                      "an IPv4 prefix (e.g. 10.0.0.0/8)",
 		`^((25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)$`:                                          "an IPv4 address",
 		`^https?://`: "an http:// or https:// URL",
+		`^[0-9]+%$`:  "a count or a percentage (5 or \"10%\")",
 		`(?i)^(ipmitool|asrockrack|gofish|IntelAMT|dell|supermicro|openbmc)$`: "a bmclib provider (ipmitool, asrockrack, gofish, IntelAMT, dell, supermicro, openbmc)",
 	}
 }
@@ -188,6 +189,7 @@ func (ms *messages) translateIssues(issues []cueIssue, loc locator) ErrorList {
 			pos, path, _ := loc(g.path, false, g.poss)
 			out = append(out, &Error{Pos: pos, Path: path, Message: fmt.Sprintf("%s is not allowed here: want %s", got, alternatives[0])})
 		}
+		plain = dropTypeMismatches(plain)
 		seen := map[string]bool{}
 		for _, m := range plain {
 			e := ms.one(g.path, m, g.poss, loc)
@@ -196,6 +198,22 @@ func (ms *messages) translateIssues(issues []cueIssue, loc locator) ErrorList {
 				out = append(out, e)
 			}
 		}
+	}
+	return out
+}
+
+// dropTypeMismatches leaves out "mismatched types" conflicts when another
+// message explains the field: for a value that may be a number or a
+// pattern ("5" or "10%"), the pattern's complaint is the one to read.
+func dropTypeMismatches(msgs []string) []string {
+	var out []string
+	for _, m := range msgs {
+		if !strings.Contains(m, "mismatched types") {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return msgs
 	}
 	return out
 }

@@ -54,6 +54,7 @@ type Loader struct {
 	images   *imageGrammar
 	cache    fileCache
 	renders  renderCache
+	expanded expansionCache
 	parses   atomic.Int64 // files read and decoded, for tests and stats
 	// ids numbers decodings (source.id) and sets of defaults
 	// (source.defaults), so that neither number is ever reused.
@@ -61,6 +62,11 @@ type Loader struct {
 	defaultsMu sync.Mutex
 	defaultsFP string // the defaults of the last Load, as JSON
 	defaultsNo uint64 // their number
+	// Selector compiles a label selector (the API's syntax) into a
+	// matcher; WorkflowSets expand only with it. Package state owns the
+	// selector language and schema imports none of ours, so the caller
+	// (the reconciler, tink validate) supplies it.
+	Selector func(selector string) (func(labels map[string]string) bool, error)
 	// fullCUE checks each object as one CUE value instead of value by
 	// value; tests use it to show both ways find the same errors.
 	fullCUE bool
@@ -194,6 +200,8 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 				set.Workflows = append(set.Workflows, o)
 			case *Machine:
 				set.Machines = append(set.Machines, o)
+			case *WorkflowSet:
+				set.WorkflowSets = append(set.WorkflowSets, o)
 			}
 		}
 	}
@@ -205,6 +213,7 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 	// Objects of a file system without hashes are decoded afresh on every
 	// Load, so their renderings could never be used again: keeping them
 	// would only push out those of the repository being followed.
+	all = append(all, l.expandSets(set, hashed)...)
 	all = append(all, l.checkSet(ctx, set, hashed)...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -246,6 +255,9 @@ func markDefaults(s *Set, no uint64) {
 		o.defaults = no
 	}
 	for _, o := range s.Machines {
+		o.defaults = no
+	}
+	for _, o := range s.WorkflowSets {
 		o.defaults = no
 	}
 }
@@ -551,6 +563,8 @@ func kinds() map[string]kindInfo {
 		KindTemplate: {APIVersion, func() Object { return &Template{} }},
 		KindWorkflow: {APIVersion, func() Object { return &Workflow{} }},
 		KindMachine:  {BMCAPIVersion, func() Object { return &Machine{} }},
+		// tinkops' own kind, in its own group.
+		KindWorkflowSet: {SetAPIVersion, func() Object { return &WorkflowSet{} }},
 	}
 }
 
@@ -561,13 +575,13 @@ func (l *Loader) decodeObject(defs *definitions, file string, src []byte, n *yam
 	pos := Pos{File: file, Line: n.Line, Column: n.Column}
 	var e errs
 	if kind == nil {
-		e.add(pos, "kind", "missing kind (want Hardware, Template, Workflow or Machine)")
+		e.add(pos, "kind", "missing kind (want Hardware, Template, Workflow, Machine or WorkflowSet)")
 		return nil, e.list
 	}
 	ks := kinds()
 	ki, ok := ks[kind.Value]
 	if !ok {
-		e.add(Pos{File: file, Line: kind.Line, Column: kind.Column}, "kind", "unknown kind %q%s (want Hardware, Template, Workflow or Machine)", kind.Value, suggest(kind.Value, []string{KindHardware, KindTemplate, KindWorkflow, KindMachine}))
+		e.add(Pos{File: file, Line: kind.Line, Column: kind.Column}, "kind", "unknown kind %q%s (want Hardware, Template, Workflow, Machine or WorkflowSet)", kind.Value, suggest(kind.Value, []string{KindHardware, KindTemplate, KindWorkflow, KindMachine, KindWorkflowSet}))
 		return nil, e.list
 	}
 	if apiVersion == nil {
@@ -624,6 +638,8 @@ func markInvalid(o Object) {
 	case *Workflow:
 		x.invalid = true
 	case *Machine:
+		x.invalid = true
+	case *WorkflowSet:
 		x.invalid = true
 	}
 }
@@ -745,6 +761,17 @@ func setSource(obj Object, pos Pos, n *yaml.Node) {
 		o.source = source{pos: pos, spots: spots}
 	case *Machine:
 		mark("spec", "connection", "authSecretRef")
+		o.source = source{pos: pos, spots: spots}
+	case *WorkflowSet:
+		mark("spec", "templateRef")
+		mark("spec", "hardwareSelector")
+		for k := range o.Spec.HardwareMap {
+			mark("spec", "hardwareMap", k)
+		}
+		// The workflows a set owns report their hardware at its selector.
+		if p, ok := spots["spec.hardwareSelector"]; ok {
+			spots["spec.hardwareRef"] = p
+		}
 		o.source = source{pos: pos, spots: spots}
 	}
 }

@@ -9,11 +9,16 @@ const (
 	APIVersion = "tinkerbell.org/v1alpha1"
 	// BMCAPIVersion is the group/version of Rufio's Machine.
 	BMCAPIVersion = "bmc.tinkerbell.org/v1alpha1"
+	// SetAPIVersion is the group/version of tinkops' own kinds
+	// (WorkflowSet), kept apart so Tinkerbell's kinds stay Tinkerbell's.
+	SetAPIVersion = "tinkops.dev/v1alpha1"
 
 	KindHardware = "Hardware" // a machine: interfaces, disks, metadata, BMC
 	KindTemplate = "Template" // a Tinkerbell workflow template
 	KindWorkflow = "Workflow" // a template run on hardware
 	KindMachine  = "Machine"  // a Rufio BMC connection, referenced by Hardware.spec.bmcRef
+	// KindWorkflowSet is a template over every machine a selector picks.
+	KindWorkflowSet = "WorkflowSet"
 )
 
 // TypeMeta is the apiVersion/kind pair every object starts with.
@@ -49,7 +54,7 @@ func (k Key) String() string {
 
 // Object is what every declared kind has in common.
 type Object interface {
-	// GetKind returns Hardware, Template, Workflow or Machine.
+	// GetKind returns Hardware, Template, Workflow, Machine or WorkflowSet.
 	GetKind() string
 	// GetMeta returns the object's metadata.
 	GetMeta() *ObjectMeta
@@ -110,6 +115,8 @@ func sourceOf(o Object) *source {
 		return &x.source
 	case *Machine:
 		return &x.source
+	case *WorkflowSet:
+		return &x.source
 	}
 	return nil
 }
@@ -132,6 +139,9 @@ type Set struct {
 	Templates []*Template
 	Workflows []*Workflow
 	Machines  []*Machine
+	// WorkflowSets are tinkops' sets; the Workflows they own are in
+	// Workflows, labelled with OwnerLabel.
+	WorkflowSets []*WorkflowSet
 	// Config is the repository's tink.cue, when it has one.
 	Config *Config
 	// Ignored counts server-set fields (status, uid, managedFields, ...)
@@ -141,17 +151,21 @@ type Set struct {
 
 // Counts returns the number of objects by kind.
 func (s *Set) Counts() map[string]int {
-	return map[string]int{
+	c := map[string]int{
 		KindHardware: len(s.Hardware),
 		KindTemplate: len(s.Templates),
 		KindWorkflow: len(s.Workflows),
 		KindMachine:  len(s.Machines),
 	}
+	if n := len(s.WorkflowSets); n > 0 {
+		c[KindWorkflowSet] = n // only repositories that use tinkops' own kind
+	}
+	return c
 }
 
 // Len is the number of objects in the set.
 func (s *Set) Len() int {
-	return len(s.Hardware) + len(s.Templates) + len(s.Workflows) + len(s.Machines)
+	return len(s.Hardware) + len(s.Templates) + len(s.Workflows) + len(s.Machines) + len(s.WorkflowSets)
 }
 
 // sortSet orders every kind by namespace and name so that a Set is the same
@@ -161,6 +175,7 @@ func (s *Set) sortSet() {
 	sortObjects(s.Templates)
 	sortObjects(s.Workflows)
 	sortObjects(s.Machines)
+	sortObjects(s.WorkflowSets)
 }
 
 func sortObjects[T Object](l []T) {

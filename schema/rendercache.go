@@ -2,7 +2,6 @@ package schema
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 )
 
@@ -21,8 +20,7 @@ import (
 // holds one entry per workflow and forgets the rest; a published map is
 // never written again, so a Load reads it without a lock.
 type renderCache struct {
-	mu      sync.Mutex
-	entries map[renderKey]*rendering
+	entries latest[map[renderKey]*rendering]
 	// executed counts templates executed (cache misses), for tests.
 	executed atomic.Int64
 }
@@ -39,16 +37,12 @@ func keyFor(w *Workflow, t *Template, hw *Hardware) (renderKey, bool) {
 
 // current returns the published map; the caller must not write to it.
 func (c *renderCache) current() map[renderKey]*rendering {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.entries
+	return c.entries.get()
 }
 
 // publish replaces the map with the renderings of the latest Load.
 func (c *renderCache) publish(m map[renderKey]*rendering) {
-	c.mu.Lock()
-	c.entries = m
-	c.mu.Unlock()
+	c.entries.set(m)
 }
 
 // rendering is a template rendered for one workflow and checked, except

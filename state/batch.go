@@ -18,6 +18,11 @@ type Batch struct {
 	// Revision is the Git revision being applied, if any; it is recorded on
 	// every event that does not carry its own.
 	Revision string
+	// Author and Committer are the people of the commit at Revision
+	// ("Name <email>"), when the batch applies a Git revision; the store
+	// records them on every event of the batch (see Attribute).
+	Author    string
+	Committer string
 
 	Objects []ObjectOp
 	// Runs are written with the same optimistic concurrency as objects.
@@ -54,6 +59,22 @@ func (b *Batch) Delete(key ObjectKey, resourceVersion uint64, message string) {
 		Delete:  true,
 		Message: message,
 	})
+}
+
+// Attribute fills an event of the batch with the batch's actor, revision,
+// author and committer where the event has none of its own. Stores call it
+// for every event they append for a batch, so that every event a Git
+// revision causes names the commit's people.
+func (b *Batch) Attribute(ev *Event) {
+	if ev.Actor == "" {
+		ev.Actor = b.Actor
+	}
+	if ev.Revision == "" {
+		ev.Revision = b.Revision
+	}
+	if ev.Author == "" && ev.Committer == "" {
+		ev.Author, ev.Committer = b.Author, b.Committer
+	}
 }
 
 // Empty reports whether the batch changes nothing.

@@ -75,6 +75,12 @@ type Event struct {
 	Message  string `json:"message"`
 	Revision string `json:"revision,omitempty"`
 	Actor    Actor  `json:"actor"`
+	// Author and Committer name the people of the Git commit that caused
+	// the event ("Name <email>", from the commit object), when a Git
+	// revision caused it: the actor "git" says how a change arrived, these
+	// say whose change it was.
+	Author    string `json:"author,omitempty"`
+	Committer string `json:"committer,omitempty"`
 }
 
 // EventFilter selects events; empty fields match everything.

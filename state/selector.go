@@ -204,3 +204,17 @@ func splitTopLevel(s string) []string {
 	}
 	return append(parts, s[start:])
 }
+
+// SetSelector compiles the hardwareSelector of a WorkflowSet into a matcher
+// (what schema.Loader.Selector takes). Unlike a list filter, it refuses
+// the empty selector: a set over every machine is never what was meant.
+func SetSelector(s string) (func(labels map[string]string) bool, error) {
+	sel, err := ParseSelector(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s", ErrorMessage(err))
+	}
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("an empty selector would pick every machine; name the machines (e.g. rack=r7)")
+	}
+	return sel.Matches, nil
+}

@@ -99,15 +99,10 @@ func Stage(b *Batch, now time.Time, c Counters, object func(ObjectKey) (*Object,
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
-		if ev.Actor == "" {
-			ev.Actor = b.Actor
-		}
-		if ev.Revision == "" {
-			ev.Revision = b.Revision
-		}
 		events = append(events, ev)
 	}
 	for i := range events {
+		b.Attribute(&events[i])
 		events[i].Seq = c.NextSeq
 		c.NextSeq++
 	}

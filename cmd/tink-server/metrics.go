@@ -118,7 +118,7 @@ func newServerMetrics(reg *prometheus.Registry, store state.Store, log *slog.Log
 	}
 	for _, c := range []prometheus.Collector{
 		sm.reconcileTotal, sm.reconcileDuration, sm.gitDuration, sm.gitFailures, sm.actionDuration, sm.bmcCalls, sm.bmcDuration,
-		sm.applied, sm.inventory, newWorkersCollector(&sm.workers, sm.inventory), newEventLogCollector(store),
+		sm.applied, sm.inventory, newWorkersCollector(&sm.workers, sm.inventory), newEventLogCollector(store), newSetCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {

@@ -266,7 +266,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
-	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met, Leader: leaderFunc(m.Elector)})
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met, Leader: leaderFunc(m.Elector),
+		Gate: reconciler.NewRollout(m.Store, m.log)})
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: replicaSyncer{m.Loop, m.Store, health, m.Elector, new(atomic.Bool)}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),

@@ -245,7 +245,20 @@ func short(d time.Duration) string {
 
 // eventLine renders one event for people: time, sequence, type, message, actor.
 func eventLine(ev state.Event) string {
-	return fmt.Sprintf("%s  %6d  %-12s  %s  [%s]", ev.Time.UTC().Format(time.RFC3339), ev.Seq, ev.Type, ev.Message, ev.Actor)
+	return fmt.Sprintf("%s  %6d  %-12s  %s  [%s]", ev.Time.UTC().Format(time.RFC3339), ev.Seq, ev.Type, ev.Message, eventWho(ev))
+}
+
+// eventWho says who caused an event: the actor, and for a Git revision the
+// commit's author (and its committer when another person committed it).
+func eventWho(ev state.Event) string {
+	who := string(ev.Actor)
+	if ev.Author != "" {
+		who += ", author " + ev.Author
+		if ev.Committer != "" && ev.Committer != ev.Author {
+			who += ", committer " + ev.Committer
+		}
+	}
+	return who
 }
 
 // sameMap compares label or annotation maps; nil and empty are the same.

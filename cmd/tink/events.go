@@ -278,3 +278,45 @@ func (p *progressView) finish(end *client.StreamEnd) {
 	}
 	fmt.Fprintf(p.w, "workflow %s run %d: %s (%d of %d actions done, followed for %s)\n", p.name, end.Run, end.State, done, total, short(p.now().Sub(p.began)))
 }
+
+// newObjectEventsCommand prints the events of one object of kind (hardware,
+// workflow sets): what changed it, who, and at which revision.
+func newObjectEventsCommand(g *globals, kind, noun string) *cobra.Command {
+	var namespace string
+	var since int64
+	cmd := &cobra.Command{
+		Use:   "events NAME",
+		Short: fmt.Sprintf("Show a %s's events: each change, who made it (the token, or the Git commit's author) and at which revision", noun),
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			opts := client.EventOptions{Kind: kind, Namespace: namespace, Name: args[0], Limit: eventPage}
+			if since >= 0 {
+				s := uint64(since)
+				opts.Since = &s
+			}
+			for {
+				page, err := c.Events(cmd.Context(), opts)
+				if err != nil {
+					return failed(cmd, err)
+				}
+				for _, ev := range page.Items {
+					if err := printEvent(cmd.OutOrStdout(), format, ev); err != nil {
+						return err
+					}
+				}
+				if len(page.Items) < eventPage {
+					return nil
+				}
+				last := page.Items[len(page.Items)-1].Seq
+				opts.Since = &last
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace of the "+noun)
+	cmd.Flags().Int64Var(&since, "since", -1, "only events after this sequence number")
+	return cmd
+}

@@ -24,7 +24,7 @@ func newHardwareCommand(g *globals) *cobra.Command {
 		Short:   "Work with hardware on tink-server",
 	}
 	cmd.AddCommand(newHardwarePushCommand(g), rc.updateCommand(), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
-		newHardwarePowerCommand(g), newHardwareBootdevCommand(g))
+		newHardwarePowerCommand(g), newHardwareBootdevCommand(g), newObjectEventsCommand(g, "Hardware", "machine"))
 	return cmd
 }
 

@@ -83,6 +83,16 @@ func TestHardwareCommands(t *testing.T) {
 		require.Equal(t, "NAME   MAC   IP   HOSTNAME   SOURCE   STATE   POWER\n", out)
 	})
 
+	t.Run("Events", func(t *testing.T) {
+		code, out, errOut := tinkAt(t, s, "hardware", "events", "node-02")
+		require.Equal(t, 0, code, errOut)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Len(t, lines, 2, out)
+		require.Contains(t, lines[0], "created")
+		require.Contains(t, lines[1], "updated")
+		require.True(t, strings.HasSuffix(lines[1], "[api:anonymous]"), "an API change names the token: %s", lines[1])
+	})
+
 	t.Run("Get", func(t *testing.T) {
 		code, out, _ := tinkAt(t, s, "hardware", "get", "node-01")
 		require.Equal(t, 0, code)

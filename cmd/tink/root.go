@@ -22,7 +22,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{getenv: os.Getenv}
 	g.register(root)
 	root.AddCommand(newValidateCommand(g), newImportCommand(), newTemplateCommand(g),
-		newHardwareCommand(g), newWorkflowCommand(g),
+		newHardwareCommand(g), newWorkflowCommand(g), newWorkflowSetCommand(g),
 		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g),
 		newDHCPCommand(g))
 	return root

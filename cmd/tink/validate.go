@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
 )
 
 func newValidateCommand(g *globals) *cobra.Command {
@@ -39,7 +40,9 @@ cannot be read.`,
 			if !st.IsDir() {
 				return fmt.Errorf("read repository: %s is not a directory", dir)
 			}
-			set, err := schema.NewLoader().Load(cmd.Context(), os.DirFS(dir))
+			loader := schema.NewLoader()
+			loader.Selector = state.SetSelector
+			set, err := loader.Load(cmd.Context(), os.DirFS(dir))
 			var list schema.ErrorList
 			if err != nil && !errors.As(err, &list) {
 				return err
@@ -92,6 +95,9 @@ func summary(set *schema.Set) string {
 	}
 	if n := len(set.Machines); n > 0 {
 		parts = append(parts, plural(n, "machine", "machines"))
+	}
+	if n := len(set.WorkflowSets); n > 0 {
+		parts = append(parts, plural(n, "workflow set", "workflow sets"))
 	}
 	s := strings.Join(parts, ", ")
 	if set.Ignored > 0 {

@@ -342,3 +342,18 @@ func TestWorkflowEventsFollow(t *testing.T) {
 		require.Equal(t, "tink: workflow nope not found\n", errOut)
 	})
 }
+
+// TestEventLineNamesWho: an event line names the actor and, for a Git
+// revision, the commit's author, and its committer when another person.
+func TestEventLineNamesWho(t *testing.T) {
+	for _, tc := range []struct {
+		ev   state.Event
+		want string
+	}{
+		{state.Event{Actor: "api:alice"}, "[api:alice]"},
+		{state.Event{Actor: "git", Author: "Ada <ada@example.com>", Committer: "Ada <ada@example.com>"}, "[git, author Ada <ada@example.com>]"},
+		{state.Event{Actor: "git", Author: "Grace <grace@example.com>", Committer: "Ada <ada@example.com>"}, "[git, author Grace <grace@example.com>, committer Ada <ada@example.com>]"},
+	} {
+		require.True(t, strings.HasSuffix(eventLine(tc.ev), tc.want), eventLine(tc.ev))
+	}
+}

@@ -35,6 +35,10 @@ var metrics = map[string][]string{
 	"tink_http_request_duration_seconds":  {"route"},
 	"tink_event_log_events":               nil,
 	"tink_event_log_last_seq":             nil,
+	"tink_workflowset_machines":           {"namespace", "set", "state"},
+	"tink_workflowset_paused":             {"namespace", "set"},
+	"tink_workflowset_failure_budget":     {"namespace", "set"},
+	"tink_workflowset_wave":               {"namespace", "set"},
 }
 
 // The dashboard's rows, in order.

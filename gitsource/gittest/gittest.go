@@ -86,6 +86,14 @@ func NewRepo(tb testing.TB) *Repo {
 // the current branch and pushes it. It returns the commit hash.
 func (r *Repo) Commit(msg string, files map[string]string) string {
 	r.tb.Helper()
+	return r.CommitAs("", msg, files)
+}
+
+// CommitAs is Commit with another author ("Name <email>"; empty keeps Ada
+// Lovelace), while Ada stays the committer, as when a maintainer merges
+// someone else's change.
+func (r *Repo) CommitAs(author, msg string, files map[string]string) string {
+	r.tb.Helper()
 	for name, content := range files {
 		p := filepath.Join(r.Work, filepath.FromSlash(name))
 		if content == "" {
@@ -96,7 +104,11 @@ func (r *Repo) Commit(msg string, files map[string]string) string {
 		require.NoError(r.tb, os.WriteFile(p, []byte(content), 0o644))
 	}
 	Git(r.tb, r.Work, "add", "-A")
-	Git(r.tb, r.Work, "commit", "--quiet", "--allow-empty", "-m", msg)
+	args := []string{"commit", "--quiet", "--allow-empty", "-m", msg}
+	if author != "" {
+		args = append(args, "--author", author)
+	}
+	Git(r.tb, r.Work, args...)
 	Git(r.tb, r.Work, "push", "--quiet", "--force", r.Bare, "HEAD:refs/heads/main")
 	return Git(r.tb, r.Work, "rev-parse", "HEAD")
 }

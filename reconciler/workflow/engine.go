@@ -59,6 +59,14 @@ type Observer interface {
 	WorkerSeen(namespace, hardware string, at time.Time)
 }
 
+// Gate holds back waiting runs that may not start yet: a workflow set
+// starts its machines in waves (reconciler.Rollout implements it).
+type Gate interface {
+	// Hold is asked once per Step with every run that has not ended; it
+	// returns the waiting runs that must keep waiting, each with why.
+	Hold(ctx context.Context, active []*state.WorkflowRun) map[state.RunKey]string
+}
+
 // finishTimeout bounds the after-run BMC actions of one run.
 const finishTimeout = 2 * time.Minute
 
@@ -81,6 +89,8 @@ type Config struct {
 	// enforces timeouts and does boot actions; nil: this engine always
 	// leads.
 	Leader func() (context.Context, bool)
+	// Gate, if set, decides which waiting runs may start.
+	Gate Gate
 }
 
 // Engine runs workflow runs. Build it with New; Run drives its timers.
@@ -94,6 +104,7 @@ type Engine struct {
 	obs    Observer
 	leader func() (context.Context, bool)
 	term   context.Context // the leader term Step last ran in (replicas.go)
+	gate   Gate
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
@@ -137,7 +148,7 @@ const hardwareTTL = 2 * time.Second
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
 		byWorker:  map[string]map[state.RunKey]bool{},
 		preparing: map[state.RunKey]bool{}}
@@ -520,13 +531,25 @@ func (e *Engine) startWaiting(ctx context.Context) {
 			hold(busy, r)
 		}
 	}
+	var held map[state.RunKey]string
+	if e.gate != nil {
+		held = e.gate.Hold(ctx, runs)
+	}
 	for _, r := range runs {
 		if r.State != state.RunPending {
 			continue
 		}
-		if h, ok := heldBy(busy, r); ok {
-			e.noteWaiting(ctx, r, waitReason(h))
-			hold(busy, r)
+		why, gated := held[r.Key()]
+		if h, ok := heldBy(busy, r); ok || gated {
+			// Say what the run waits for, once: status shows it. A run the
+			// rollout gate holds does not hold its machines: another
+			// workflow for that machine need not wait for the set.
+			reason := why
+			if ok {
+				reason = waitReason(h)
+				hold(busy, r)
+			}
+			e.noteWaiting(ctx, r, reason)
 			continue
 		}
 		if err := e.start(ctx, r.Key(), busy); err != nil {
