@@ -33,7 +33,10 @@ type hwRow struct {
 
 type hwListData struct {
 	Q, Label string
-	Rows     []hwRow
+	// Since is where the live stream starts: the last event before the
+	// page's reads.
+	Since uint64
+	Rows  []hwRow
 	// Next is the API's continue token of the next page.
 	Next string
 	// More is set when a search found more than it shows.
@@ -44,6 +47,11 @@ type hwListData struct {
 func (u *UI) hardwareList(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	d := hwListData{Q: strings.TrimSpace(q.Get("q")), Label: strings.TrimSpace(q.Get("label"))}
+	var err error
+	if d.Since, err = u.latestSeq(r, s); err != nil {
+		u.fail(w, r, err)
+		return
+	}
 	lq := url.Values{}
 	if d.Label != "" {
 		lq.Set("labelSelector", d.Label)

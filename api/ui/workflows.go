@@ -23,6 +23,9 @@ type wfRow struct {
 
 type wfListData struct {
 	Label string
+	// Since is where the live stream starts: the last event before the
+	// page's reads.
+	Since uint64
 	Rows  []wfRow
 	Next  string
 	Error string
@@ -44,6 +47,11 @@ func wfRowOf(o client.Object) wfRow {
 func (u *UI) workflowList(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	d := wfListData{Label: q.Get("label")}
+	var err error
+	if d.Since, err = u.latestSeq(r, s); err != nil {
+		u.fail(w, r, err)
+		return
+	}
 	lq := url.Values{"limit": {strconv.Itoa(workflowPageSize)}}
 	if d.Label != "" {
 		lq.Set("labelSelector", d.Label)
@@ -81,6 +89,14 @@ type wfPageData struct {
 
 func (u *UI) workflowPage(w http.ResponseWriter, r *http.Request, s *session) {
 	name, ns := r.PathValue("name"), r.URL.Query().Get("namespace")
+	// The stream starts after the last event before the reads: what
+	// happens between the page's reads and the script's connection is
+	// not lost.
+	latest, err := u.latestSeq(r, s)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
 	var obj client.Object
 	if err := u.get(r, s, "/v1/workflows/"+url.PathEscape(name), nsQuery(ns), &obj); err != nil {
 		u.fail(w, r, err)
@@ -102,7 +118,7 @@ func (u *UI) workflowPage(w http.ResponseWriter, r *http.Request, s *session) {
 			d.Buttons = u.buttons(s, target{Name: name, Namespace: ns}, "cancel")
 		}
 	}
-	sq := url.Values{"kind": {state.KindWorkflow}, "name": {name}}
+	sq := url.Values{"kind": {state.KindWorkflow}, "name": {name}, "since": {strconv.FormatUint(latest, 10)}}
 	if ns != "" {
 		sq.Set("namespace", ns)
 	}
