@@ -267,6 +267,9 @@ func (u *UI) hardwarePage(w http.ResponseWriter, r *http.Request, s *session) {
 		u.fail(w, r, err)
 		return
 	}
-	d.Buttons = u.buttons(s, target{Name: name, Namespace: ns}, "power-on", "power-off", "power-cycle")
+	if d.Spec.BMC != nil || d.Spec.BMCRef != nil {
+		// Without a BMC the API could only refuse them.
+		d.Buttons = u.buttons(s, target{Name: name, Namespace: ns}, "power-on", "power-off", "power-cycle")
+	}
 	u.render(w, r, http.StatusOK, "machine", &page{Title: name, Nav: "hardware", Session: s, Data: d})
 }
