@@ -30,26 +30,36 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	for i, o := range objs {
 		want[o.Key()] = i
 	}
-	wfs, err := s.listAll(ctx, state.KindWorkflow)
+	// The workflows naming the page's machines, with their latest run
+	// numbers, come from the fleet index; their runs from the store.
+	type candidate struct {
+		i   int
+		key state.RunKey
+	}
+	var cands []candidate
+	err := s.index.view(ctx, s.store, func(ix *fleetIndex) {
+		for hw, i := range want {
+			for wk := range ix.machines[hw] {
+				if n := ix.objects[wk].lastRun; n > 0 {
+					cands = append(cands, candidate{i: i, key: state.RunKey{Namespace: wk.Namespace, Workflow: wk.Name, Number: n}})
+				}
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
 	best := make(map[int]*state.WorkflowRun)
 	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
-	for _, wf := range wfs {
-		_, hw := workflowRefs(wf)
-		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
-		n := lastRun(wf)
-		if !ok || n == 0 {
-			continue
-		}
-		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
+	for _, c := range cands {
+		run, err := s.store.GetRun(ctx, c.key)
 		if state.ErrorCode(err) == state.ENOTFOUND {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		i := c.i
 		if b := best[i]; b == nil || newerRun(run, b) {
 			best[i] = run
 		}

@@ -127,9 +127,12 @@ type Server struct {
 	keepAlive time.Duration
 
 	metrics *metrics
-	router  *httprouter.Router
-	routes  []route
-	csrf    *http.CrossOriginProtection
+	// index keeps the counts of /v1/status and the machines' workflows
+	// current from the event log.
+	index  fleetIndex
+	router *httprouter.Router
+	routes []route
+	csrf   *http.CrossOriginProtection
 
 	idPrefix string
 	idSeq    atomic.Uint64
