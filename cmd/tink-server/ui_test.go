@@ -442,3 +442,24 @@ func TestUIEscapesLabels(t *testing.T) {
 		require.Equal(t, 1, eval[int](t, ctx, `document.scripts.length`), "%s: only the dashboard's own script", page)
 	}
 }
+
+// TestUILiveStreamsFreeTheirConnections: a page's event stream closes when
+// the browser leaves the page (even into its back/forward cache), so
+// going from live page to live page never runs out of the six connections
+// a browser opens to a plain-HTTP server.
+func TestUILiveStreamsFreeTheirConnections(t *testing.T) {
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{"hardware/node-01.yaml": uiHardware("node-01", 1, "r1", "")})
+	m := MustRunMain(t, repo)
+	waitReady(t, m)
+	ctx := newBrowser(t)
+	base := "http://" + m.Addr()
+	for i := 0; i < 5; i++ {
+		for _, page := range []string{"/ui/hardware", "/ui/events"} {
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := chromedp.Do(tctx, chromedp.Navigate(base+page), chromedp.WaitVisible(chromedp.CSS("main table")), chromedp.Navigate("about:blank"))
+			cancel()
+			require.NoError(t, err, "visit %d of %s", i+1, page)
+		}
+	}
+}

@@ -10,6 +10,9 @@
   function live(section) {
     var src = section.getAttribute("data-live-src");
     var busy = false, again = false, timer = null;
+    // A list of the whole fleet waits longer than one run's page: under
+    // a busy fleet it is fetched about once a second, not per event.
+    var delay = parseInt(section.getAttribute("data-live-delay") || "150", 10);
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
@@ -34,24 +37,54 @@
     function schedule() {
       // Bursts of events (a run writes several at once) make one fetch.
       if (timer) { return; }
-      timer = setTimeout(function () { timer = null; refresh(); }, 150);
+      timer = setTimeout(function () { timer = null; refresh(); }, delay);
     }
-    var es = new EventSource(section.getAttribute("data-live-stream"));
-    es.onmessage = schedule;
-    es.onopen = function () { section.classList.remove("stale"); };
-    es.onerror = function () { section.classList.add("stale"); };
+    connect(function () {
+      var es = new EventSource(section.getAttribute("data-live-stream"));
+      es.onmessage = schedule;
+      es.onopen = function () { section.classList.remove("stale"); };
+      es.onerror = function () { section.classList.add("stale"); };
+      return es;
+    }, function () {
+      // Back from the browser's page cache: what happened meanwhile.
+      refresh();
+    });
+  }
+
+  // connect keeps a stream open while the page is shown. A page left for
+  // another stays in the browser's back/forward cache; closing its stream
+  // frees the connection (over plain HTTP a browser opens at most six to a
+  // server, and streams held by cached pages would starve new ones).
+  function connect(open, resumed) {
+    var es = open();
+    window.addEventListener("pagehide", function () {
+      if (es) { es.close(); es = null; }
+    });
+    window.addEventListener("pageshow", function (ev) {
+      if (ev.persisted && !es) { es = open(); if (resumed) { resumed(); } }
+    });
   }
 
   // The events page: new events are added at the top, as text.
   function tail(table) {
     var body = table.tBodies[0];
     var status = document.getElementById("live-state");
-    var es = new EventSource(table.getAttribute("data-tail"));
-    es.addEventListener("open", function () { if (status) { status.textContent = "live"; status.className = "live on"; } });
-    es.onerror = function () { if (status) { status.textContent = "reconnecting…"; status.className = "live"; } };
-    es.onmessage = function (msg) {
+    var last = 0;
+    connect(function () {
+      // After a pause in the page cache, resume after the last event shown.
+      var url = table.getAttribute("data-tail");
+      if (last) { url = url.replace(/since=\d+/, "since=" + last); }
+      var es = new EventSource(url);
+      es.addEventListener("open", function () { if (status) { status.textContent = "live"; status.className = "live on"; } });
+      es.onerror = function () { if (status) { status.textContent = "reconnecting…"; status.className = "live"; } };
+      es.onmessage = add;
+      return es;
+    });
+    function add(msg) {
       var ev;
       try { ev = JSON.parse(msg.data); } catch (e) { return; }
+      if (!ev.seq || ev.seq <= last) { return; }
+      last = ev.seq;
       var obj = "";
       if (ev.kind) { obj = ev.kind + "/" + (ev.namespace ? ev.namespace + "/" : "") + ev.name; }
       var row = document.createElement("tr");
@@ -65,7 +98,7 @@
       });
       body.insertBefore(row, body.firstChild);
       while (body.rows.length > 1000) { body.deleteRow(body.rows.length - 1); }
-    };
+    }
   }
 
   document.querySelectorAll("[data-live-stream]").forEach(live);
