@@ -115,4 +115,18 @@ func TestStatusIndexFollowsTheLog(t *testing.T) {
 	require.Contains(t, got, "node-01")
 	require.NotContains(t, got, "node-02", "wf-02 moved away from node-02")
 	require.Len(t, got, 1)
+
+	// The workflows of a machine.
+	names := func(path string) []string {
+		var l client.List
+		do(t, s, http.MethodGet, path, "", "").decode(t, &l)
+		out := []string{}
+		for _, o := range l.Items {
+			out = append(out, o.Metadata.Name)
+		}
+		return out
+	}
+	require.Equal(t, []string{"wf-01", "wf-02"}, names("/v1/workflows?hardware=node-01"))
+	require.Equal(t, []string{}, names("/v1/workflows?hardware=node-02"), "wf-02 moved away")
+	require.Equal(t, []string{}, names("/v1/workflows?hardware=node-01&labelSelector=team%3Dnone"))
 }

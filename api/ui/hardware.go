@@ -234,29 +234,17 @@ func (u *UI) hardwarePage(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d := hwPageData{Obj: obj, Spec: hardwareSpec(obj), Row: row, Done: doneSentence(r), Namespace: ns}
-	// The machine's workflows: every workflow whose hardwareRef names it,
-	// with its latest run.
-	wq := url.Values{"limit": {"5000"}}
-	for {
-		var list client.List
-		if err := u.get(r, s, "/v1/workflows", wq, &list); err != nil {
-			u.fail(w, r, err)
-			return
-		}
-		for _, wf := range list.Items {
-			var spec struct {
-				HardwareRef string `json:"hardwareRef"`
-			}
-			_ = json.Unmarshal(wf.Spec, &spec)
-			if spec.HardwareRef == name && wf.Metadata.Namespace == obj.Metadata.Namespace {
-				d.Workflows = append(d.Workflows, wf)
-			}
-		}
-		if list.Metadata.Continue == "" {
-			break
-		}
-		wq.Set("continue", list.Metadata.Continue)
+	// The machine's workflows, with their latest runs.
+	wq := url.Values{"hardware": {name}}
+	if ns != "" {
+		wq.Set("namespace", ns)
 	}
+	var wfs client.List
+	if err := u.get(r, s, "/v1/workflows", wq, &wfs); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	d.Workflows = wfs.Items
 	filter := eventFilter{Kind: state.KindHardware, Namespace: ns, Name: name}
 	if d.Events, err = u.recentEvents(r, s, filter, 50); err != nil {
 		u.fail(w, r, err)
