@@ -39,12 +39,24 @@ func (f eventFilter) query() url.Values {
 	return q
 }
 
-// recentEvents returns the last n events the filter selects, newest
-// first, reading the filtered log page by page (a machine's or a
-// workflow's events are few; the store filters).
+// recentWindow bounds how far back a page looks for an object's events:
+// the store filters by scanning the log, and a long log (a busy fleet
+// writes tens of thousands of events an hour) would make a machine's page
+// slow to show.
+const recentWindow = 10_000
+
+// recentEvents returns the last n events the filter selects among the last
+// recentWindow events of the log, newest first.
 func (u *UI) recentEvents(r *http.Request, s *session, f eventFilter, n int) ([]state.Event, error) {
+	latest, err := u.latestSeq(r, s)
+	if err != nil {
+		return nil, err
+	}
 	q := f.query()
 	q.Set("limit", "1000")
+	if latest > recentWindow {
+		q.Set("since", strconv.FormatUint(latest-recentWindow, 10))
+	}
 	var all []state.Event
 	for {
 		var list client.EventList

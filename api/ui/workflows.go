@@ -103,12 +103,10 @@ func (u *UI) workflowPage(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d := wfPageData{Row: wfRowOf(obj), Done: doneSentence(r)}
-	var evs client.EventList
-	if err := u.get(r, s, "/v1/workflows/"+url.PathEscape(name)+"/events", nsQuery(ns), &evs); err != nil {
+	if d.Events, err = u.recentEvents(r, s, eventFilter{Kind: state.KindWorkflow, Namespace: ns, Name: name}, 100); err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	d.Events = newestFirst(evs.Items, 100)
 	if run := d.Row.Run; run != nil {
 		switch run.State {
 		case string(state.RunFailed), string(state.RunTimeout), string(state.RunCancelled):
