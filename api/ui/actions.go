@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
+	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/api/client"
 )
 
@@ -109,6 +111,11 @@ func (u *UI) confirmPage(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	do, name, ns := q.Get("do"), q.Get("name"), q.Get("namespace")
 	a, question, err := u.lookup(r, s, do, name, ns)
+	if err == nil && !u.can(s, a.method, a.route) {
+		// No button led here; the API would refuse the call as well.
+		err = &client.Error{StatusCode: http.StatusForbidden, Code: api.EFORBIDDEN,
+			Message: fmt.Sprintf("%s has role %s, which may not %s", s.Who.Name, s.Who.Role, strings.ToLower(a.label))}
+	}
 	if err != nil {
 		u.fail(w, r, err)
 		return
