@@ -25,10 +25,14 @@ func buildWorker(t *testing.T) string {
 	return bin
 }
 
-// startWorker runs tink-worker with the process runtime for machine id.
-func startWorker(t *testing.T, bin, server, id string) *exec.Cmd {
+// startWorker runs tink-worker with the process runtime for machine id,
+// with env added to its environment (TINK_TOKEN=...).
+func startWorker(t *testing.T, bin, server, id string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", t.TempDir(), "--wait", "1s")
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())

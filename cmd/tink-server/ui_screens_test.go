@@ -76,7 +76,7 @@ func TestUIScreenshots(t *testing.T) {
 	waitReady(t, m)
 	worker := buildWorker(t)
 	for _, hw := range []string{"node-01", "node-02", "node-03"} {
-		startTokenWorker(t, worker, m.Addr(), hw, uiTokens["worker-"+hw])
+		startWorker(t, worker, m.Addr(), hw, "TINK_TOKEN="+uiTokens["worker-"+hw])
 	}
 	runState := func(wf string) state.RunState {
 		r, err := m.Store.GetRun(t.Context(), state.RunKey{Workflow: wf, Number: 1})

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,21 +118,6 @@ func writeAuthFile(t *testing.T) string {
 	return p
 }
 
-// startTokenWorker runs tink-worker (process runtime) for machine id with
-// a worker token (empty for none).
-func startTokenWorker(t *testing.T, bin, server, id, token string) {
-	t.Helper()
-	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", t.TempDir(), "--wait", "1s")
-	cmd.Env = append(os.Environ(), "TINK_TOKEN="+token)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-}
-
 // uiMAC is the MAC of fixture machine n.
 func uiMAC(n int) string { return fmt.Sprintf("52:54:00:00:%02x:%02x", n/256, n%256) }
 
@@ -192,16 +176,22 @@ func uiStatus(t *testing.T, m *Main, token string) map[string]any {
 	return doc
 }
 
+// oneMachine runs tink-server without tokens on a repository of one
+// machine, and a browser; base is the server's URL.
+func oneMachine(t *testing.T) (repo string, m *Main, ctx context.Context, base string) {
+	t.Helper()
+	repo = t.TempDir()
+	writeFiles(t, repo, map[string]string{"hardware/node-01.yaml": uiHardware("node-01", 1, "r1", "")})
+	m = MustRunMain(t, repo)
+	waitReady(t, m)
+	return repo, m, newBrowser(t), "http://" + m.Addr()
+}
+
 // TestUIOverviewAndBrokenCommit: the overview shows the applied revision;
 // after a broken commit it shows the rejected revision's error at its
 // file:line, and the applied revision stays.
 func TestUIOverviewAndBrokenCommit(t *testing.T) {
-	repo := t.TempDir()
-	writeFiles(t, repo, map[string]string{"hardware/node-01.yaml": uiHardware("node-01", 1, "r1", "")})
-	m := MustRunMain(t, repo)
-	waitReady(t, m)
-	ctx := newBrowser(t)
-	base := "http://" + m.Addr()
+	repo, m, ctx, base := oneMachine(t)
 
 	applied := uiStatus(t, m, "")["sync"].(map[string]any)["lastAppliedRevision"].(string)
 	require.NotEmpty(t, applied)
@@ -254,7 +244,7 @@ func TestUIRunProgressLive(t *testing.T) {
 	require.Equal(t, 0, eval[int](t, ctx, `+document.querySelector("#run-progress progress").value`))
 	eval[string](t, ctx, `window.__loadedOnce = "kept"`)
 
-	startTokenWorker(t, worker, m.Addr(), uiMAC(1), "")
+	startWorker(t, worker, m.Addr(), uiMAC(1))
 
 	// Watch the page (the test polls; the page does not).
 	seen := map[int]bool{}
@@ -354,7 +344,7 @@ func TestUIRolesRetryAndCSRF(t *testing.T) {
 	})
 	m := MustRunMain(t, repo, "--auth-file", writeAuthFile(t))
 	waitReady(t, m)
-	startTokenWorker(t, buildWorker(t), m.Addr(), "node-01", uiTokens["worker-node-01"])
+	startWorker(t, buildWorker(t), m.Addr(), "node-01", "TINK_TOKEN="+uiTokens["worker-node-01"])
 	ctx := newBrowser(t)
 	base := "http://" + m.Addr()
 	runKey := state.RunKey{Workflow: "wf-01", Number: 1}
@@ -451,12 +441,7 @@ func TestUIEscapesLabels(t *testing.T) {
 // going from live page to live page never runs out of the six connections
 // a browser opens to a plain-HTTP server.
 func TestUILiveStreamsFreeTheirConnections(t *testing.T) {
-	repo := t.TempDir()
-	writeFiles(t, repo, map[string]string{"hardware/node-01.yaml": uiHardware("node-01", 1, "r1", "")})
-	m := MustRunMain(t, repo)
-	waitReady(t, m)
-	ctx := newBrowser(t)
-	base := "http://" + m.Addr()
+	_, _, ctx, base := oneMachine(t)
 	for i := 0; i < 5; i++ {
 		for _, page := range []string{"/ui/hardware", "/ui/events"} {
 			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
