@@ -13,7 +13,7 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab
+.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab screenshots
 
 all: build
 
@@ -61,6 +61,11 @@ test: lint
 # schema.Load harness on a generated 20,100-object repository.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem -timeout 30m $(PKGS)
+
+# screenshots regenerates docs/ui/*.png: the dashboard's pages on the
+# browser tests' fixture fleet, taken by headless Chromium (Debian's chromium).
+screenshots:
+	TINK_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestUIScreenshots$$' ./cmd/tink-server
 
 fuzz:
 	@set -e; for t in $(FUZZ); do \

@@ -44,6 +44,9 @@ type kind struct {
 	// beforeDelete refuses a deletion that would leave other objects
 	// broken (ECONFLICT).
 	beforeDelete func(ctx context.Context, obj *state.Object) error
+	// byHardware lists the objects that name a machine (workflows: the
+	// ?hardware= filter); nil when the kind has no such filter.
+	byHardware func(ctx context.Context, hw state.ObjectKey) ([]*state.Object, error)
 }
 
 // key returns the key of the object a request names.
@@ -83,6 +86,9 @@ func (k *kind) list(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
+	if hw := q.Get("hardware"); hw != "" && k.byHardware != nil {
+		return k.listByHardware(w, r, state.ObjectKey{Kind: state.KindHardware, Namespace: q.Get("namespace"), Name: hw}, sel)
+	}
 	page, err := k.s.store.ListObjects(r.Context(), state.ObjectQuery{
 		Kind: k.kind, Namespace: q.Get("namespace"), Selector: sel, Limit: limit, Continue: q.Get("continue"),
 	})
@@ -99,6 +105,26 @@ func (k *kind) list(w http.ResponseWriter, r *http.Request, c *call) error {
 		Metadata:   client.ListMeta{Continue: page.Continue},
 		Items:      items,
 	})
+}
+
+// listByHardware answers a list filtered by machine: every object that
+// names it (one page: a machine has few), in name order.
+func (k *kind) listByHardware(w http.ResponseWriter, r *http.Request, hw state.ObjectKey, sel state.Selector) error {
+	objs, err := k.byHardware(r.Context(), hw)
+	if err != nil {
+		return err
+	}
+	kept := objs[:0]
+	for _, o := range objs {
+		if sel.Matches(o.Labels) {
+			kept = append(kept, o)
+		}
+	}
+	items, err := k.wire(r.Context(), kept, false)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, client.List{APIVersion: schema.APIVersion, Kind: k.kind + "List", Items: items})
 }
 
 func (k *kind) get(w http.ResponseWriter, r *http.Request, c *call) error {

@@ -137,9 +137,12 @@ type Server struct {
 
 	metrics *metrics
 	hooks   webhookGuard
-	router  *httprouter.Router
-	routes  []route
-	csrf    *http.CrossOriginProtection
+	// index keeps the counts of /v1/status and the machines' workflows
+	// current from the event log.
+	index  fleetIndex
+	router *httprouter.Router
+	routes []route
+	csrf   *http.CrossOriginProtection
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -286,6 +289,37 @@ func (s *Server) Close() {
 	s.stop()
 	s.mu.Unlock()
 }
+
+// MountUI serves h, the web dashboard (package api/ui), at /ui/ on the
+// API's router: one listener, one set of tokens. h does its own sign-in
+// and reaches the API through Handler, so every read and action passes
+// the same route table and role checks as a REST call. Call it before
+// serving.
+func (s *Server) MountUI(h http.Handler) {
+	serve := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h.ServeHTTP(w, r) }
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		s.router.Handle(m, "/ui", serve)
+		s.router.Handle(m, "/ui/*path", serve)
+	}
+}
+
+// Authenticate returns the principal of an API token as the route checks
+// see it: the anonymous admin when the server runs without tokens,
+// EUNAUTHORIZED for a token it does not know. The dashboard uses it at
+// sign-in and to show only the actions a role may take.
+func (s *Server) Authenticate(token string) (*Principal, error) {
+	if s.auth == nil {
+		return anonymous(), nil
+	}
+	if p, ok := s.auth.Authenticate(token); ok {
+		return p, nil
+	}
+	return nil, Errorf(state.EUNAUTHORIZED, "the API token is not valid")
+}
+
+// TokensRequired reports whether requests need an API token (the server
+// has an auth file).
+func (s *Server) TokensRequired() bool { return s.auth != nil }
 
 // RouteInfo describes one route, for documentation and tests.
 type RouteInfo struct {

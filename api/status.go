@@ -107,9 +107,9 @@ func (s *Server) handleResume(w http.ResponseWriter, r *http.Request, c *call) e
 	return s.handleStatus(w, r, c)
 }
 
-// status gathers the server's status. It reads every object and run: the
-// fleet is bounded, and status is asked for by people and dashboards, not in
-// a hot loop.
+// status gathers the server's status. The counts come from the fleet
+// index (fleetindex.go), brought up to date from the event log: a status of
+// a 10,000-machine fleet reads what changed, not every object and run.
 func (s *Server) status(ctx context.Context) (*client.Status, error) {
 	ss, err := s.store.SyncStatus(ctx)
 	if err != nil {
@@ -150,56 +150,27 @@ func (s *Server) status(ctx context.Context) (*client.Status, error) {
 		out.Objects[k] = map[string]int{string(state.SourceGit): 0, string(state.SourceAPI): 0}
 	}
 
-	workflows := map[state.ObjectKey]bool{}
-	q := state.ObjectQuery{Limit: maxListLimit}
-	for {
-		page, err := s.store.ListObjects(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range page.Objects {
-			if out.Objects[o.Kind] == nil {
-				out.Objects[o.Kind] = map[string]int{}
+	err = s.index.view(ctx, s.store, func(ix *fleetIndex) {
+		for key, e := range ix.objects {
+			if out.Objects[key.Kind] == nil {
+				out.Objects[key.Kind] = map[string]int{}
 			}
-			out.Objects[o.Kind][string(o.Source)]++
-			if o.Kind == state.KindWorkflow {
-				workflows[o.Key()] = true
+			out.Objects[key.Kind][string(e.source)]++
+			if e.drift != nil {
+				out.Drift = append(out.Drift, *e.drift)
 			}
-			if ov := o.Override; ov != nil {
-				out.Drift = append(out.Drift, client.Drift{
-					Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
-					By: string(ov.By), At: ov.At, Reason: ov.Reason, Fields: specDrift(ov.GitSpec, o.Spec),
-				})
+			if key.Kind != state.KindWorkflow {
+				continue
+			}
+			if run, ok := ix.runs[key]; ok {
+				out.Workflows[string(run.state)]++
+			} else {
+				out.Workflows[noRun]++
 			}
 		}
-		if q.Continue = page.Continue; q.Continue == "" {
-			break
-		}
-	}
-
-	// Runs come in key order (namespace, workflow, number): the last run of
-	// each workflow is its latest.
-	latest := map[state.ObjectKey]state.RunState{}
-	rq := state.RunQuery{Limit: maxListLimit}
-	for {
-		page, err := s.store.ListRuns(ctx, rq)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range page.Runs {
-			latest[state.ObjectKey{Kind: state.KindWorkflow, Namespace: r.Namespace, Name: r.Workflow}] = r.State
-		}
-		if rq.Continue = page.Continue; rq.Continue == "" {
-			break
-		}
-	}
-	for key := range workflows {
-		st, ok := latest[key]
-		if !ok {
-			out.Workflows[noRun]++
-			continue
-		}
-		out.Workflows[string(st)]++
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out.Drift, func(i, j int) bool {
 		a, b := out.Drift[i], out.Drift[j]

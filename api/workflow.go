@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler"
@@ -23,6 +25,7 @@ func (s *Server) workflowKind() *kind {
 	}
 	k.runs = s.workflowRuns
 	k.decorate = s.decorateWorkflows
+	k.byHardware = s.workflowsOf
 	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
 		run, err := s.latestRun(ctx, obj)
 		if err != nil || run == nil || run.State.Terminal() {
@@ -76,6 +79,33 @@ func (s *Server) workflowRuns(ctx context.Context, old *state.Object, p *pushed,
 	run := reconciler.PendingRun(wf, reconciler.NextRunNumber(last, stored), reason)
 	p.obj.Status = reconciler.WithLastRun(p.obj.Status, run.Number)
 	return []*state.WorkflowRun{run}, nil
+}
+
+// workflowsOf returns the workflows whose hardwareRef names hw, in name
+// order, found through the fleet index.
+func (s *Server) workflowsOf(ctx context.Context, hw state.ObjectKey) ([]*state.Object, error) {
+	var keys []state.ObjectKey
+	err := s.index.view(ctx, s.store, func(ix *fleetIndex) {
+		for wk := range ix.machines[hw] {
+			keys = append(keys, wk)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(keys, func(a, b state.ObjectKey) int { return strings.Compare(a.Name, b.Name) })
+	out := make([]*state.Object, 0, len(keys))
+	for _, key := range keys {
+		o, err := s.store.GetObject(ctx, key)
+		if state.ErrorCode(err) == state.ENOTFOUND {
+			continue // deleted since the index was read
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // latestRun returns a workflow's latest run, nil if it never ran.

@@ -183,7 +183,7 @@ func newIPMIFixture(t *testing.T, workflow string) *ipmiFixture {
 }
 
 // writeFiles writes a repository's files under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))

@@ -28,10 +28,11 @@ func buildBinary(t *testing.T, name, dir string) string {
 	return bin
 }
 
-// startWorker runs tink-worker with the process runtime for machine id.
-func startWorker(t *testing.T, bin, server, id string) *exec.Cmd {
+// startWorker runs tink-worker with the process runtime for machine id,
+// with env added to its environment (TINK_TOKEN=...).
+func startWorker(t *testing.T, bin, server, id string, env ...string) *exec.Cmd {
 	t.Helper()
-	return startProcessWorkerIn(t, bin, server, id, t.TempDir())
+	return startProcessWorkerIn(t, bin, server, id, t.TempDir(), env...)
 }
 
 const e2eHardware = `apiVersion: tinkerbell.org/v1alpha1

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/api/ui"
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/bmc"
@@ -275,6 +278,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	dash, err := ui.New(ui.Config{API: m.API, Log: m.log, Snapshot: snapshotOf(m.Source)})
+	if err != nil {
+		return err
+	}
+	m.API.MountUI(dash)
 	m.ln, err = net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
@@ -333,6 +341,18 @@ func (m *Main) Close() error {
 		errs = append(errs, m.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// snapshotOf gives the dashboard's review page the source's latest
+// snapshot: the repository of the last attempted revision.
+func snapshotOf(src gitsource.Source) func(r *http.Request) (string, fs.FS, error) {
+	return func(r *http.Request) (string, fs.FS, error) {
+		snap, err := src.Snapshot(r.Context())
+		if err != nil {
+			return "", nil, err
+		}
+		return snap.Revision, snap.FS(), nil
+	}
 }
 
 // sourceStatus reports the source's state to the API's /v1/status.

@@ -13,10 +13,14 @@ import (
 )
 
 // startProcessWorkerIn runs tink-worker with the process runtime and the
-// given work directory, which a restarted worker shares with the first.
-func startProcessWorkerIn(t *testing.T, bin, server, id, workDir string) *exec.Cmd {
+// given work directory, which a restarted worker shares with the first,
+// and env added to its environment (TINK_TOKEN=...).
+func startProcessWorkerIn(t *testing.T, bin, server, id, workDir string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", workDir, "--wait", "1s")
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tinkops/tinkops/api/client"
 )
 
 func newDiffCommand(g *globals) *cobra.Command {
@@ -90,11 +87,8 @@ validation errors included, printed as file:line:column: field: message).`,
 	return cmd
 }
 
-// maxArchive bounds what diff sends (the server's limit).
-const maxArchive = 64 << 20
-
-// packRepository packs the files schema.Load reads (.yaml, .yml, .json,
-// .cue; hidden directories and cue.mod left out) into a gzipped tar.
+// packRepository packs the working tree at dir as client.PackRepository
+// does.
 func packRepository(dir string) ([]byte, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -103,55 +97,5 @@ func packRepository(dir string) ([]byte, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("read repository: %s is not a directory", dir)
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if rel != "." && (strings.HasPrefix(name, ".") || name == "cue.mod") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch strings.ToLower(filepath.Ext(name)) {
-		case ".yaml", ".yml", ".json", ".cue":
-		default:
-			return nil
-		}
-		if strings.HasPrefix(name, ".") || !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(b); err != nil {
-			return err
-		}
-		if buf.Len() > maxArchive {
-			return fmt.Errorf("the repository is larger than %d MiB compressed", maxArchive>>20)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read repository: %w", err)
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return client.PackRepository(os.DirFS(dir))
 }
