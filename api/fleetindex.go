@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -43,6 +44,9 @@ type fleetIndex struct {
 	// machines maps a hardware key to the workflows whose hardwareRef
 	// names it.
 	machines map[state.ObjectKey]map[state.ObjectKey]struct{}
+	// byMAC maps a MAC to the workflows whose hardwareMap names it: their
+	// runs may hold that MAC's machine too (tasks on several machines).
+	byMAC map[string]map[state.ObjectKey]struct{}
 	// reloads and fetched count full listings and records read again, for
 	// tests.
 	reloads, fetched int
@@ -57,6 +61,8 @@ type indexEntry struct {
 	// its latest run (0: never ran).
 	hardware state.ObjectKey
 	lastRun  int
+	// macs are a workflow's hardwareMap values.
+	macs []string
 }
 
 // indexRun is a workflow's newest run.
@@ -160,6 +166,7 @@ func (ix *fleetIndex) reloadLocked(ctx context.Context, st state.Store, latest u
 	ix.objects = map[state.ObjectKey]*indexEntry{}
 	ix.runs = map[state.ObjectKey]indexRun{}
 	ix.machines = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
+	ix.byMAC = map[string]map[state.ObjectKey]struct{}{}
 	q := state.ObjectQuery{Limit: maxListLimit}
 	for {
 		page, err := st.ListObjects(ctx, q)
@@ -205,12 +212,11 @@ func (ix *fleetIndex) setLocked(o *state.Object) {
 		_, hw := workflowRefs(o)
 		e.hardware = state.ObjectKey{Kind: state.KindHardware, Namespace: o.Namespace, Name: hw}
 		e.lastRun = reconciler.LastRun(o)
-		set := ix.machines[e.hardware]
-		if set == nil {
-			set = map[state.ObjectKey]struct{}{}
-			ix.machines[e.hardware] = set
+		e.macs = hardwareMapMACs(o)
+		addTo(ix.machines, e.hardware, key)
+		for _, mac := range e.macs {
+			addTo(ix.byMAC, mac, key)
 		}
-		set[key] = struct{}{}
 	}
 	ix.objects[key] = e
 }
@@ -221,11 +227,42 @@ func (ix *fleetIndex) removeLocked(key state.ObjectKey) {
 	if e == nil {
 		return
 	}
-	if set := ix.machines[e.hardware]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(ix.machines, e.hardware)
-		}
+	removeFrom(ix.machines, e.hardware, key)
+	for _, mac := range e.macs {
+		removeFrom(ix.byMAC, mac, key)
 	}
 	delete(ix.objects, key)
+}
+
+// addTo adds key to the set m[k].
+func addTo[K comparable](m map[K]map[state.ObjectKey]struct{}, k K, key state.ObjectKey) {
+	set := m[k]
+	if set == nil {
+		set = map[state.ObjectKey]struct{}{}
+		m[k] = set
+	}
+	set[key] = struct{}{}
+}
+
+// removeFrom removes key from the set m[k], and the set once empty.
+func removeFrom[K comparable](m map[K]map[state.ObjectKey]struct{}, k K, key state.ObjectKey) {
+	if set := m[k]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// hardwareMapMACs returns the values of a stored workflow's hardwareMap.
+func hardwareMapMACs(o *state.Object) []string {
+	var spec struct {
+		HardwareMap map[string]string `json:"hardwareMap"`
+	}
+	_ = json.Unmarshal(o.Spec, &spec) // a stored workflow was validated when written
+	out := make([]string, 0, len(spec.HardwareMap))
+	for _, mac := range spec.HardwareMap {
+		out = append(out, mac)
+	}
+	return out
 }

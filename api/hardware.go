@@ -84,32 +84,56 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 			}
 		}
 	}
-	wfs, err := s.listAll(ctx, state.KindWorkflow)
+	// The workflows that name the page's machines (by hardwareRef, or by
+	// a MAC in their hardwareMap), with their latest run numbers, come
+	// from the fleet index; their runs from the store. A page of a large
+	// fleet reads its own machines' runs, not every workflow.
+	type candidate struct {
+		key    state.ObjectKey
+		i      int
+		ok     bool  // the workflow's hardwareRef is machine i
+		others []int // other machines of the page its hardwareMap names
+		n      int
+	}
+	var cands []candidate
+	err := s.index.view(ctx, s.store, func(ix *fleetIndex) {
+		seen := map[state.ObjectKey]bool{}
+		add := func(wk state.ObjectKey) {
+			e := ix.objects[wk]
+			if seen[wk] || e == nil || e.lastRun == 0 {
+				return
+			}
+			seen[wk] = true
+			c := candidate{key: wk, n: e.lastRun}
+			c.i, c.ok = want[e.hardware]
+			for _, mac := range e.macs {
+				if j, found := byMAC[mac]; found && (!c.ok || j != c.i) {
+					c.others = append(c.others, j)
+				}
+			}
+			if c.ok || len(c.others) > 0 {
+				cands = append(cands, c)
+			}
+		}
+		for hw := range want {
+			for wk := range ix.machines[hw] {
+				add(wk)
+			}
+		}
+		for mac := range byMAC {
+			for wk := range ix.byMAC[mac] {
+				add(wk)
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
 	best := make(map[int]*state.WorkflowRun)
 	own := make(map[int][]*state.WorkflowRun) // runs of the machine's own workflows
-	for _, wf := range wfs {
-		var spec struct {
-			HardwareRef string            `json:"hardwareRef"`
-			HardwareMap map[string]string `json:"hardwareMap"`
-		}
-		_ = json.Unmarshal(wf.Spec, &spec)
-		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: spec.HardwareRef}]
-		// Machines whose MAC the workflow's hardwareMap names: its run
-		// may hold them too.
-		var others []int
-		for _, mac := range spec.HardwareMap {
-			if j, found := byMAC[mac]; found && (!ok || j != i) {
-				others = append(others, j)
-			}
-		}
-		n := reconciler.LastRun(wf)
-		if n == 0 || !ok && len(others) == 0 {
-			continue
-		}
-		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
+	for _, c := range cands {
+		i, ok, others, n := c.i, c.ok, c.others, c.n
+		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: c.key.Namespace, Workflow: c.key.Name, Number: n})
 		if state.ErrorCode(err) == state.ENOTFOUND {
 			continue
 		}
