@@ -264,7 +264,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.log.Warn("BMC secrets without an allowed-hosts file are sent to no BMC; list the BMC addresses each may go to (see SECURITY.md)",
 			"secrets", unbound, "dir", c.SecretsDir)
 	}
-	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmcConnection(m.Store),
+	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmc.StoreConnection(m.Store),
 		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.bmcCalled})
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
