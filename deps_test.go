@@ -86,6 +86,8 @@ func TestDependencyRules(t *testing.T) {
 			func(dep string) bool {
 				return under(dep, "gitsource") || under(dep, "state") && dep != "state" && !testSupport(dep)
 			}},
+		{"metrics reads state and the reconciler's hooks, never api", func(rel string) bool { return under(rel, "metrics") }, true,
+			func(dep string) bool { return under(dep, "api") }},
 		{"nothing imports cmd", func(string) bool { return true }, false,
 			func(dep string) bool { return under(dep, "cmd") }},
 	}

@@ -10,32 +10,6 @@ import (
 	"github.com/tinkops/tinkops/state"
 )
 
-// bmcConnection resolves a hardware's BMC connection: its inline bmc block,
-// or the Rufio Machine its bmcRef names, read from the store when asked
-// (a Machine changed in Git is used by the next BMC call).
-func bmcConnection(store state.Store) func(ctx context.Context, hw *schema.Hardware) (*schema.BMCConnection, error) {
-	return func(ctx context.Context, hw *schema.Hardware) (*schema.BMCConnection, error) {
-		ref := hw.Spec.BMCRef
-		if hw.Spec.BMC != nil || ref == nil {
-			return bmc.InlineConnection(ctx, hw)
-		}
-		key := state.ObjectKey{Kind: state.KindMachine, Namespace: hw.Metadata.Namespace, Name: ref.Name}
-		o, err := store.GetObject(ctx, key)
-		if state.ErrorCode(err) == state.ENOTFOUND {
-			return nil, state.Errorf(state.EINVALID, "hardware %s: bmcRef names Machine %s, which does not exist", hw.Metadata.Name, ref.Name)
-		}
-		if err != nil {
-			return nil, err
-		}
-		m, err := decode[*schema.Machine](o)
-		if err != nil {
-			return nil, err
-		}
-		conn, _ := (&schema.Set{Machines: []*schema.Machine{m}}).BMC(hw)
-		return conn, nil
-	}
-}
-
 // decode turns a stored object into its schema type T, or says it is not
 // one (a store holding the wrong kind under a key is the server's fault).
 func decode[T schema.Object](o *state.Object) (T, error) {

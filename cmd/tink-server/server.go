@@ -22,6 +22,7 @@ import (
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/api/ui"
 	"github.com/tinkops/tinkops/gitsource"
+	"github.com/tinkops/tinkops/metrics"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/leader"
@@ -234,7 +235,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	health := newStoreHealth(m.Store, m.log)
 	reg := prometheus.NewRegistry()
-	met, err := m.openMetrics(ctx, reg)
+	met, err := metrics.Open(ctx, reg, m.Store, m.log)
 	if err != nil {
 		return err
 	}
@@ -244,7 +245,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Source, err = gitsource.New(gitsource.Config{
 		Repo: c.Repo, Branch: c.Branch, Tag: c.Tag, Commit: c.Commit, Path: c.Path,
 		PollInterval: c.PollInterval, AuthDir: c.GitAuthDir,
-		CacheDir: filepath.Join(c.DataDir, "git-cache"), Logger: m.log, OnSync: met.gitSynced,
+		CacheDir: filepath.Join(c.DataDir, "git-cache"), Logger: m.log, OnSync: met.GitSynced,
 	})
 	if err != nil {
 		return fmt.Errorf("repository: %w", err)
@@ -252,7 +253,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	loader := schema.NewLoader()
 	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
-	m.Loop.OnSync = met.reconciled
+	m.Loop.OnSync = met.Reconciled
 	retries := c.BMCRetries
 	if retries == 0 {
 		retries = -1 // the flag's 0 means none; the Controller's 0 means its default
@@ -264,8 +265,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.log.Warn("BMC secrets without an allowed-hosts file are sent to no BMC; list the BMC addresses each may go to (see SECURITY.md)",
 			"secrets", unbound, "dir", c.SecretsDir)
 	}
-	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmcConnection(m.Store),
-		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.bmcCalled})
+	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmc.StoreConnection(m.Store),
+		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.BMCCalled})
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}

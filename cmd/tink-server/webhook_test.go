@@ -151,6 +151,6 @@ func TestWebhookFloodKeepsTheAuditTrail(t *testing.T) {
 	require.Equal(t, http.StatusConflict, post(body, hook("sha256="+sig, "d-1")), "a replay")
 
 	m2 := scrape(t, m)
-	require.Equal(t, 2001.0, m2.value("tink_webhook_refused_total", "reason", "signature"))
-	require.Equal(t, 1.0, m2.value("tink_webhook_refused_total", "reason", "replay"))
+	require.Equal(t, 2001.0, m2.Value("tink_webhook_refused_total", "reason", "signature"))
+	require.Equal(t, 1.0, m2.Value("tink_webhook_refused_total", "reason", "replay"))
 }

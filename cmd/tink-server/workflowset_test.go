@@ -174,10 +174,10 @@ func TestWorkflowSetRollout(t *testing.T) {
 	require.Equal(t, -1, ws.Status.Rollout.FailureBudget)
 	require.Positive(t, ws.Status.Rollout.States["PENDING"], "machines still wait")
 	fams := scrape(t, m)
-	require.Equal(t, 1.0, fams.value("tink_workflowset_paused", "set", "reimage"))
-	require.Len(t, fams.series("tink_workflowset_failure_budget", "set", "reimage"), 1)
-	require.Equal(t, -1.0, fams.value("tink_workflowset_failure_budget", "set", "reimage"))
-	require.Equal(t, 3.0, fams.value("tink_workflowset_machines", "set", "reimage", "state", "FAILED"))
+	require.Equal(t, 1.0, fams.Value("tink_workflowset_paused", "set", "reimage"))
+	require.Len(t, fams.Series("tink_workflowset_failure_budget", "set", "reimage"), 1)
+	require.Equal(t, -1.0, fams.Value("tink_workflowset_failure_budget", "set", "reimage"))
+	require.Equal(t, 3.0, fams.Value("tink_workflowset_machines", "set", "reimage", "state", "FAILED"))
 
 	evs := allEvents(t, m.Store)
 	var failures []uint64

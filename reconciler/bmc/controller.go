@@ -194,8 +194,8 @@ func New(cfg Config) (*Controller, error) {
 }
 
 // InlineConnection is the default Config.Connection: the hardware's inline
-// bmc block. A bmcRef needs the Machines of the desired set, which only
-// the server has.
+// bmc block. A bmcRef needs the Machines of the desired set, which
+// StoreConnection reads from the server's store.
 func InlineConnection(_ context.Context, hw *schema.Hardware) (*schema.BMCConnection, error) {
 	if hw.Spec.BMC == nil && hw.Spec.BMCRef != nil {
 		return nil, state.Errorf(state.EINVALID, "hardware %s: bmcRef names Machine %q, but no Machine resolver is configured", hwName(hw), hw.Spec.BMCRef.Name)

@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"context"
@@ -18,16 +18,9 @@ import (
 	"github.com/tinkops/tinkops/state"
 )
 
-// Metrics beyond the API's own (api/metrics.go). The core packages know
-// nothing of Prometheus: each has an optional hook (reconciler.Loop.OnSync,
-// gitsource.Config.OnSync, workflow.Config.Observer, bmc.Config.OnCall),
-// and serverMetrics is what Open plugs into them. Everything is registered
-// on the server's own registry, never the global one, so two servers in
-// one test do not clash.
-
-// serverMetrics holds tink-server's collectors and the hooks that feed
+// Collectors holds tink-server's collectors and the hooks that feed
 // them.
-type serverMetrics struct {
+type Collectors struct {
 	reconcileTotal    *prometheus.CounterVec
 	reconcileDuration *prometheus.HistogramVec
 	gitDuration       prometheus.Histogram
@@ -41,19 +34,19 @@ type serverMetrics struct {
 	workers   workerClock
 }
 
-var _ workflow.Observer = (*serverMetrics)(nil)
+var _ workflow.Observer = (*Collectors)(nil)
 
-// openMetrics registers the server's metrics on reg and returns the hooks
-// Open hands to the source, the loop, the BMC controller and the engine.
+// Open registers the server's metrics on reg and returns the hooks the
+// server hands to the source, the loop, the BMC controller and the engine.
 // It reads the sync status, so the revision in effect shows before the
-// first sync; the inventory is kept by Run, which Open starts with the
-// other goroutines.
-func (m *Main) openMetrics(ctx context.Context, reg *prometheus.Registry) (*serverMetrics, error) {
-	sm, err := newServerMetrics(reg, m.Store, m.log)
+// first sync; the inventory is kept by Run, which the server starts with
+// its other goroutines.
+func Open(ctx context.Context, reg *prometheus.Registry, store state.Store, log *slog.Logger) (*Collectors, error) {
+	sm, err := New(reg, store, log)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	st, err := m.Store.SyncStatus(ctx)
+	st, err := store.SyncStatus(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: read sync status: %w", err)
 	}
@@ -61,14 +54,14 @@ func (m *Main) openMetrics(ctx context.Context, reg *prometheus.Registry) (*serv
 	return sm, nil
 }
 
-// newServerMetrics registers the metrics on reg, with the Go runtime and
-// process collectors (the API adds them only to a registry of its own).
-// It does no I/O.
-func newServerMetrics(reg *prometheus.Registry, store state.Store, log *slog.Logger) (*serverMetrics, error) {
+// New registers the metrics on reg, with the Go runtime and process
+// collectors (the API adds them only to a registry of its own). It does no
+// I/O; Open also reads the revision in effect from the store.
+func New(reg *prometheus.Registry, store state.Store, log *slog.Logger) (*Collectors, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sm := &serverMetrics{
+	sm := &Collectors{
 		reconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tink_reconcile_total",
 			Help: "Syncs of a revision (load, plan, apply) by result: applied, unchanged, invalid, blocked or failed.",
@@ -141,10 +134,10 @@ func bmcActions() []string {
 }
 
 // Run keeps the inventory of objects and runs until ctx ends.
-func (sm *serverMetrics) Run(ctx context.Context) error { return sm.inventory.Run(ctx) }
+func (sm *Collectors) Run(ctx context.Context) error { return sm.inventory.Run(ctx) }
 
-// reconciled is reconciler.Loop.OnSync.
-func (sm *serverMetrics) reconciled(result reconciler.SyncResult, revision string, took time.Duration) {
+// Reconciled is reconciler.Loop.OnSync.
+func (sm *Collectors) Reconciled(result reconciler.SyncResult, revision string, took time.Duration) {
 	sm.reconcileTotal.WithLabelValues(string(result)).Inc()
 	sm.reconcileDuration.WithLabelValues(string(result)).Observe(took.Seconds())
 	switch result {
@@ -155,16 +148,16 @@ func (sm *serverMetrics) reconciled(result reconciler.SyncResult, revision strin
 	}
 }
 
-// gitSynced is gitsource.Config.OnSync.
-func (sm *serverMetrics) gitSynced(took time.Duration, err error) {
+// GitSynced is gitsource.Config.OnSync.
+func (sm *Collectors) GitSynced(took time.Duration, err error) {
 	sm.gitDuration.Observe(took.Seconds())
 	if err != nil {
 		sm.gitFailures.Inc()
 	}
 }
 
-// bmcCalled is bmc.Config.OnCall.
-func (sm *serverMetrics) bmcCalled(action string, took time.Duration, ok bool) {
+// BMCCalled is bmc.Config.OnCall.
+func (sm *Collectors) BMCCalled(action string, took time.Duration, ok bool) {
 	result := "ok"
 	if !ok {
 		result = "error"
@@ -174,13 +167,13 @@ func (sm *serverMetrics) bmcCalled(action string, took time.Duration, ok bool) {
 }
 
 // ActionEnded implements workflow.Observer: an action attempt that ended.
-func (sm *serverMetrics) ActionEnded(template, action string, result state.RunState, took time.Duration) {
+func (sm *Collectors) ActionEnded(template, action string, result state.RunState, took time.Duration) {
 	sm.actionDuration.WithLabelValues(template, action, string(result)).Observe(took.Seconds())
 }
 
 // WorkerSeen implements workflow.Observer: a worker that asked for work or
 // reported.
-func (sm *serverMetrics) WorkerSeen(namespace, hardware string, at time.Time) {
+func (sm *Collectors) WorkerSeen(namespace, hardware string, at time.Time) {
 	sm.workers.see(schema.Key{Namespace: namespace, Name: hardware}, at)
 }
 

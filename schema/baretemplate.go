@@ -1,0 +1,87 @@
+package schema
+
+import (
+	"bytes"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// looksLikeBareTemplate reports whether a file is a bare Tinkerbell template
+// document (version, name, tasks at the top) rather than objects. It is
+// decided on the text, because a template's {{ }} need not be valid YAML.
+func looksLikeBareTemplate(b []byte) bool {
+	hasTasks, hasKind := false, false
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("tasks:")):
+			hasTasks = true
+		case bytes.HasPrefix(line, []byte("kind:")), bytes.HasPrefix(line, []byte("apiVersion:")):
+			hasKind = true
+		}
+	}
+	return hasTasks && !hasKind
+}
+
+// loadBareTemplate reads a bare template document: the whole file is the
+// template text, named by its name field.
+func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) {
+	var e errs
+	text := string(b)
+	t := &Template{
+		TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindTemplate},
+		Spec:     TemplateSpec{Data: &text},
+		Bare:     true,
+		dataLine: 1,
+		dataCol:  1,
+	}
+	pos := Pos{File: file, Line: 1, Column: 1}
+	spots := map[string]Pos{"spec.data": pos}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil && len(root.Content) > 0 && deref(root.Content[0]).Kind == yaml.MappingNode {
+		t.dataNode = deref(root.Content[0])
+		if nameNode := scalarField(t.dataNode, "name"); nameNode != nil {
+			t.Metadata.Name = nameNode.Value
+			spots["metadata.name"] = Pos{File: file, Line: nameNode.Line, Column: nameNode.Column}
+		}
+	} else {
+		// Not YAML until rendered: read the name line as text.
+		for i, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, "name:"); ok {
+				v = strings.TrimSpace(v)
+				col := strings.Index(line, v) + 1
+				t.Metadata.Name = strings.Trim(v, `"'`)
+				spots["metadata.name"] = Pos{File: file, Line: i + 1, Column: col}
+				break
+			}
+		}
+	}
+	t.source = source{pos: pos, spots: spots, id: l.ids.Add(1)}
+	if t.Metadata.Name == "" {
+		e.add(pos, "name", "a template document needs a name")
+		return nil, e.list
+	}
+	if !validName(t.Metadata.Name) {
+		e.add(t.at("metadata.name"), "name", "%q is not a valid template name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)", t.Metadata.Name)
+	}
+	e.list = append(e.list, l.checkTemplateText(t)...)
+	for _, x := range e.list {
+		x.Object = KindTemplate + "/" + t.Metadata.Name
+	}
+	return t, e.list
+}
+
+// parsedTemplate caches a template's parse for all the workflows that use it.
+type parsedTemplate struct {
+	tmpl *Program
+	err  error
+	// readsObject is false when the text cannot refer to .hardware (the
+	// whole object as maps), which then need not be built per render.
+	readsObject bool
+}
