@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all build run test bench fuzz lint clean image demo
+.PHONY: all build run test bench fuzz lint clean image demo proto
 
 all: build
 
@@ -53,6 +53,22 @@ image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .image/bin/ $(addprefix ./cmd/,$(CMDS))
 	cp /etc/ssl/certs/ca-certificates.crt .image/ 2>/dev/null || touch .image/ca-certificates.crt
 	docker build --target local -t $(IMAGE) .
+
+# proto regenerates the Go code of Tinkerbell's WorkflowService (committed)
+# with pinned generators and Debian's protoc 3.21 (apt-get install
+# protobuf-compiler libprotobuf-dev).
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+PROTO_DIR          := api/tinkgrpc/tinkpb
+
+proto:
+	@mkdir -p $(BIN)/proto
+	GOBIN=$(CURDIR)/$(BIN)/proto $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/$(BIN)/proto $(GO) install $(PROTOC_GEN_GO_GRPC)
+	protoc -I $(PROTO_DIR) -I /usr/include \
+		--plugin=protoc-gen-go=$(BIN)/proto/protoc-gen-go --go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
+		--plugin=protoc-gen-go-grpc=$(BIN)/proto/protoc-gen-go-grpc --go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/workflow.proto
 
 clean:
 	rm -rf $(BIN) tink-data .image

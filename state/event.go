@@ -21,6 +21,9 @@ const (
 	EventBMC         EventType = "bmc"
 	EventSync        EventType = "sync"
 	EventError       EventType = "error"
+	// EventAgent says what a Tinkerbell agent was refused, or that its
+	// report was stale and changed nothing.
+	EventAgent EventType = "agent"
 )
 
 // Actor says who caused a change: "git", "reconciler", "api:<user>" or

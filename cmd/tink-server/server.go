@@ -62,6 +62,8 @@ type Config struct {
 	LogFormat string
 	// Config is the YAML config file the settings were read from, if any.
 	Config string
+	// Agents configures the front door for Tinkerbell's agent.
+	Agents AgentsConfig
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -82,6 +84,7 @@ type Main struct {
 	API    *api.Server
 
 	ln     net.Listener
+	grpcLn net.Listener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -128,6 +131,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
+	m.agentFlags(fs)
 	withEnvUsage(fs)
 	getenv := m.Getenv
 	if getenv == nil {
@@ -164,6 +168,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.BMCRetries < 0 {
 		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
+	}
+	if err := c.Agents.check(); err != nil {
+		return err
 	}
 	if c.SecretsDir != "" {
 		if fi, err := os.Stat(c.SecretsDir); err != nil || !fi.IsDir() {
@@ -221,9 +228,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
+	agents := m.newAgents()
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
+		GRPC:   agents.handler(),
 		Backup: func(ctx context.Context, w io.Writer) error { _, err := m.Store.Backup(ctx, w); return err }})
 	if err != nil {
 		return err
@@ -246,6 +255,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		})
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
+	if err := m.serveAgents(runCtx, agents); err != nil {
+		return err
+	}
 	scheme := "http"
 	if c.TLSCert != "" {
 		scheme = "https"

@@ -19,8 +19,9 @@ type Report = state.WorkerReport
 // maxMessage bounds what a report may store (the tail of the output).
 const maxMessage = 4 << 10
 
-// Resolve finds the hardware a worker id names: its name, or one of its
-// MACs. ENOTFOUND when none does.
+// Resolve finds the hardware a worker id names: its name, one of its MACs
+// or its spec.agentID (the id Tinkerbell's agent sends). ENOTFOUND when
+// none does.
 func (e *Engine) Resolve(ctx context.Context, id string) (*schema.Hardware, error) {
 	return e.hardwareFor(ctx, id)
 }
@@ -62,7 +63,7 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	key, known := e.macs[id]
 	e.macMu.Unlock()
 	if known {
-		if hw, err := get(key); err == nil && hw.HasMAC(id) {
+		if hw, err := get(key); err == nil && (hw.HasMAC(id) || hw.Spec.AgentID == id) {
 			return remember(hw), nil
 		}
 	}
@@ -84,6 +85,11 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 				}
 				for _, m := range h.(*schema.Hardware).MACs() {
 					macs[m] = o.Key()
+				}
+				if a := h.(*schema.Hardware).Spec.AgentID; a != "" {
+					if _, taken := macs[a]; !taken {
+						macs[a] = o.Key() // a MAC wins over another machine's agentID
+					}
 				}
 			}
 			if cont = page.Continue; cont == "" {
