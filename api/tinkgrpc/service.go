@@ -146,7 +146,7 @@ func (s *Service) response(a *state.WorkerAction, agentID string) *tinkpb.Action
 		wf = a.Namespace + "/" + a.Workflow
 	}
 	resp := &tinkpb.ActionResponse{
-		WorkflowId: wf, TaskId: a.Task, AgentId: agentID, ActionId: actionID(a.Run, a.Action, a.Attempt),
+		WorkflowId: wf, TaskId: a.Task, AgentId: agentID, ActionId: actionID(wf, a.Run, a.Action, a.Attempt),
 		Name: a.Name, Image: a.Image, Timeout: timeout, Command: a.Command, Volumes: a.Volumes, Environment: env,
 		Pid: a.Pid, // older agents read pid, newer ones namespaces
 	}
@@ -156,11 +156,13 @@ func (s *Service) response(a *state.WorkerAction, agentID string) *tinkpb.Action
 	return resp
 }
 
-// actionID is the action_id the agent echoes: run, action index and
-// attempt, which the engine needs to tell a stale report from a current
-// one.
-func actionID(run, action, attempt int) string {
-	return fmt.Sprintf("%d.%d.%d", run, action, attempt)
+// actionID is the action_id the agent echoes: the workflow, then run,
+// action index and attempt, which the engine needs to tell a stale report
+// from a current one. The agent names its container after it, so it is
+// unique on the machine: a container left by a crashed agent never blocks
+// another workflow's action or a retry.
+func actionID(wf string, run, action, attempt int) string {
+	return fmt.Sprintf("%s/%d.%d.%d", wf, run, action, attempt)
 }
 
 // ReportActionStatus takes the state of the agent's action. A report the
@@ -217,7 +219,9 @@ func report(req *tinkpb.ActionStatusRequest) (state.WorkerReport, error) {
 	} else {
 		rep.Workflow = wf
 	}
-	parts := strings.Split(req.GetActionId(), ".")
+	aid := req.GetActionId()
+	i := strings.LastIndex(aid, "/")
+	parts := strings.Split(aid[i+1:], ".")
 	nums := make([]int, 0, 3)
 	for _, p := range parts {
 		n, err := strconv.Atoi(p)
@@ -226,8 +230,8 @@ func report(req *tinkpb.ActionStatusRequest) (state.WorkerReport, error) {
 		}
 		nums = append(nums, n)
 	}
-	if rep.Workflow == "" || len(parts) != 3 || len(nums) != 3 {
-		return rep, state.Errorf(state.EINVALID, "workflow_id %q and action_id %q are not ids this server handed out (want workflow and run.action.attempt)", wf, req.GetActionId())
+	if rep.Workflow == "" || i < 0 || aid[:i] != wf || len(parts) != 3 || len(nums) != 3 {
+		return rep, state.Errorf(state.EINVALID, "workflow_id %q and action_id %q are not ids this server handed out (want workflow and workflow/run.action.attempt)", wf, aid)
 	}
 	rep.Run, rep.Action, rep.Attempt = nums[0], nums[1], nums[2]
 	rep.Message = req.GetMessage().GetMessage()

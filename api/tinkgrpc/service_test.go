@@ -155,6 +155,7 @@ func TestGetActionTwiceBeforeReport(t *testing.T) {
 	require.Equal(t, mac, a.AgentId, "the agent echoes agent_id in its reports")
 	require.Equal(t, "wf-1", a.WorkflowId)
 	require.Equal(t, "disk", a.TaskId)
+	require.Equal(t, "wf-1/1.0.1", a.ActionId, "workflow, run, action and attempt: unique on the machine, as the agent's container name")
 	require.Equal(t, "wipe", a.Name)
 	require.Equal(t, "wipe:v1", a.Image)
 	require.Equal(t, int64(60), a.Timeout)
