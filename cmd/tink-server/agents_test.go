@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/tinkops/tinkops/api/tinkgrpc/tinkpb"
+)
+
+func agentClient(t *testing.T, addr string) tinkpb.WorkflowServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return tinkpb.NewWorkflowServiceClient(conn)
+}
+
+// TestAgentsOffByDefault: without --tinkerbell-agents, an agent that
+// reaches the API port is told why it is not served, and REST goes on
+// on the same port.
+func TestAgentsOffByDefault(t *testing.T) {
+	s := newScenario(t)
+	s.write("hardware/node-01.yaml", agentHardware)
+	m := MustRunMain(t, s.repo)
+	waitReady(t, m)
+	_, err := agentClient(t, m.Addr()).GetAction(context.Background(), &tinkpb.ActionRequest{AgentId: agentMAC})
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "start it with --tinkerbell-agents")
+	code, _ := get(t, m, "/v1/status")
+	require.Equal(t, http.StatusOK, code)
+}
+
+// TestAgentsOnAPIPortAndGRPCListen: with --tinkerbell-agents the agent's
+// calls are served on the API port (h2c beside HTTP/1.1 REST) and on
+// --grpc-listen, by the same engine: the same action on both.
+func TestAgentsOnAPIPortAndGRPCListen(t *testing.T) {
+	s := newScenario(t)
+	s.write("hardware/node-01.yaml", agentHardware)
+	agentWorkflow(s, "wf", "busybox:test", 30, "true")
+	m := MustRunMain(t, s.repo, "--tinkerbell-agents", "--grpc-listen", "127.0.0.1:0")
+	waitReady(t, m)
+	require.NotEmpty(t, m.GRPCAddr())
+	ctx := context.Background()
+	var a *tinkpb.ActionResponse
+	require.Eventually(t, func() bool {
+		var err error
+		a, err = agentClient(t, m.Addr()).GetAction(ctx, &tinkpb.ActionRequest{AgentId: agentMAC})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Equal(t, "wf-1", a.Name)
+	b, err := agentClient(t, m.GRPCAddr()).GetAction(ctx, &tinkpb.ActionRequest{AgentId: agentMAC})
+	require.NoError(t, err)
+	require.Equal(t, a.ActionId, b.ActionId)
+	code, _ := get(t, m, "/v1/status")
+	require.Equal(t, http.StatusOK, code)
+}
+
+func TestGRPCListenNeedsAgents(t *testing.T) {
+	m := NewMain(io.Discard, io.Discard)
+	err := m.ParseFlags([]string{"--repo", ".", "--grpc-listen", "127.0.0.1:0"})
+	require.EqualError(t, err, "--grpc-listen serves Tinkerbell agents: it needs --tinkerbell-agents")
+}
