@@ -289,6 +289,9 @@ func (s *Service) admit(ctx context.Context, call, id string, unknown string) (*
 func (s *Service) refuse(ctx context.Context, call, id string, from netip.Addr, hw *schema.Hardware, reason string, err error) {
 	s.cfg.Log.Warn("agent refused", "call", call, "agent", id, "from", addrText(from), "err", state.ErrorMessage(err))
 	key := call + "\x00" + reason + "\x00" + id + "\x00" + addrText(from)
+	if reason == "disabled" {
+		key = reason // a fleet of agents at a server that serves none: one event a minute says it
+	}
 	now := s.cfg.Now()
 	s.mu.Lock()
 	last, seen := s.refused[key]
