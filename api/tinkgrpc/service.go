@@ -22,6 +22,7 @@ package tinkgrpc
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -79,7 +80,8 @@ type Service struct {
 	cfg Config
 
 	mu      sync.Mutex
-	refused map[string]time.Time // last refusal event per agent and reason
+	refused map[string]time.Time                  // last refusal event per agent and reason
+	attrs   map[state.ObjectKey][sha256.Size]byte // agent attributes last kept per hardware
 }
 
 var _ tinkpb.WorkflowServiceServer = (*Service)(nil)
@@ -92,7 +94,7 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, refused: map[string]time.Time{}}
+	return &Service{cfg: cfg, refused: map[string]time.Time{}, attrs: map[state.ObjectKey][sha256.Size]byte{}}
 }
 
 // Register adds the service to a gRPC server.
@@ -115,6 +117,7 @@ func (s *Service) GetAction(ctx context.Context, req *tinkpb.ActionRequest) (*ti
 	if err != nil {
 		return nil, api.GRPCError(err)
 	}
+	s.keepAttributes(ctx, hw, id, req.GetAgentAttributes())
 	a, err := s.cfg.Engine.Next(ctx, hw.Metadata.Name, 0)
 	if err != nil {
 		return nil, api.GRPCError(err)

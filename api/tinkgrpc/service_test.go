@@ -2,6 +2,7 @@ package tinkgrpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -319,4 +320,50 @@ func TestRefusals(t *testing.T) {
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
 		require.True(t, strings.Contains(status.Convert(err).Message(), "not ids this server handed out"))
 	})
+}
+
+// TestAgentAttributesKept: what the agent discovered is kept on its
+// hardware's status, written only when it changes (the agent sends it
+// with every GetAction).
+func TestAgentAttributesKept(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, tinkgrpc.Config{Enabled: true})
+	attrs := &tinkpb.AgentAttributes{
+		Cpu:     &tinkpb.CPU{TotalCores: 8, TotalThreads: 16, Processors: []*tinkpb.Processor{{Vendor: "GenuineIntel", Model: "Xeon"}}},
+		Memory:  &tinkpb.Memory{Total: "64GB"},
+		Block:   []*tinkpb.Block{{Name: "sda", Size: "480GB", DriveType: "SSD"}},
+		Network: []*tinkpb.Network{{Name: "eth0", Mac: mac, Speed: "10Gbps"}},
+	}
+	key := state.ObjectKey{Kind: state.KindHardware, Name: "node-01"}
+	version := func() uint64 {
+		o, err := f.st.GetObject(ctx, key)
+		require.NoError(t, err)
+		return o.ResourceVersion
+	}
+	before := version()
+	_, err := f.client.GetAction(ctx, &tinkpb.ActionRequest{AgentId: mac, AgentAttributes: attrs})
+	require.NoError(t, err)
+	o, err := f.st.GetObject(ctx, key)
+	require.NoError(t, err)
+	require.Greater(t, o.ResourceVersion, before)
+	var st map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(o.Status, &st))
+	var kept tinkgrpc.AgentStatus
+	require.NoError(t, json.Unmarshal(st[tinkgrpc.StatusKey], &kept))
+	require.Equal(t, mac, kept.ID)
+	require.JSONEq(t, `{"cpu":{"totalCores":8,"totalThreads":16,"processors":[{"vendor":"GenuineIntel","model":"Xeon"}]},
+		"memory":{"total":"64GB"},"block":[{"name":"sda","driveType":"SSD","size":"480GB"}],
+		"network":[{"name":"eth0","mac":"52:54:00:00:00:01","speed":"10Gbps"}]}`, string(kept.Attributes))
+
+	written := o.ResourceVersion
+	for range 3 {
+		_, err = f.client.GetAction(ctx, &tinkpb.ActionRequest{AgentId: mac, AgentAttributes: attrs})
+		require.NoError(t, err)
+	}
+	require.Equal(t, written, version(), "unchanged attributes are not written again")
+
+	attrs.Memory.Total = "128GB"
+	_, err = f.client.GetAction(ctx, &tinkpb.ActionRequest{AgentId: mac, AgentAttributes: attrs})
+	require.NoError(t, err)
+	require.Greater(t, version(), written, "changed attributes are")
 }

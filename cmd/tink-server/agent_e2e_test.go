@@ -303,6 +303,21 @@ func agentScenario(t *testing.T, agent, serverBin, image string, engine *mobycli
 	require.Equal(t, "SUCCESS", run.State, run.Reason)
 	require.Equal(t, []string{"one /dev/sda 0644", "two one /dev/sda 0644", "three"}, s.lines("log"), "environment as rendered (0644 as text), host volume written and read from inside")
 	require.Positive(t, privileged.Load(), "the agent asks for privileged containers; the proxy clears it")
+	hw, err := rig.c.Get(ctx, client.Hardware, "", "node-01")
+	require.NoError(t, err)
+	var st struct {
+		Agent struct {
+			ID         string `json:"id"`
+			Attributes struct {
+				CPU struct {
+					TotalCores int `json:"totalCores"`
+				} `json:"cpu"`
+			} `json:"attributes"`
+		} `json:"agent"`
+	}
+	require.NoError(t, json.Unmarshal(hw.Status.Runtime, &st))
+	require.Equal(t, agentMAC, st.Agent.ID)
+	require.Positive(t, st.Agent.Attributes.CPU.TotalCores, "the attributes the agent discovered, decoded and kept on the hardware: %s", hw.Status.Runtime)
 
 	// A failing action and a hanging one: two more workflows for the
 	// same machine.

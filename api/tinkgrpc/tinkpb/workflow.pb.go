@@ -92,9 +92,9 @@ type ActionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// agent_id is the hardware's spec.agentID or one of its MACs.
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	// agent_attributes is what the agent discovered about its machine
-	// (Tinkerbell's AgentAttributes message); tinkops keeps it undecoded.
-	AgentAttributes []byte `protobuf:"bytes,2,opt,name=agent_attributes,json=agentAttributes,proto3" json:"agent_attributes,omitempty"`
+	// agent_attributes is what the agent discovered about its machine;
+	// tink-server keeps the latest on the hardware's status.
+	AgentAttributes *AgentAttributes `protobuf:"bytes,2,opt,name=agent_attributes,json=agentAttributes,proto3" json:"agent_attributes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -136,11 +136,879 @@ func (x *ActionRequest) GetAgentId() string {
 	return ""
 }
 
-func (x *ActionRequest) GetAgentAttributes() []byte {
+func (x *ActionRequest) GetAgentAttributes() *AgentAttributes {
 	if x != nil {
 		return x.AgentAttributes
 	}
 	return nil
+}
+
+// AgentAttributes is the machine as the agent sees it from inside.
+type AgentAttributes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cpu           *CPU                   `protobuf:"bytes,1,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Memory        *Memory                `protobuf:"bytes,2,opt,name=memory,proto3" json:"memory,omitempty"`
+	Block         []*Block               `protobuf:"bytes,3,rep,name=block,proto3" json:"block,omitempty"`
+	Network       []*Network             `protobuf:"bytes,4,rep,name=network,proto3" json:"network,omitempty"`
+	Pci           []*PCI                 `protobuf:"bytes,5,rep,name=pci,proto3" json:"pci,omitempty"`
+	Gpu           []*GPU                 `protobuf:"bytes,6,rep,name=gpu,proto3" json:"gpu,omitempty"`
+	Chassis       *Chassis               `protobuf:"bytes,7,opt,name=chassis,proto3" json:"chassis,omitempty"`
+	Bios          *BIOS                  `protobuf:"bytes,8,opt,name=bios,proto3" json:"bios,omitempty"`
+	Baseboard     *Baseboard             `protobuf:"bytes,9,opt,name=baseboard,proto3" json:"baseboard,omitempty"`
+	Product       *Product               `protobuf:"bytes,10,opt,name=product,proto3" json:"product,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentAttributes) Reset() {
+	*x = AgentAttributes{}
+	mi := &file_workflow_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentAttributes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentAttributes) ProtoMessage() {}
+
+func (x *AgentAttributes) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentAttributes.ProtoReflect.Descriptor instead.
+func (*AgentAttributes) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AgentAttributes) GetCpu() *CPU {
+	if x != nil {
+		return x.Cpu
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetMemory() *Memory {
+	if x != nil {
+		return x.Memory
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetBlock() []*Block {
+	if x != nil {
+		return x.Block
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetNetwork() []*Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetPci() []*PCI {
+	if x != nil {
+		return x.Pci
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetGpu() []*GPU {
+	if x != nil {
+		return x.Gpu
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetChassis() *Chassis {
+	if x != nil {
+		return x.Chassis
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetBios() *BIOS {
+	if x != nil {
+		return x.Bios
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetBaseboard() *Baseboard {
+	if x != nil {
+		return x.Baseboard
+	}
+	return nil
+}
+
+func (x *AgentAttributes) GetProduct() *Product {
+	if x != nil {
+		return x.Product
+	}
+	return nil
+}
+
+// CPU sums the processors.
+type CPU struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TotalCores    uint32                 `protobuf:"varint,1,opt,name=total_cores,json=totalCores,proto3" json:"total_cores,omitempty"`
+	TotalThreads  uint32                 `protobuf:"varint,2,opt,name=total_threads,json=totalThreads,proto3" json:"total_threads,omitempty"`
+	Processors    []*Processor           `protobuf:"bytes,3,rep,name=processors,proto3" json:"processors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CPU) Reset() {
+	*x = CPU{}
+	mi := &file_workflow_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CPU) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CPU) ProtoMessage() {}
+
+func (x *CPU) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CPU.ProtoReflect.Descriptor instead.
+func (*CPU) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CPU) GetTotalCores() uint32 {
+	if x != nil {
+		return x.TotalCores
+	}
+	return 0
+}
+
+func (x *CPU) GetTotalThreads() uint32 {
+	if x != nil {
+		return x.TotalThreads
+	}
+	return 0
+}
+
+func (x *CPU) GetProcessors() []*Processor {
+	if x != nil {
+		return x.Processors
+	}
+	return nil
+}
+
+// Processor is one socket.
+type Processor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Cores         uint32                 `protobuf:"varint,2,opt,name=cores,proto3" json:"cores,omitempty"`
+	Threads       uint32                 `protobuf:"varint,3,opt,name=threads,proto3" json:"threads,omitempty"`
+	Vendor        string                 `protobuf:"bytes,4,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Model         string                 `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
+	Capabilities  []string               `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Processor) Reset() {
+	*x = Processor{}
+	mi := &file_workflow_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Processor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Processor) ProtoMessage() {}
+
+func (x *Processor) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Processor.ProtoReflect.Descriptor instead.
+func (*Processor) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Processor) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Processor) GetCores() uint32 {
+	if x != nil {
+		return x.Cores
+	}
+	return 0
+}
+
+func (x *Processor) GetThreads() uint32 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+func (x *Processor) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *Processor) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *Processor) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+// Memory sizes are text such as "16GB".
+type Memory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Total         string                 `protobuf:"bytes,1,opt,name=total,proto3" json:"total,omitempty"`
+	Usable        string                 `protobuf:"bytes,2,opt,name=usable,proto3" json:"usable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Memory) Reset() {
+	*x = Memory{}
+	mi := &file_workflow_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Memory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Memory) ProtoMessage() {}
+
+func (x *Memory) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Memory.ProtoReflect.Descriptor instead.
+func (*Memory) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Memory) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *Memory) GetUsable() string {
+	if x != nil {
+		return x.Usable
+	}
+	return ""
+}
+
+// Block is a disk.
+type Block struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ControllerType    string                 `protobuf:"bytes,2,opt,name=controller_type,json=controllerType,proto3" json:"controller_type,omitempty"`
+	DriveType         string                 `protobuf:"bytes,3,opt,name=drive_type,json=driveType,proto3" json:"drive_type,omitempty"`
+	Size              string                 `protobuf:"bytes,4,opt,name=size,proto3" json:"size,omitempty"`
+	PhysicalBlockSize string                 `protobuf:"bytes,5,opt,name=physical_block_size,json=physicalBlockSize,proto3" json:"physical_block_size,omitempty"`
+	Vendor            string                 `protobuf:"bytes,6,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Model             string                 `protobuf:"bytes,7,opt,name=model,proto3" json:"model,omitempty"`
+	Wwn               string                 `protobuf:"bytes,8,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Block) Reset() {
+	*x = Block{}
+	mi := &file_workflow_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Block) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Block) ProtoMessage() {}
+
+func (x *Block) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Block.ProtoReflect.Descriptor instead.
+func (*Block) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Block) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Block) GetControllerType() string {
+	if x != nil {
+		return x.ControllerType
+	}
+	return ""
+}
+
+func (x *Block) GetDriveType() string {
+	if x != nil {
+		return x.DriveType
+	}
+	return ""
+}
+
+func (x *Block) GetSize() string {
+	if x != nil {
+		return x.Size
+	}
+	return ""
+}
+
+func (x *Block) GetPhysicalBlockSize() string {
+	if x != nil {
+		return x.PhysicalBlockSize
+	}
+	return ""
+}
+
+func (x *Block) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *Block) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *Block) GetWwn() string {
+	if x != nil {
+		return x.Wwn
+	}
+	return ""
+}
+
+// Network is a network interface.
+type Network struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Name                string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Mac                 string                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	Speed               string                 `protobuf:"bytes,3,opt,name=speed,proto3" json:"speed,omitempty"`
+	EnabledCapabilities []string               `protobuf:"bytes,4,rep,name=enabled_capabilities,json=enabledCapabilities,proto3" json:"enabled_capabilities,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_workflow_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Network) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Network) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Network) GetSpeed() string {
+	if x != nil {
+		return x.Speed
+	}
+	return ""
+}
+
+func (x *Network) GetEnabledCapabilities() []string {
+	if x != nil {
+		return x.EnabledCapabilities
+	}
+	return nil
+}
+
+// PCI is a PCI device.
+type PCI struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vendor        string                 `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Product       string                 `protobuf:"bytes,2,opt,name=product,proto3" json:"product,omitempty"`
+	Class         string                 `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	Driver        string                 `protobuf:"bytes,4,opt,name=driver,proto3" json:"driver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PCI) Reset() {
+	*x = PCI{}
+	mi := &file_workflow_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PCI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PCI) ProtoMessage() {}
+
+func (x *PCI) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PCI.ProtoReflect.Descriptor instead.
+func (*PCI) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PCI) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *PCI) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *PCI) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *PCI) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+// GPU is a graphics device.
+type GPU struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vendor        string                 `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Product       string                 `protobuf:"bytes,2,opt,name=product,proto3" json:"product,omitempty"`
+	Class         string                 `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	Driver        string                 `protobuf:"bytes,4,opt,name=driver,proto3" json:"driver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPU) Reset() {
+	*x = GPU{}
+	mi := &file_workflow_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPU) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPU) ProtoMessage() {}
+
+func (x *GPU) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPU.ProtoReflect.Descriptor instead.
+func (*GPU) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GPU) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *GPU) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *GPU) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *GPU) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+// Chassis identifies the enclosure.
+type Chassis struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Vendor        string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Chassis) Reset() {
+	*x = Chassis{}
+	mi := &file_workflow_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Chassis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Chassis) ProtoMessage() {}
+
+func (x *Chassis) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Chassis.ProtoReflect.Descriptor instead.
+func (*Chassis) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Chassis) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Chassis) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+// BIOS identifies the firmware.
+type BIOS struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vendor        string                 `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	ReleaseDate   string                 `protobuf:"bytes,3,opt,name=release_date,json=releaseDate,proto3" json:"release_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BIOS) Reset() {
+	*x = BIOS{}
+	mi := &file_workflow_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BIOS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BIOS) ProtoMessage() {}
+
+func (x *BIOS) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BIOS.ProtoReflect.Descriptor instead.
+func (*BIOS) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BIOS) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *BIOS) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BIOS) GetReleaseDate() string {
+	if x != nil {
+		return x.ReleaseDate
+	}
+	return ""
+}
+
+// Baseboard identifies the mainboard.
+type Baseboard struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vendor        string                 `protobuf:"bytes,1,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Product       string                 `protobuf:"bytes,2,opt,name=product,proto3" json:"product,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	SerialNumber  string                 `protobuf:"bytes,4,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Baseboard) Reset() {
+	*x = Baseboard{}
+	mi := &file_workflow_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Baseboard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Baseboard) ProtoMessage() {}
+
+func (x *Baseboard) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Baseboard.ProtoReflect.Descriptor instead.
+func (*Baseboard) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Baseboard) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *Baseboard) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *Baseboard) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Baseboard) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
+	}
+	return ""
+}
+
+// Product identifies the system.
+type Product struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Vendor        string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	SerialNumber  string                 `protobuf:"bytes,3,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Product) Reset() {
+	*x = Product{}
+	mi := &file_workflow_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Product) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Product) ProtoMessage() {}
+
+func (x *Product) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Product.ProtoReflect.Descriptor instead.
+func (*Product) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Product) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Product) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *Product) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
+	}
+	return ""
 }
 
 // ActionResponse is one action to run. The agent echoes workflow_id,
@@ -173,7 +1041,7 @@ type ActionResponse struct {
 
 func (x *ActionResponse) Reset() {
 	*x = ActionResponse{}
-	mi := &file_workflow_proto_msgTypes[1]
+	mi := &file_workflow_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +1053,7 @@ func (x *ActionResponse) String() string {
 func (*ActionResponse) ProtoMessage() {}
 
 func (x *ActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[1]
+	mi := &file_workflow_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +1066,7 @@ func (x *ActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionResponse.ProtoReflect.Descriptor instead.
 func (*ActionResponse) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{1}
+	return file_workflow_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ActionResponse) GetWorkflowId() string {
@@ -297,7 +1165,7 @@ type Namespaces struct {
 
 func (x *Namespaces) Reset() {
 	*x = Namespaces{}
-	mi := &file_workflow_proto_msgTypes[2]
+	mi := &file_workflow_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +1177,7 @@ func (x *Namespaces) String() string {
 func (*Namespaces) ProtoMessage() {}
 
 func (x *Namespaces) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[2]
+	mi := &file_workflow_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +1190,7 @@ func (x *Namespaces) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Namespaces.ProtoReflect.Descriptor instead.
 func (*Namespaces) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{2}
+	return file_workflow_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Namespaces) GetNetwork() string {
@@ -359,7 +1227,7 @@ type ActionStatusRequest struct {
 
 func (x *ActionStatusRequest) Reset() {
 	*x = ActionStatusRequest{}
-	mi := &file_workflow_proto_msgTypes[3]
+	mi := &file_workflow_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +1239,7 @@ func (x *ActionStatusRequest) String() string {
 func (*ActionStatusRequest) ProtoMessage() {}
 
 func (x *ActionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[3]
+	mi := &file_workflow_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +1252,7 @@ func (x *ActionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ActionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{3}
+	return file_workflow_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ActionStatusRequest) GetWorkflowId() string {
@@ -467,7 +1335,7 @@ type ActionMessage struct {
 
 func (x *ActionMessage) Reset() {
 	*x = ActionMessage{}
-	mi := &file_workflow_proto_msgTypes[4]
+	mi := &file_workflow_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +1347,7 @@ func (x *ActionMessage) String() string {
 func (*ActionMessage) ProtoMessage() {}
 
 func (x *ActionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[4]
+	mi := &file_workflow_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +1360,7 @@ func (x *ActionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionMessage.ProtoReflect.Descriptor instead.
 func (*ActionMessage) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{4}
+	return file_workflow_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ActionMessage) GetMessage() string {
@@ -511,7 +1379,7 @@ type ActionStatusResponse struct {
 
 func (x *ActionStatusResponse) Reset() {
 	*x = ActionStatusResponse{}
-	mi := &file_workflow_proto_msgTypes[5]
+	mi := &file_workflow_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +1391,7 @@ func (x *ActionStatusResponse) String() string {
 func (*ActionStatusResponse) ProtoMessage() {}
 
 func (x *ActionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[5]
+	mi := &file_workflow_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,17 +1404,90 @@ func (x *ActionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ActionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{5}
+	return file_workflow_proto_rawDescGZIP(), []int{17}
 }
 
 var File_workflow_proto protoreflect.FileDescriptor
 
 const file_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x0eworkflow.proto\x12\x05proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n" +
+	"\x0eworkflow.proto\x12\x05proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
 	"\rActionRequest\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12)\n" +
-	"\x10agent_attributes\x18\x02 \x01(\fR\x0fagentAttributes\"\xe5\x02\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12A\n" +
+	"\x10agent_attributes\x18\x02 \x01(\v2\x16.proto.AgentAttributesR\x0fagentAttributes\"\x85\x03\n" +
+	"\x0fAgentAttributes\x12\x1c\n" +
+	"\x03cpu\x18\x01 \x01(\v2\n" +
+	".proto.CPUR\x03cpu\x12%\n" +
+	"\x06memory\x18\x02 \x01(\v2\r.proto.MemoryR\x06memory\x12\"\n" +
+	"\x05block\x18\x03 \x03(\v2\f.proto.BlockR\x05block\x12(\n" +
+	"\anetwork\x18\x04 \x03(\v2\x0e.proto.NetworkR\anetwork\x12\x1c\n" +
+	"\x03pci\x18\x05 \x03(\v2\n" +
+	".proto.PCIR\x03pci\x12\x1c\n" +
+	"\x03gpu\x18\x06 \x03(\v2\n" +
+	".proto.GPUR\x03gpu\x12(\n" +
+	"\achassis\x18\a \x01(\v2\x0e.proto.ChassisR\achassis\x12\x1f\n" +
+	"\x04bios\x18\b \x01(\v2\v.proto.BIOSR\x04bios\x12.\n" +
+	"\tbaseboard\x18\t \x01(\v2\x10.proto.BaseboardR\tbaseboard\x12(\n" +
+	"\aproduct\x18\n" +
+	" \x01(\v2\x0e.proto.ProductR\aproduct\"}\n" +
+	"\x03CPU\x12\x1f\n" +
+	"\vtotal_cores\x18\x01 \x01(\rR\n" +
+	"totalCores\x12#\n" +
+	"\rtotal_threads\x18\x02 \x01(\rR\ftotalThreads\x120\n" +
+	"\n" +
+	"processors\x18\x03 \x03(\v2\x10.proto.ProcessorR\n" +
+	"processors\"\x9d\x01\n" +
+	"\tProcessor\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x14\n" +
+	"\x05cores\x18\x02 \x01(\rR\x05cores\x12\x18\n" +
+	"\athreads\x18\x03 \x01(\rR\athreads\x12\x16\n" +
+	"\x06vendor\x18\x04 \x01(\tR\x06vendor\x12\x14\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12\"\n" +
+	"\fcapabilities\x18\x06 \x03(\tR\fcapabilities\"6\n" +
+	"\x06Memory\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\tR\x05total\x12\x16\n" +
+	"\x06usable\x18\x02 \x01(\tR\x06usable\"\xe7\x01\n" +
+	"\x05Block\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x0fcontroller_type\x18\x02 \x01(\tR\x0econtrollerType\x12\x1d\n" +
+	"\n" +
+	"drive_type\x18\x03 \x01(\tR\tdriveType\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\tR\x04size\x12.\n" +
+	"\x13physical_block_size\x18\x05 \x01(\tR\x11physicalBlockSize\x12\x16\n" +
+	"\x06vendor\x18\x06 \x01(\tR\x06vendor\x12\x14\n" +
+	"\x05model\x18\a \x01(\tR\x05model\x12\x10\n" +
+	"\x03wwn\x18\b \x01(\tR\x03wwn\"x\n" +
+	"\aNetwork\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05speed\x18\x03 \x01(\tR\x05speed\x121\n" +
+	"\x14enabled_capabilities\x18\x04 \x03(\tR\x13enabledCapabilities\"e\n" +
+	"\x03PCI\x12\x16\n" +
+	"\x06vendor\x18\x01 \x01(\tR\x06vendor\x12\x18\n" +
+	"\aproduct\x18\x02 \x01(\tR\aproduct\x12\x14\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\x12\x16\n" +
+	"\x06driver\x18\x04 \x01(\tR\x06driver\"e\n" +
+	"\x03GPU\x12\x16\n" +
+	"\x06vendor\x18\x01 \x01(\tR\x06vendor\x12\x18\n" +
+	"\aproduct\x18\x02 \x01(\tR\aproduct\x12\x14\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\x12\x16\n" +
+	"\x06driver\x18\x04 \x01(\tR\x06driver\"9\n" +
+	"\aChassis\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06vendor\x18\x02 \x01(\tR\x06vendor\"[\n" +
+	"\x04BIOS\x12\x16\n" +
+	"\x06vendor\x18\x01 \x01(\tR\x06vendor\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
+	"\frelease_date\x18\x03 \x01(\tR\vreleaseDate\"|\n" +
+	"\tBaseboard\x12\x16\n" +
+	"\x06vendor\x18\x01 \x01(\tR\x06vendor\x12\x18\n" +
+	"\aproduct\x18\x02 \x01(\tR\aproduct\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12#\n" +
+	"\rserial_number\x18\x04 \x01(\tR\fserialNumber\"Z\n" +
+	"\aProduct\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12#\n" +
+	"\rserial_number\x18\x03 \x01(\tR\fserialNumber\"\xe5\x02\n" +
 	"\x0eActionResponse\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x17\n" +
@@ -609,32 +1550,56 @@ func file_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_workflow_proto_goTypes = []any{
 	(StateType)(0),                // 0: proto.StateType
 	(*ActionRequest)(nil),         // 1: proto.ActionRequest
-	(*ActionResponse)(nil),        // 2: proto.ActionResponse
-	(*Namespaces)(nil),            // 3: proto.Namespaces
-	(*ActionStatusRequest)(nil),   // 4: proto.ActionStatusRequest
-	(*ActionMessage)(nil),         // 5: proto.ActionMessage
-	(*ActionStatusResponse)(nil),  // 6: proto.ActionStatusResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*AgentAttributes)(nil),       // 2: proto.AgentAttributes
+	(*CPU)(nil),                   // 3: proto.CPU
+	(*Processor)(nil),             // 4: proto.Processor
+	(*Memory)(nil),                // 5: proto.Memory
+	(*Block)(nil),                 // 6: proto.Block
+	(*Network)(nil),               // 7: proto.Network
+	(*PCI)(nil),                   // 8: proto.PCI
+	(*GPU)(nil),                   // 9: proto.GPU
+	(*Chassis)(nil),               // 10: proto.Chassis
+	(*BIOS)(nil),                  // 11: proto.BIOS
+	(*Baseboard)(nil),             // 12: proto.Baseboard
+	(*Product)(nil),               // 13: proto.Product
+	(*ActionResponse)(nil),        // 14: proto.ActionResponse
+	(*Namespaces)(nil),            // 15: proto.Namespaces
+	(*ActionStatusRequest)(nil),   // 16: proto.ActionStatusRequest
+	(*ActionMessage)(nil),         // 17: proto.ActionMessage
+	(*ActionStatusResponse)(nil),  // 18: proto.ActionStatusResponse
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_workflow_proto_depIdxs = []int32{
-	3, // 0: proto.ActionResponse.namespaces:type_name -> proto.Namespaces
-	0, // 1: proto.ActionStatusRequest.action_state:type_name -> proto.StateType
-	7, // 2: proto.ActionStatusRequest.execution_start:type_name -> google.protobuf.Timestamp
-	7, // 3: proto.ActionStatusRequest.execution_stop:type_name -> google.protobuf.Timestamp
-	5, // 4: proto.ActionStatusRequest.message:type_name -> proto.ActionMessage
-	1, // 5: proto.WorkflowService.GetAction:input_type -> proto.ActionRequest
-	4, // 6: proto.WorkflowService.ReportActionStatus:input_type -> proto.ActionStatusRequest
-	2, // 7: proto.WorkflowService.GetAction:output_type -> proto.ActionResponse
-	6, // 8: proto.WorkflowService.ReportActionStatus:output_type -> proto.ActionStatusResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2,  // 0: proto.ActionRequest.agent_attributes:type_name -> proto.AgentAttributes
+	3,  // 1: proto.AgentAttributes.cpu:type_name -> proto.CPU
+	5,  // 2: proto.AgentAttributes.memory:type_name -> proto.Memory
+	6,  // 3: proto.AgentAttributes.block:type_name -> proto.Block
+	7,  // 4: proto.AgentAttributes.network:type_name -> proto.Network
+	8,  // 5: proto.AgentAttributes.pci:type_name -> proto.PCI
+	9,  // 6: proto.AgentAttributes.gpu:type_name -> proto.GPU
+	10, // 7: proto.AgentAttributes.chassis:type_name -> proto.Chassis
+	11, // 8: proto.AgentAttributes.bios:type_name -> proto.BIOS
+	12, // 9: proto.AgentAttributes.baseboard:type_name -> proto.Baseboard
+	13, // 10: proto.AgentAttributes.product:type_name -> proto.Product
+	4,  // 11: proto.CPU.processors:type_name -> proto.Processor
+	15, // 12: proto.ActionResponse.namespaces:type_name -> proto.Namespaces
+	0,  // 13: proto.ActionStatusRequest.action_state:type_name -> proto.StateType
+	19, // 14: proto.ActionStatusRequest.execution_start:type_name -> google.protobuf.Timestamp
+	19, // 15: proto.ActionStatusRequest.execution_stop:type_name -> google.protobuf.Timestamp
+	17, // 16: proto.ActionStatusRequest.message:type_name -> proto.ActionMessage
+	1,  // 17: proto.WorkflowService.GetAction:input_type -> proto.ActionRequest
+	16, // 18: proto.WorkflowService.ReportActionStatus:input_type -> proto.ActionStatusRequest
+	14, // 19: proto.WorkflowService.GetAction:output_type -> proto.ActionResponse
+	18, // 20: proto.WorkflowService.ReportActionStatus:output_type -> proto.ActionStatusResponse
+	19, // [19:21] is the sub-list for method output_type
+	17, // [17:19] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_workflow_proto_init() }
@@ -648,7 +1613,7 @@ func file_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workflow_proto_rawDesc), len(file_workflow_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
