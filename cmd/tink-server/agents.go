@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -47,19 +48,25 @@ func (c AgentsConfig) check() error {
 
 // agents is the running gRPC front door.
 type agents struct {
-	svc  *tinkgrpc.Service
-	http *grpc.Server // behind the API's listener (h2c or TLS there)
+	svc     *tinkgrpc.Service
+	metrics *tinkgrpc.Metrics
+	http    *grpc.Server // behind the API's listener (h2c or TLS there)
 }
 
 // newAgents builds the service over the engine; it does no I/O. Its
 // handler answers on the API port even when agents are off, so that an
 // agent pointed here by mistake hears why it is not served.
-func (m *Main) newAgents() *agents {
+func (m *Main) newAgents(reg prometheus.Registerer) (*agents, error) {
+	log := m.log.With("component", "tinkerbell-agents")
 	svc := tinkgrpc.New(tinkgrpc.Config{Engine: m.Engine, Store: m.Store, Enabled: m.Config.Agents.Enabled,
-		AnySource: m.Config.Agents.AnySource, Log: m.log.With("component", "tinkerbell-agents")})
-	g := grpc.NewServer()
+		AnySource: m.Config.Agents.AnySource, Log: log})
+	met, err := tinkgrpc.NewMetrics(reg, log)
+	if err != nil {
+		return nil, fmt.Errorf("agent metrics: %w", err)
+	}
+	g := grpc.NewServer(grpc.UnaryInterceptor(met.Interceptor()))
 	svc.Register(g)
-	return &agents{svc: svc, http: g}
+	return &agents{svc: svc, metrics: met, http: g}, nil
 }
 
 // handler serves gRPC requests that arrive on the API's listener.
@@ -72,7 +79,7 @@ func (m *Main) serveAgents(ctx context.Context, a *agents) error {
 	if c.Agents.GRPCListen == "" {
 		return nil
 	}
-	var opts []grpc.ServerOption
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(a.metrics.Interceptor())}
 	if c.TLSCert != "" {
 		creds, err := credentials.NewServerTLSFromFile(c.TLSCert, c.TLSKey)
 		if err != nil {

@@ -62,6 +62,14 @@ func TestAgentsOnAPIPortAndGRPCListen(t *testing.T) {
 	require.Equal(t, a.ActionId, b.ActionId)
 	code, _ := get(t, m, "/v1/status")
 	require.Equal(t, http.StatusOK, code)
+
+	resp, err := http.Get("http://" + m.Addr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Regexp(t, `tink_agent_calls_total\{code="OK",method="GetAction"\} 2\n`, string(body), "calls on both ports are counted")
+	require.Contains(t, string(body), "tink_agent_call_duration_seconds_bucket")
 }
 
 func TestGRPCListenNeedsAgents(t *testing.T) {

@@ -228,7 +228,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
-	agents := m.newAgents()
+	agents, err := m.newAgents(reg)
+	if err != nil {
+		return err
+	}
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
