@@ -60,14 +60,17 @@ image:
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 PROTO_DIR          := api/tinkgrpc/tinkpb
+# PROTO_OUT is where the code goes; a test generates it elsewhere to compare.
+PROTO_OUT          ?= $(PROTO_DIR)
+PROTO_BIN          ?= $(CURDIR)/$(BIN)/proto
 
 proto:
-	@mkdir -p $(BIN)/proto
-	GOBIN=$(CURDIR)/$(BIN)/proto $(GO) install $(PROTOC_GEN_GO)
-	GOBIN=$(CURDIR)/$(BIN)/proto $(GO) install $(PROTOC_GEN_GO_GRPC)
+	@mkdir -p $(PROTO_BIN)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
 	protoc -I $(PROTO_DIR) -I /usr/include \
-		--plugin=protoc-gen-go=$(BIN)/proto/protoc-gen-go --go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
-		--plugin=protoc-gen-go-grpc=$(BIN)/proto/protoc-gen-go-grpc --go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+		--plugin=protoc-gen-go=$(PROTO_BIN)/protoc-gen-go --go_out=$(PROTO_OUT) --go_opt=paths=source_relative \
+		--plugin=protoc-gen-go-grpc=$(PROTO_BIN)/protoc-gen-go-grpc --go-grpc_out=$(PROTO_OUT) --go-grpc_opt=paths=source_relative \
 		$(PROTO_DIR)/workflow.proto
 
 clean:
