@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -76,4 +80,37 @@ func TestGRPCListenNeedsAgents(t *testing.T) {
 	m := NewMain(io.Discard, io.Discard)
 	err := m.ParseFlags([]string{"--repo", ".", "--grpc-listen", "127.0.0.1:0"})
 	require.EqualError(t, err, "--grpc-listen serves Tinkerbell agents: it needs --tinkerbell-agents")
+}
+
+// TestGRPCListenTLS: with --tls-cert, --grpc-listen serves TLS with the
+// API's certificate, which the agent verifies.
+func TestGRPCListenTLS(t *testing.T) {
+	s := newScenario(t)
+	s.write("hardware/node-01.yaml", agentHardware)
+	cert, key := selfSignedCert(t)
+	m := MustRunMain(t, s.repo, "--tinkerbell-agents", "--grpc-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	pem, err := os.ReadFile(cert)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	require.Eventually(t, func() bool {
+		resp, err := hc.Get("https://" + m.Addr() + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool})
+	require.NoError(t, err)
+	conn, err := grpc.NewClient(m.GRPCAddr(), grpc.WithTransportCredentials(creds))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = tinkpb.NewWorkflowServiceClient(conn).GetAction(context.Background(), &tinkpb.ActionRequest{AgentId: agentMAC})
+	require.Equal(t, codes.NotFound, status.Code(err), "served over TLS: %v", err)
+	require.Contains(t, status.Convert(err).Message(), "no action for hardware node-01")
+
+	_, err = agentClient(t, m.GRPCAddr()).GetAction(context.Background(), &tinkpb.ActionRequest{AgentId: agentMAC})
+	require.Equal(t, codes.Unavailable, status.Code(err), "no plaintext on a TLS port")
 }
