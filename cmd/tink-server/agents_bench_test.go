@@ -18,10 +18,25 @@ import (
 // (h2c) and does what tink-agent does per action: GetAction, a RUNNING
 // report, a SUCCESS report. --agent-any-source because every simulated
 // agent calls from 127.0.0.1.
-func BenchmarkAgentsGRPC(b *testing.B) {
-	benchFleet(b, []string{"--tinkerbell-agents", "--agent-any-source"}, func(b *testing.B, m *Main) machineDriver {
+func BenchmarkAgentsGRPC(b *testing.B) { benchAgents(b, false) }
+
+// BenchmarkAgentsGRPCListen is BenchmarkAgentsGRPC with the agents on
+// --grpc-listen (gRPC's own HTTP/2 server) instead of the API port
+// (net/http's, shared with REST).
+func BenchmarkAgentsGRPCListen(b *testing.B) { benchAgents(b, true) }
+
+func benchAgents(b *testing.B, grpcListen bool) {
+	args := []string{"--tinkerbell-agents", "--agent-any-source"}
+	if grpcListen {
+		args = append(args, "--grpc-listen", "127.0.0.1:0")
+	}
+	benchFleet(b, args, func(b *testing.B, m *Main) machineDriver {
+		addr := m.Addr()
+		if grpcListen {
+			addr = m.GRPCAddr()
+		}
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
-			conn, err := grpc.NewClient(m.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				return nil, err
 			}
