@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tinkops/tinkops/reconciler"
@@ -142,16 +143,36 @@ func (e *Engine) Next(ctx context.Context, id string, wait time.Duration) (*Assi
 		e.mu.Unlock()
 		a, err := e.tryNext(ctx, hw)
 		if err != nil || a != nil {
+			e.unwait(hk, ch)
 			return a, err
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
+			e.unwait(hk, ch)
 			return nil, nil
 		case <-ctx.Done():
+			e.unwait(hk, ch)
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// unwait removes a wait that ended without a notify: a machine that asks
+// without waiting (Tinkerbell's agent does, every few seconds) would
+// otherwise leave one per ask until work comes.
+func (e *Engine) unwait(hk string, ch chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ws := e.waiters[hk]
+	if i := slices.Index(ws, ch); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(e.waiters, hk)
+		return
+	}
+	e.waiters[hk] = ws
 }
 
 func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment, error) {
