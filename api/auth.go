@@ -67,8 +67,11 @@ func (r Role) Permits(need Role) bool {
 // Principal is who made a request: the token's name and role, and for a
 // worker token the hardware it speaks for.
 type Principal struct {
-	Name     string
-	Role     Role
+	Name string
+	Role Role
+	// Hardware is the one hardware object a worker token speaks for:
+	// namespace/name, or the name alone in the default namespace (the
+	// form Workers.Resolve returns, so the two compare as strings).
 	Hardware string
 }
 
@@ -77,7 +80,8 @@ type Principal struct {
 func anonymous() *Principal { return &Principal{Name: "anonymous", Role: RoleAdmin} }
 
 // Actor is how the principal appears in events: api:<name>, or
-// worker:<hardware> for a worker token.
+// worker:<hardware> (namespace/name outside the default namespace) for a
+// worker token.
 func (p *Principal) Actor() state.Actor {
 	if p.Role == RoleWorker {
 		return state.Worker(p.Hardware)
@@ -86,8 +90,10 @@ func (p *Principal) Actor() state.Actor {
 }
 
 // Permits reports whether the principal may use a route that needs role need
-// on behalf of hardware (empty when the route is not about one machine). A
-// worker token may act only for the hardware it is bound to.
+// on behalf of hardware (empty when the route is not about one machine; else
+// namespace/name, or the name alone in the default namespace). A worker
+// token may act only for the one hardware object it is bound to: the same
+// name in another namespace is another machine.
 func (p *Principal) Permits(need Role, hardware string) bool {
 	if !p.Role.Permits(need) {
 		return false
@@ -104,7 +110,8 @@ type Token struct {
 	// Name identifies the token in events and logs.
 	Name string `yaml:"name"`
 	Role Role   `yaml:"role"`
-	// Hardware binds a worker token to one machine (required for workers,
+	// Hardware binds a worker token to one hardware object: its name in
+	// the default namespace, or namespace/name (required for workers,
 	// refused for other roles).
 	Hardware string `yaml:"hardware,omitempty"`
 	// SHA256 is the hex SHA-256 of the token (printf %s "$TOKEN" | sha256sum).
@@ -160,6 +167,10 @@ func NewAuth(tokens []Token) (*Auth, error) {
 			return nil, state.Errorf(state.EINVALID, "%s: a worker token needs the hardware it runs on (hardware: <name>)", where)
 		case t.Role != RoleWorker && t.Hardware != "":
 			return nil, state.Errorf(state.EINVALID, "%s: only worker tokens are bound to hardware", where)
+		case t.Role == RoleWorker:
+			if err := checkHardwareBinding(t.Hardware); err != nil {
+				return nil, state.Errorf(state.EINVALID, "%s: hardware %q: %s", where, t.Hardware, state.ErrorMessage(err))
+			}
 		}
 		raw, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(t.SHA256)))
 		if err != nil || len(raw) != sha256.Size {
@@ -174,6 +185,19 @@ func NewAuth(tokens []Token) (*Auth, error) {
 		a.entries = append(a.entries, authEntry{p: Principal{Name: t.Name, Role: t.Role, Hardware: t.Hardware}, hash: h})
 	}
 	return a, nil
+}
+
+// checkHardwareBinding checks a worker token's hardware: name, or
+// namespace/name, each a valid object name.
+func checkHardwareBinding(hw string) error {
+	ns, name, namespaced := strings.Cut(hw, "/")
+	if !namespaced {
+		ns, name = "", hw
+	}
+	if namespaced && ns == "" {
+		return state.Errorf(state.EINVALID, "want <name> or <namespace>/<name>")
+	}
+	return state.ObjectKey{Kind: state.KindHardware, Namespace: ns, Name: name}.Validate()
 }
 
 // maxAuthFile bounds the tokens file.

@@ -50,6 +50,8 @@ func TestLoadAuthFile(t *testing.T) {
 		{"ErrNoName", "- role: admin\n  sha256: " + hash + "\n", "token 1: name is empty"},
 		{"ErrHash", "- name: a\n  role: admin\n  sha256: s3cret\n", "token 1 (a): sha256 must be 64 hex digits"},
 		{"ErrWorkerHardware", "- name: a\n  role: worker\n  sha256: " + hash + "\n", "a worker token needs the hardware it runs on"},
+		{"ErrWorkerHardwareEmptyNamespace", "- name: a\n  role: worker\n  hardware: /node-01\n  sha256: " + hash + "\n", `hardware "/node-01": want <name> or <namespace>/<name>`},
+		{"ErrWorkerHardwareTwoSlashes", "- name: a\n  role: worker\n  hardware: a/b/c\n  sha256: " + hash + "\n", `hardware "a/b/c"`},
 		{"ErrAdminHardware", "- name: a\n  role: admin\n  hardware: n\n  sha256: " + hash + "\n", "only worker tokens are bound to hardware"},
 		{"ErrDuplicateName", "- name: a\n  role: admin\n  sha256: " + hash + "\n- name: a\n  role: viewer\n  sha256: " + api.HashToken("x") + "\n", "token 2 (a): name is already used by token 1"},
 		{"ErrDuplicateToken", "- name: a\n  role: admin\n  sha256: " + hash + "\n- name: b\n  role: viewer\n  sha256: " + hash + "\n", "token 2 (b): has the same token as token 1"},
@@ -108,6 +110,10 @@ func TestPrincipalPermits(t *testing.T) {
 	worker := &api.Principal{Name: "w1", Role: api.RoleWorker, Hardware: "node-01"}
 	require.True(t, worker.Permits(api.RoleWorker, "node-01"))
 	require.False(t, worker.Permits(api.RoleWorker, "node-02"), "a worker token for node-01 cannot act for node-02")
+	require.False(t, worker.Permits(api.RoleWorker, "other/node-01"), "node-01 of another namespace is another machine")
+	namespaced := &api.Principal{Name: "w2", Role: api.RoleWorker, Hardware: "other/node-01"}
+	require.True(t, namespaced.Permits(api.RoleWorker, "other/node-01"))
+	require.False(t, namespaced.Permits(api.RoleWorker, "node-01"))
 	for _, need := range []api.Role{api.RoleViewer, api.RoleOperator, api.RoleAdmin} {
 		require.False(t, worker.Permits(need, ""), need)
 	}
@@ -128,7 +134,8 @@ func TestRolesAgainstEveryRoute(t *testing.T) {
 	seedFleet(t, s, s.Tokens["admin"])
 
 	bodies := map[string]string{
-		"/v1/hardware":  apitest.HardwareYAML("node-09", "52:54:00:10:00:09", "10.10.1.19"),
+		// Without a BMC: only an admin may set one (TestBMCFieldsNeedAdmin).
+		"/v1/hardware":  withoutBMC(apitest.HardwareYAML("node-09", "52:54:00:10:00:09", "10.10.1.19")),
 		"/v1/templates": apitest.TemplateYAML("tmpl-09"),
 		"/v1/workflows": apitest.WorkflowYAML("wf-09", "basic", "node-02", "52:54:00:10:00:02"),
 	}
@@ -255,7 +262,7 @@ func TestNoSecretsInResponsesLogsOrEvents(t *testing.T) {
 		}
 	}
 	admin, operator := s.Tokens["admin"], s.Tokens["operator"]
-	seedFleet(t, s, operator)
+	seedFleet(t, s, admin)
 	s.UpdateRun(t, "wf-01", state.Worker("node-01"), func(r *state.WorkflowRun) {
 		r.State = state.RunFailed
 		r.Actions = apitest.Actions("52:54:00:10:00:01", "wipe")

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/state"
@@ -14,6 +16,7 @@ func (s *Server) hardwareKind() *kind {
 	k.check = func(ctx context.Context, _ *state.Object, p *pushed) error {
 		return s.checkHardware(ctx, p)
 	}
+	k.authorize = authorizeBMC
 	k.decorate = func(ctx context.Context, out []client.Object, objs []*state.Object, _ bool) error {
 		return s.decorateHardware(ctx, out, objs)
 	}
@@ -22,6 +25,48 @@ func (s *Server) hardwareKind() *kind {
 	}
 	return k
 }
+
+// bmcFields are the spec fields that say where a machine's BMC credential
+// is sent and how: the inline bmc block (address, port, protocol,
+// credentialsRef, insecureTLS) and bmcRef to a Rufio Machine.
+var bmcFields = []string{"bmc", "bmcRef"}
+
+// authorizeBMC lets only an admin create a Hardware with a BMC, or change
+// where its BMC is and which credential it uses: whoever sets these fields
+// decides where the server sends a BMC password. The secrets directory's
+// allowed-hosts files are the boundary that holds for every source (see
+// reconciler/bmc.AllowedHostsFile); this rule keeps an operator from even
+// pointing a bound secret at a BMC over TLS it does not verify.
+func authorizeBMC(old *state.Object, p *pushed, who *Principal) error {
+	if who.Role == RoleAdmin {
+		return nil
+	}
+	var before, after map[string]json.RawMessage
+	if old != nil {
+		if err := json.Unmarshal(old.Spec, &before); err != nil {
+			return fmt.Errorf("decode stored spec of %s: %w", old.Key(), err)
+		}
+	}
+	if err := json.Unmarshal(p.obj.Spec, &after); err != nil {
+		return fmt.Errorf("decode spec of %s: %w", p.obj.Key(), err)
+	}
+	for _, f := range bmcFields {
+		a, b := before[f], after[f]
+		if isNull(a) && isNull(b) || jsonEqual(a, b) {
+			continue
+		}
+		what := "change spec." + f + " of"
+		if old == nil {
+			what = "create with spec." + f
+		}
+		return Errorf(EFORBIDDEN, "token %s has role %s; only an admin may %s hardware %s: "+
+			"these fields say where the server sends a BMC credential (see SECURITY.md)", who.Name, who.Role, what, objectName(p.obj.Namespace, p.obj.Name))
+	}
+	return nil
+}
+
+// isNull reports whether a spec field is absent or null.
+func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
 // decorateHardware sets status.workflow: for each machine, its active run if
 // it has one, else the run created last.

@@ -308,3 +308,48 @@ func TestInternalErrorsShowNoDetail(t *testing.T) {
 	require.NotEmpty(t, r.Header.Get("X-Request-Id"))
 	require.Contains(t, s.Log.String(), r.Header.Get("X-Request-Id"))
 }
+
+// withoutBMC drops the bmc block of apitest.HardwareYAML.
+func withoutBMC(doc string) string {
+	return strings.Replace(doc, "  bmc: {address: 10.10.0.11, protocol: ipmi, credentialsRef: bmc-", "  # no bmc: ", 1)
+}
+
+// TestBMCFieldsNeedAdmin: whoever sets a Hardware's bmc block or bmcRef
+// decides where a BMC password is sent, so an operator may create and
+// change hardware, but only an admin may give it a BMC or change its
+// address, credential, TLS check or Machine.
+func TestBMCFieldsNeedAdmin(t *testing.T) {
+	s := apitest.MustRunServer(t, apitest.WithTokens())
+	admin, operator := s.Tokens["admin"], s.Tokens["operator"]
+	node01 := apitest.HardwareYAML("node-01", "52:54:00:10:00:01", "10.10.1.11")
+	r := do(t, s, http.MethodPost, "/v1/hardware", admin, node01)
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	rv := r.object(t).Metadata.ResourceVersion
+
+	e := do(t, s, http.MethodPost, "/v1/hardware", operator, apitest.HardwareYAML("node-02", "52:54:00:10:00:02", "10.10.1.12")).
+		apiError(t, http.StatusForbidden, "forbidden")
+	require.Equal(t, "token operator has role operator; only an admin may create with spec.bmc hardware node-02: "+
+		"these fields say where the server sends a BMC credential (see SECURITY.md)", e.Message)
+	r = do(t, s, http.MethodPost, "/v1/hardware", operator, withoutBMC(apitest.HardwareYAML("node-02", "52:54:00:10:00:02", "10.10.1.12")))
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+
+	put := func(token, doc string) response {
+		return do(t, s, http.MethodPut, "/v1/hardware/node-01", token, strings.Replace(doc, "metadata:", "metadata:\n  resourceVersion: \""+rv+"\"", 1))
+	}
+	for name, doc := range map[string]string{
+		"Address":        strings.Replace(node01, "address: 10.10.0.11", "address: 203.0.113.66", 1),
+		"CredentialsRef": strings.Replace(node01, "credentialsRef: bmc-node-01", "credentialsRef: bmc-node-02", 1),
+		"InsecureTLS":    strings.Replace(node01, "protocol: ipmi", "protocol: redfish, insecureTLS: true", 1),
+		"Removed":        withoutBMC(node01),
+		"BMCRef":         strings.Replace(withoutBMC(node01), "spec:", "spec:\n  bmcRef: {apiGroup: bmc.tinkerbell.org, kind: Machine, name: evil}", 1),
+	} {
+		t.Run("Operator"+name, func(t *testing.T) {
+			put(operator, doc).apiError(t, http.StatusForbidden, "forbidden")
+		})
+	}
+	r = put(operator, strings.Replace(node01, "rack: r1", "rack: r2", 1))
+	require.Equal(t, http.StatusOK, r.Status, "an operator changes what is not the BMC: %s", r.Body)
+	rv = r.object(t).Metadata.ResourceVersion
+	r = put(admin, strings.Replace(node01, "address: 10.10.0.11", "address: 10.10.0.12", 1))
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+}

@@ -16,7 +16,11 @@ type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	handler  http.Handler
+	// webhookRefused counts refused webhook requests by reason: the
+	// route is open to anyone, so refusals are counted here rather than
+	// written to the event log one by one.
+	webhookRefused *prometheus.CounterVec
+	handler        http.Handler
 }
 
 // newMetrics registers the API's metrics on reg; a nil reg gets a new
@@ -37,11 +41,18 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Help:    "API request latency by route; event streams count until they end.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route"}),
+		webhookRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tink_webhook_refused_total",
+			Help: "Webhook requests refused, by reason: signature (missing, malformed or wrong) or replay (a GitHub delivery id seen before).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.webhookRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, reason := range []string{refusedSignature, refusedReplay} {
+		m.webhookRefused.WithLabelValues(reason) // shown at 0 before the first refusal
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m, nil

@@ -31,6 +31,10 @@ type kind struct {
 	// about to be written (old is nil on create). It returns EINVALID with
 	// details, or a store error.
 	check func(ctx context.Context, old *state.Object, p *pushed) error
+	// authorize refuses a write that the caller's role may not make even
+	// though the route lets it write this kind (old is nil on create);
+	// EFORBIDDEN.
+	authorize func(old *state.Object, p *pushed, who *Principal) error
 	// runs returns the runs a write starts, and sets what they change in
 	// the object's status (workflows only).
 	runs func(ctx context.Context, old *state.Object, p *pushed, who *Principal) ([]*state.WorkflowRun, error)
@@ -134,6 +138,11 @@ func (k *kind) create(w http.ResponseWriter, r *http.Request, c *call) error {
 	} else if state.ErrorCode(err) != state.ENOTFOUND {
 		return err
 	}
+	if k.authorize != nil {
+		if err := k.authorize(nil, p, c.who); err != nil {
+			return err
+		}
+	}
 	if k.check != nil {
 		if err := k.check(ctx, nil, p); err != nil {
 			return err
@@ -211,6 +220,11 @@ func (k *kind) update(w http.ResponseWriter, r *http.Request, c *call) error {
 			if obj.Override.Reason != "" {
 				message += ": " + obj.Override.Reason
 			}
+		}
+	}
+	if k.authorize != nil {
+		if err := k.authorize(cur, p, c.who); err != nil {
+			return err
 		}
 	}
 	if k.check != nil {

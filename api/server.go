@@ -134,6 +134,7 @@ type Server struct {
 	grpc      http.Handler
 
 	metrics *metrics
+	hooks   webhookGuard
 	router  *httprouter.Router
 	routes  []route
 	csrf    *http.CrossOriginProtection
@@ -189,6 +190,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.keepAlive <= 0 {
 		s.keepAlive = DefaultKeepAlive
+	}
+	if s.webhook.RefusalInterval <= 0 {
+		s.webhook.RefusalInterval = DefaultRefusalInterval
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
@@ -335,6 +339,11 @@ type call struct {
 	params httprouter.Params
 	who    *Principal
 	id     string
+	// hardware is the hardware object a worker route acts for, resolved
+	// from its id once, before the role check: the handler passes this,
+	// not the id, to the engine, so the machine checked is the machine
+	// served.
+	hardware string
 }
 
 // actor is who the request's changes are recorded as.
@@ -401,12 +410,11 @@ func (s *Server) wrap(rt route) httprouter.Handle {
 				break
 			}
 			c.who, err = s.authenticate(r)
-			hw := ps.ByName(rt.hardwareParam)
-			if err == nil && rt.role == RoleWorker && c.who.Role == RoleWorker && hw != c.who.Hardware {
-				hw = s.workerHardware(r.Context(), hw)
+			if err == nil && rt.hardwareParam != "" {
+				c.hardware = s.workerHardware(r.Context(), c.who, ps.ByName(rt.hardwareParam))
 			}
-			if err == nil && !c.who.Permits(rt.role, hw) {
-				err = forbidden(c.who, rt, ps)
+			if err == nil && !c.who.Permits(rt.role, c.hardware) {
+				err = forbidden(c.who, rt, ps, c.hardware)
 			}
 		}
 		if err == nil {
@@ -419,11 +427,16 @@ func (s *Server) wrap(rt route) httprouter.Handle {
 }
 
 // forbidden says why a known token may not use a route, naming the token
-// (never showing it).
-func forbidden(p *Principal, rt route, ps httprouter.Params) error {
+// (never showing it) and, on a worker route, the hardware the route's id
+// named.
+func forbidden(p *Principal, rt route, ps httprouter.Params, hardware string) error {
 	if p.Role == RoleWorker {
 		if rt.role == RoleWorker {
-			return Errorf(EFORBIDDEN, "worker token %s is bound to hardware %s; it may not act for %s", p.Name, p.Hardware, ps.ByName(rt.hardwareParam))
+			id := ps.ByName(rt.hardwareParam)
+			if hardware != id {
+				id = fmt.Sprintf("%s (hardware %s)", id, hardware)
+			}
+			return Errorf(EFORBIDDEN, "worker token %s is bound to hardware %s; it may not act for %s", p.Name, p.Hardware, id)
 		}
 		return Errorf(EFORBIDDEN, "worker token %s may use only the worker endpoints, not %s %s", p.Name, rt.method, rt.path)
 	}

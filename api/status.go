@@ -47,7 +47,11 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ *call) e
 }
 
 // handleSync records who asked for a sync, runs it and answers with the
-// status it left.
+// status it left. A revision with errors is the answer, not a failure of
+// the call (200): the status lists every error in sync.errors, where a
+// failed call could carry only one, and tink sync exits 1 on them. The
+// syncer reports such a revision as EINVALID; an EINVALID that left no
+// errors in the status is a fault of the server.
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if s.syncer == nil {
 		return Errorf(EUNAVAILABLE, "this server has no Git source to sync")
@@ -57,10 +61,18 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c *call) err
 	if _, err := s.store.Apply(ctx, b); err != nil {
 		return err
 	}
-	if err := s.syncer.Sync(ctx); err != nil {
+	syncErr := s.syncer.Sync(ctx)
+	if syncErr != nil && state.ErrorCode(syncErr) != state.EINVALID {
+		return syncErr
+	}
+	st, err := s.status(ctx)
+	if err != nil {
 		return err
 	}
-	return s.handleStatus(w, r, c)
+	if syncErr != nil && len(st.Sync.Errors) == 0 {
+		return state.Errorf(state.EINTERNAL, "sync said the revision is invalid but recorded no errors: %s", state.ErrorMessage(syncErr))
+	}
+	return writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) handleSuspend(w http.ResponseWriter, r *http.Request, c *call) error {

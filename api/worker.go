@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tinkops/tinkops/api/client"
@@ -13,10 +14,12 @@ import (
 
 // Workers is the workflow engine as workers reach it.
 type Workers interface {
-	// Resolve returns the name of the hardware a worker id (hardware
-	// name or MAC) names; ENOTFOUND when none.
+	// Resolve returns the hardware object a worker id (hardware name,
+	// namespace/name or MAC) names, as namespace/name or the name alone
+	// in the default namespace; ENOTFOUND when none.
 	Resolve(ctx context.Context, id string) (string, error)
 	// Next waits up to wait for the machine's next action; nil when none.
+	// id is what Resolve returned.
 	Next(ctx context.Context, id string, wait time.Duration) (*client.WorkerAction, error)
 	// Report takes a report: ECONFLICT (with the reason) for a stale one
 	// or one on an ended run; EINVALID for a malformed one.
@@ -45,7 +48,7 @@ func (s *Server) handleNextAction(w http.ResponseWriter, r *http.Request, c *cal
 	defer cancel()
 	stop := context.AfterFunc(s.streams, cancel)
 	defer stop()
-	a, err := s.workers.Next(ctx, c.params.ByName("id"), wait)
+	a, err := s.workers.Next(ctx, c.hardware, wait)
 	if err != nil && s.streams.Err() != nil && r.Context().Err() == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -74,21 +77,33 @@ func (s *Server) handleReportAction(w http.ResponseWriter, r *http.Request, c *c
 	if err := dec.Decode(&rep); err != nil {
 		return Errorf(state.EINVALID, "report: %v", err)
 	}
-	if err := s.workers.Report(r.Context(), c.params.ByName("id"), rep); err != nil {
+	if err := s.workers.Report(r.Context(), c.hardware, rep); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "accepted"})
 }
 
-// workerHardware resolves a worker route's id to the hardware name a
-// worker token is bound to: a worker may name its machine by a MAC.
-func (s *Server) workerHardware(ctx context.Context, id string) string {
+// workerHardware resolves a worker route's id (a hardware name or a MAC)
+// to the one hardware object it names: namespace/name, or the name alone
+// in the default namespace, as a worker token's binding is written. A
+// worker token naming its machine by its bare name means its own
+// namespace; any other id is resolved by the engine and must come out as
+// the bound object, so a MAC of a namesake in another namespace does not.
+// An id that resolves to nothing is returned as it is (it then matches no
+// binding, or the engine says it is unknown).
+func (s *Server) workerHardware(ctx context.Context, p *Principal, id string) string {
+	if p.Role == RoleWorker {
+		_, name, namespaced := strings.Cut(p.Hardware, "/")
+		if id == p.Hardware || namespaced && id == name {
+			return p.Hardware
+		}
+	}
 	if s.workers == nil {
 		return id
 	}
-	name, err := s.workers.Resolve(ctx, id)
+	hw, err := s.workers.Resolve(ctx, id)
 	if err != nil {
 		return id
 	}
-	return name
+	return hw
 }

@@ -153,7 +153,7 @@ func (a *Auth) Method(repoURL string) (transport.AuthMethod, error) {
 func (a *Auth) method(repoURL string, timeout time.Duration) (transport.AuthMethod, error) {
 	ep, err := transport.NewEndpoint(repoURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse repository URL %s: %w", redactURL(repoURL), err)
+		return nil, fmt.Errorf("parse repository URL %s: %w", RedactURL(repoURL), err)
 	}
 	switch ep.Protocol {
 	case "http", "https":
@@ -238,21 +238,26 @@ var (
 	// httpUserinfo matches the userinfo of http(s) URLs, which may be a
 	// token on its own.
 	httpUserinfo = regexp.MustCompile(`(?i)(https?://)[^/@\s]*@`)
-	// sshPassword matches a password in an ssh URL, keeping the user.
-	sshPassword = regexp.MustCompile(`(?i)(ssh://[^/:@\s]*):[^/@\s]*@`)
+	// urlPassword matches a password in the userinfo of a URL of any
+	// scheme (ssh://, git://, ...), keeping the user.
+	urlPassword = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^/:@\s]*):[^/@\s]*@`)
 )
 
-// redactURL removes credentials from a URL, or from any text holding URLs.
-func redactURL(s string) string {
+// RedactURL removes credentials from a repository URL, or from any text
+// holding URLs: the whole userinfo of http(s) URLs (it may be a token on
+// its own), the password of any other. It is the one redaction of --repo:
+// everything that shows a repository URL (the listening line, logs, the
+// source's status, errors) shows it through this.
+func RedactURL(s string) string {
 	s = httpUserinfo.ReplaceAllString(s, "$1")
-	return sshPassword.ReplaceAllString(s, "$1@")
+	return urlPassword.ReplaceAllString(s, "$1@")
 }
 
 // redactor removes credentials from text.
 type redactor []string
 
 func (r redactor) text(s string) string {
-	s = redactURL(s)
+	s = RedactURL(s)
 	for _, secret := range r {
 		// Shorter values would garble ordinary words; such a secret is
 		// weak enough that hiding it hardly matters.

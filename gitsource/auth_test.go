@@ -256,3 +256,21 @@ func TestGit_SSH(t *testing.T) {
 		require.ErrorContains(t, err, "key mismatch")
 	})
 }
+
+// TestRedactURL: every form of credentials in a repository URL is removed,
+// in a URL alone or in text that quotes one.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://fleet-bot:pa55@git.example/fleet.git":       "https://git.example/fleet.git",
+		"http://ghp_token123@git.example/fleet.git":          "http://git.example/fleet.git",
+		"ssh://git:pa55@git.example:22/fleet.git":            "ssh://git@git.example:22/fleet.git",
+		"git://u:pa55@git.example/fleet.git":                 "git://u@git.example/fleet.git",
+		"GIT+SSH://u:pa55@git.example/fleet.git":             "GIT+SSH://u@git.example/fleet.git",
+		"ls-remote https://u:pa55@h/r.git: dial tcp refused": "ls-remote https://h/r.git: dial tcp refused",
+		"git@github.com:org/fleet.git":                       "git@github.com:org/fleet.git",
+		"ssh://git@git.example/fleet.git":                    "ssh://git@git.example/fleet.git",
+		"/srv/fleet":                                         "/srv/fleet",
+	} {
+		require.Equal(t, want, gitsource.RedactURL(in), in)
+	}
+}

@@ -61,7 +61,7 @@ const defaultMaxPacks = 50
 // configuration and does no I/O.
 func NewGit(cfg Config) (*Git, error) {
 	cfg = cfg.withDefaults()
-	g := &Git{cfg: cfg, display: redactURL(cfg.Repo), urlAuth: &Auth{}, maxPacks: defaultMaxPacks}
+	g := &Git{cfg: cfg, display: RedactURL(cfg.Repo), urlAuth: &Auth{}, maxPacks: defaultMaxPacks}
 	g.log = cfg.Logger.With("repo", g.display)
 	var err error
 	if g.path, err = cleanPath(cfg.Path); err != nil {

@@ -54,6 +54,7 @@ type options struct {
 	noWorkflows   bool
 	retentionKeep int
 	webhook       api.Webhook
+	refusals      time.Duration
 	bmc           api.BMC
 }
 
@@ -108,6 +109,10 @@ func WithWebhook(secret string, trigger func()) Option {
 	return func(o *options) { o.webhook = api.Webhook{Secret: secret, Trigger: trigger} }
 }
 
+// WithRefusalInterval sets the least time between two summary events of
+// refused webhook requests.
+func WithRefusalInterval(d time.Duration) Option { return func(o *options) { o.refusals = d } }
+
 // WithBMC serves power and boot-device overrides through b.
 func WithBMC(b api.BMC) Option { return func(o *options) { o.bmc = b } }
 
@@ -122,6 +127,7 @@ func MustRunServer(tb testing.TB, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.webhook.RefusalInterval = o.refusals
 	ctx := context.Background()
 	bo := badger.Options{NoSync: true, Logger: slog.New(slog.DiscardHandler), CompactInterval: -1, GCInterval: -1}
 	if o.retentionKeep > 0 {

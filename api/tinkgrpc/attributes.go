@@ -42,7 +42,7 @@ func (s *Service) keepAttributes(ctx context.Context, hw *schema.Hardware, id st
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(attrs)
 	if err != nil || len(raw) > maxAttributes {
-		s.cfg.Log.Warn("agent attributes not kept", "agent", id, "hardware", hw.Metadata.Name, "bytes", len(raw), "err", err)
+		s.cfg.Log.Warn("agent attributes not kept", "agent", id, "hardware", hardwareID(hw), "bytes", len(raw), "err", err)
 		return
 	}
 	sum := sha256.Sum256(append([]byte(id+"\x00"), raw...))
@@ -63,7 +63,7 @@ func (s *Service) keepAttributes(ctx context.Context, hw *schema.Hardware, id st
 	}
 	o, err := s.cfg.Store.GetObject(ctx, key)
 	if err != nil {
-		s.cfg.Log.Warn("agent attributes not kept", "agent", id, "hardware", hw.Metadata.Name, "err", err)
+		s.cfg.Log.Warn("agent attributes not kept", "agent", id, "hardware", hardwareID(hw), "err", err)
 		return
 	}
 	st := map[string]json.RawMessage{}
@@ -90,8 +90,8 @@ func (s *Service) keepAttributes(ctx context.Context, hw *schema.Hardware, id st
 	if o.Status, err = json.Marshal(st); err != nil {
 		return
 	}
-	if _, err := s.cfg.Store.PutObject(ctx, state.Worker(hw.Metadata.Name), o); err != nil {
-		s.cfg.Log.Info("agent attributes not kept; the agent's next call tries again", "agent", id, "hardware", hw.Metadata.Name, "err", err)
+	if _, err := s.cfg.Store.PutObject(ctx, state.Worker(hardwareID(hw)), o); err != nil {
+		s.cfg.Log.Info("agent attributes not kept; the agent's next call tries again", "agent", id, "hardware", hardwareID(hw), "err", err)
 		return
 	}
 	remember()

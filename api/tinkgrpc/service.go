@@ -118,12 +118,12 @@ func (s *Service) GetAction(ctx context.Context, req *tinkpb.ActionRequest) (*ti
 		return nil, api.GRPCError(err)
 	}
 	s.keepAttributes(ctx, hw, id, req.GetAgentAttributes())
-	a, err := s.cfg.Engine.Next(ctx, hw.Metadata.Name, 0)
+	a, err := s.cfg.Engine.Next(ctx, hardwareID(hw), 0)
 	if err != nil {
 		return nil, api.GRPCError(err)
 	}
 	if a == nil {
-		return nil, api.GRPCError(state.Errorf(state.ENOTFOUND, "no action for hardware %s (agent %q) now; ask again later", hw.Metadata.Name, id))
+		return nil, api.GRPCError(state.Errorf(state.ENOTFOUND, "no action for hardware %s (agent %q) now; ask again later", hardwareID(hw), id))
 	}
 	return s.response(a, id), nil
 }
@@ -182,7 +182,7 @@ func (s *Service) ReportActionStatus(ctx context.Context, req *tinkpb.ActionStat
 	if err != nil {
 		return nil, api.GRPCError(err)
 	}
-	_, err = s.cfg.Engine.Report(ctx, hw.Metadata.Name, rep)
+	_, err = s.cfg.Engine.Report(ctx, hardwareID(hw), rep)
 	switch state.ErrorCode(err) {
 	case "":
 		return &tinkpb.ActionStatusResponse{}, nil
@@ -193,8 +193,8 @@ func (s *Service) ReportActionStatus(ctx context.Context, req *tinkpb.ActionStat
 		msg := fmt.Sprintf("stale %s report from agent %q on action %s acknowledged; it changes nothing: %s",
 			rep.State, id, name, state.ErrorMessage(err))
 		s.event(ctx, state.Event{Type: state.EventAgent, Kind: state.KindWorkflow, Namespace: rep.Namespace, Name: rep.Workflow,
-			Run: rep.Run, Action: name, Attempt: rep.Attempt, Message: msg, Actor: state.Worker(hw.Metadata.Name)})
-		s.cfg.Log.Info("stale agent report", "agent", id, "hardware", hw.Metadata.Name, "workflow", rep.Workflow, "run", rep.Run, "reason", state.ErrorMessage(err))
+			Run: rep.Run, Action: name, Attempt: rep.Attempt, Message: msg, Actor: state.Worker(hardwareID(hw))})
+		s.cfg.Log.Info("stale agent report", "agent", id, "hardware", hardwareID(hw), "workflow", rep.Workflow, "run", rep.Run, "reason", state.ErrorMessage(err))
 		return &tinkpb.ActionStatusResponse{}, nil
 	}
 	return nil, api.GRPCError(err)
@@ -274,12 +274,12 @@ func (s *Service) admit(ctx context.Context, call, id string, unknown string) (*
 		return nil, err
 	}
 	if !allowsWorkflow(hw) {
-		err := state.Errorf(api.EFORBIDDEN, "hardware %s does not allow workflows: no interface has netboot.allowWorkflow: true", hw.Metadata.Name)
+		err := state.Errorf(api.EFORBIDDEN, "hardware %s does not allow workflows: no interface has netboot.allowWorkflow: true", hardwareID(hw))
 		s.refuse(ctx, call, id, from, hw, "workflow", err)
 		return nil, err
 	}
 	if !s.cfg.AnySource && !declares(hw, from) {
-		err := state.Errorf(api.EFORBIDDEN, "agent %q calls from %s, which hardware %s does not declare (interfaces[].dhcp.ip.address); tink-server --agent-any-source lifts this check", id, addrText(from), hw.Metadata.Name)
+		err := state.Errorf(api.EFORBIDDEN, "agent %q calls from %s, which hardware %s does not declare (interfaces[].dhcp.ip.address); tink-server --agent-any-source lifts this check", id, addrText(from), hardwareID(hw))
 		s.refuse(ctx, call, id, from, hw, "source", err)
 		return nil, err
 	}
@@ -310,7 +310,7 @@ func (s *Service) refuse(ctx context.Context, call, id string, from netip.Addr, 
 	ev := state.Event{Type: state.EventAgent, Actor: state.Actor("agent:" + clip(id)),
 		Message: fmt.Sprintf("%s from agent %q at %s refused: %s", call, clip(id), addrText(from), state.ErrorMessage(err))}
 	if hw != nil {
-		ev.Kind, ev.Namespace, ev.Name, ev.Actor = state.KindHardware, hw.Metadata.Namespace, hw.Metadata.Name, state.Worker(hw.Metadata.Name)
+		ev.Kind, ev.Namespace, ev.Name, ev.Actor = state.KindHardware, hw.Metadata.Namespace, hw.Metadata.Name, state.Worker(hardwareID(hw))
 	}
 	s.event(ctx, ev)
 }
@@ -360,6 +360,12 @@ func declares(hw *schema.Hardware, ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// hardwareID names hw as the engine and worker tokens do: namespace/name,
+// or the name alone in the default namespace.
+func hardwareID(hw *schema.Hardware) string {
+	return schema.Key{Namespace: hw.Metadata.Namespace, Name: hw.Metadata.Name}.String()
 }
 
 // sourceAddr is the caller's IP address; invalid when unknown.

@@ -77,6 +77,12 @@ type fixture struct {
 // loopback over the real engine.
 func setup(t *testing.T, cfg tinkgrpc.Config) *fixture {
 	t.Helper()
+	return setupWith(t, cfg, nil)
+}
+
+// setupWith is setup with more files in the repository.
+func setupWith(t *testing.T, cfg tinkgrpc.Config, extra fstest.MapFS) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	st, err := badger.Open(ctx, t.TempDir(), badger.Options{NoSync: true})
 	require.NoError(t, err)
@@ -89,6 +95,9 @@ func setup(t *testing.T, cfg tinkgrpc.Config) *fixture {
 		"workflows/wf-1.yaml":   {Data: []byte(workflowDoc("wf-1", "node-01", mac))},
 		"workflows/wf-02.yaml":  {Data: []byte(workflowDoc("wf-02", "node-02", "52:54:00:00:00:02"))},
 		"workflows/wf-03.yaml":  {Data: []byte(workflowDoc("wf-03", "node-03", "52:54:00:00:00:03"))},
+	}
+	for name, f := range extra {
+		fsys[name] = f
 	}
 	out, err := reconciler.New(reconciler.Config{Store: st}).Sync(ctx, reconciler.Snapshot{Revision: "r1", FS: fsys})
 	require.NoError(t, err)
@@ -366,4 +375,29 @@ func TestAgentAttributesKept(t *testing.T) {
 	_, err = f.client.GetAction(ctx, &tinkpb.ActionRequest{AgentId: mac, AgentAttributes: attrs})
 	require.NoError(t, err)
 	require.Greater(t, version(), written, "changed attributes are")
+}
+
+// TestNamespacedHardware: a machine outside the default namespace is
+// served its own namespace's workflow, even beside a namesake in the
+// default namespace, and its reports reach that run.
+func TestNamespacedHardware(t *testing.T) {
+	const nsMAC = "52:54:00:00:00:04"
+	var tmplObj strings.Builder
+	tmplObj.WriteString("apiVersion: tinkerbell.org/v1alpha1\nkind: Template\nmetadata: {name: provision, namespace: site-a}\nspec:\n  data: |\n")
+	for _, line := range strings.Split(strings.TrimSpace(tmpl), "\n") {
+		tmplObj.WriteString("    " + line + "\n")
+	}
+	f := setupWith(t, tinkgrpc.Config{Enabled: true, AnySource: true}, fstest.MapFS{
+		"site-a/hardware.yaml": {Data: []byte(strings.Replace(hardware("node-01", nsMAC, "10.9.9.4", "", true), "metadata: {name: node-01}", "metadata: {name: node-01, namespace: site-a}", 1))},
+		"site-a/template.yaml": {Data: []byte(tmplObj.String())},
+		"site-a/workflow.yaml": {Data: []byte(strings.Replace(workflowDoc("wf-a", "node-01", nsMAC), "metadata: {name: wf-a}", "metadata: {name: wf-a, namespace: site-a}", 1))},
+	})
+	a := f.get(t, nsMAC)
+	require.Equal(t, "site-a/wf-a", a.WorkflowId)
+	require.Equal(t, "site-a/wf-a/1.0.1", a.ActionId)
+	require.NoError(t, f.report(a, tinkpb.StateType_STATE_SUCCESS, "done"))
+	r, err := f.st.GetRun(context.Background(), state.RunKey{Namespace: "site-a", Workflow: "wf-a", Number: 1})
+	require.NoError(t, err)
+	require.Equal(t, state.RunSuccess, r.Actions[0].State)
+	require.Equal(t, state.RunPending, f.run(t, "wf-1").Actions[0].State, "the default namespace's namesake is untouched")
 }

@@ -236,9 +236,7 @@ func TestTinkerbellAgentEndToEnd(t *testing.T) {
 	agent := mustTinkAgent(t)
 	engine := dockertest.MustEngine(t)
 	image := dockertest.MustBusyboxImage(t, engine)
-	serverBin := filepath.Join(t.TempDir(), "tink-server")
-	out, err := exec.Command("go", "build", "-o", serverBin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	serverBin := buildBinary(t, "tink-server", ".")
 	for _, withTLS := range []bool{false, true} {
 		name := "Plaintext"
 		if withTLS {

@@ -45,6 +45,7 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 		return err == nil && len(p.Runs) == 0
 	}, 3*time.Minute, 500*time.Millisecond)
 
+	deliveries := 0
 	post := func(body []byte) {
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write(body)
@@ -52,6 +53,8 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 		require.NoError(b, err)
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		deliveries++
+		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d", deliveries))
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(b, err)
 		resp.Body.Close()

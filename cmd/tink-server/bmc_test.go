@@ -106,7 +106,7 @@ spec:
 	// A rotated, wrong password: unavailable, with the BMC's words, after
 	// the retries; picked up without a restart.
 	wrong := bmctest.RandomPassword()
-	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, wrong)
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, sim.User, wrong, "127.0.0.1")
 	_, err = c.Power(ctx, "", "node-01", "on")
 	require.Error(t, err)
 	var apiErr *client.Error
@@ -176,7 +176,7 @@ type ipmiFixture struct {
 func newIPMIFixture(t *testing.T, workflow string) *ipmiFixture {
 	t.Helper()
 	f := &ipmiFixture{sim: bmctest.StartIPMI(t, bmctest.WithPower(true)), secrets: t.TempDir(), repo: t.TempDir(), out: filepath.Join(t.TempDir(), "out.txt")}
-	bmctest.WriteSecret(t, f.secrets, schema.SecretRef{Name: "bmc-node-01"}, f.sim.User, f.sim.Password)
+	bmctest.WriteSecret(t, f.secrets, schema.SecretRef{Name: "bmc-node-01"}, f.sim.User, f.sim.Password, "127.0.0.1")
 	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: ipmi, credentialsRef: bmc-node-01}\n", f.sim.Host, f.sim.Port)
 	writeFiles(t, f.repo, map[string]string{"hardware/node-01.yaml": hw, "templates/e2e.yaml": e2eTemplate(f.out), "workflows/e2e.yaml": workflow})
 	return f
@@ -192,13 +192,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 // buildTink builds the real tink CLI.
-func buildTink(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tink")
-	out, err := exec.Command("go", "build", "-o", bin, "../tink").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
+func buildTink(t *testing.T) string { return buildBinary(t, "tink", "../tink") }
 
 // TestServerPollsPower: with --bmc-poll-interval the server reads every
 // BMC's power state on its own: hardware status shows it, and a change
@@ -236,7 +230,7 @@ func TestServerDrivesRedfishISO(t *testing.T) {
 	ctx := context.Background()
 	rf := bmctest.StartRedfish(t, bmctest.WithPower(false))
 	secrets := t.TempDir()
-	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, rf.User, rf.Password)
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Name: "bmc-node-01"}, rf.User, rf.Password, "127.0.0.1")
 	repo := t.TempDir()
 	out := filepath.Join(t.TempDir(), "out.txt")
 	hw := e2eHardware + fmt.Sprintf("  bmc: {address: %s, port: %d, protocol: redfish, credentialsRef: bmc-node-01}\n", rf.Host, rf.Port)
@@ -254,8 +248,14 @@ func TestServerDrivesRedfishISO(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "the ISO is ejected after the run")
 	require.Equal(t, "On", rf.Power())
 
-	evs, err := m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
-	require.NoError(t, err)
+	// The BMC has ejected the ISO a moment before the server closes its
+	// session and records the step.
+	var evs []state.Event
+	require.Eventually(t, func() bool {
+		var err error
+		evs, err = m.Store.Events(ctx, state.EventQuery{Filter: state.EventFilter{Kind: state.KindWorkflow, Name: "e2e", Types: []state.EventType{state.EventBMC}}})
+		return err == nil && len(evs) >= 4
+	}, 10*time.Second, 20*time.Millisecond, "the eject is an event")
 	var steps []string
 	for _, e := range evs {
 		steps = append(steps, e.Message[:strings.Index(e.Message, ": ok via gofish")])
@@ -278,7 +278,7 @@ func TestServerResolvesBMCRef(t *testing.T) {
 	ctx := context.Background()
 	sim := bmctest.StartIPMI(t, bmctest.WithPower(true))
 	secrets := t.TempDir()
-	bmctest.WriteSecret(t, secrets, schema.SecretRef{Namespace: "tink-system", Name: "bmc-creds-node-01"}, sim.User, sim.Password)
+	bmctest.WriteSecret(t, secrets, schema.SecretRef{Namespace: "tink-system", Name: "bmc-creds-node-01"}, sim.User, sim.Password, "127.0.0.1")
 	repo := t.TempDir()
 	writeFiles(t, repo, map[string]string{
 		"hardware/node-01.yaml": `apiVersion: tinkerbell.org/v1alpha1

@@ -17,10 +17,14 @@ import (
 )
 
 // buildWorker builds the real tink-worker binary once per test.
-func buildWorker(t *testing.T) string {
+func buildWorker(t *testing.T) string { return buildBinary(t, "tink-worker", "../tink-worker") }
+
+// buildBinary builds the command in dir (relative to this package) as
+// name in a temporary directory.
+func buildBinary(t *testing.T, name, dir string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tink-worker")
-	out, err := exec.Command("go", "build", "-o", bin, "../tink-worker").CombinedOutput()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return bin
 }

@@ -182,9 +182,7 @@ func TestRunScenarios(t *testing.T) {
 // action runs and started again on the same data directory; the run
 // completes and each action ran exactly once.
 func TestServerKilledMidRun(t *testing.T) {
-	serverBin := filepath.Join(t.TempDir(), "tink-server")
-	out, err := exec.Command("go", "build", "-o", serverBin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	serverBin := buildServer(t)
 	workerBin := buildWorker(t)
 	s := newScenario(t)
 	s.workflow("wf", action{name: "one", script: `echo one >> $DIR/log`},

@@ -22,6 +22,7 @@ import (
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
 	"github.com/tinkops/tinkops/state/badger"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	// BMCCACert is a PEM bundle of the CAs that sign Redfish BMCs'
 	// certificates (else the system's roots).
 	BMCCACert string
+	// MaxEvents and MaxEventAge are the event log's retention (see
+	// state.Retention; 0 keeps the default, negative removes the limit).
+	MaxEvents   int
+	MaxEventAge time.Duration
 	// LogLevel and LogFormat shape the log (see newLogger).
 	LogLevel  string
 	LogFormat string
@@ -123,11 +128,13 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file (with --tls-cert)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "secret shared with the Git host for POST /v1/webhooks/git (prefer the environment variable: arguments show in ps)")
-	fs.StringVar(&c.SecretsDir, "secrets-dir", c.SecretsDir, "directory of BMC credentials: one folder per secret (credentialsRef, authSecretRef) with username and password files; read on use, so a changed secret needs no restart")
+	fs.StringVar(&c.SecretsDir, "secrets-dir", c.SecretsDir, "directory of BMC credentials: one folder per secret (credentialsRef, authSecretRef) with username, password and allowed-hosts (the BMC addresses the secret may be sent to) files; read on use, so a changed secret needs no restart")
 	fs.DurationVar(&c.BMCPollInterval, "bmc-poll-interval", c.BMCPollInterval, "read every BMC's power state this often and show it in hardware status (0: off)")
 	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", c.BMCTimeout, "deadline of one BMC call")
 	fs.IntVar(&c.BMCRetries, "bmc-retries", c.BMCRetries, "how often a failed BMC call is tried again (with exponential backoff) before the action fails")
 	fs.StringVar(&c.BMCCACert, "bmc-ca-cert", c.BMCCACert, "PEM file of the CAs that sign Redfish BMC certificates (default: the system's roots; insecureTLS on a bmc block skips the check)")
+	fs.IntVar(&c.MaxEvents, "max-events", c.MaxEvents, "how many of the newest events the event log keeps (0: 1,000,000; negative: no limit)")
+	fs.DurationVar(&c.MaxEventAge, "max-event-age", c.MaxEventAge, "how long the event log keeps an event (0: 720h; negative: no limit)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
@@ -197,7 +204,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := api.CheckListen(c.Listen, auth, c.Insecure); err != nil {
 		return err
 	}
-	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{})
+	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{Retention: state.Retention{MaxEvents: c.MaxEvents, MaxAge: c.MaxEventAge}})
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
@@ -222,7 +229,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if retries == 0 {
 		retries = -1 // the flag's 0 means none; the Controller's 0 means its default
 	}
-	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: bmc.NewSecrets(c.SecretsDir), Connection: bmcConnection(m.Store),
+	secrets := bmc.NewSecrets(c.SecretsDir)
+	if unbound, err := secrets.Unbound(); err != nil {
+		m.log.Warn("cannot list BMC secrets", "err", err)
+	} else if len(unbound) > 0 {
+		m.log.Warn("BMC secrets without an allowed-hosts file are sent to no BMC; list the BMC addresses each may go to (see SECURITY.md)",
+			"secrets", unbound, "dir", c.SecretsDir)
+	}
+	m.BMC, err = bmc.New(bmc.Config{Store: m.Store, Secrets: secrets, Connection: bmcConnection(m.Store),
 		CACertFile: c.BMCCACert, CallTimeout: c.BMCTimeout, Retries: retries, Log: m.log, OnCall: met.bmcCalled})
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
@@ -265,7 +279,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if c.TLSCert != "" {
 		scheme = "https"
 	}
-	fmt.Fprintf(m.stdout, "tink-server listening on %s://%s (repo %s, data %s)\n", scheme, m.ln.Addr(), c.Repo, c.DataDir)
+	fmt.Fprintf(m.stdout, "tink-server listening on %s://%s (repo %s, data %s)\n", scheme, m.ln.Addr(), gitsource.RedactURL(c.Repo), c.DataDir)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/tinkops/tinkops/api"
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler/workflow"
+	"github.com/tinkops/tinkops/schema"
 )
 
 // workers serves the API's worker endpoints with the workflow engine.
@@ -14,13 +15,15 @@ type workers struct{ e *workflow.Engine }
 
 var _ api.Workers = workers{}
 
-// Resolve names the hardware a worker id (name or MAC) belongs to.
+// Resolve names the hardware object a worker id (name, namespace/name or
+// MAC) belongs to: namespace/name, or the name alone in the default
+// namespace.
 func (w workers) Resolve(ctx context.Context, id string) (string, error) {
 	hw, err := w.e.Resolve(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	return hw.Metadata.Name, nil
+	return schema.Key{Namespace: hw.Metadata.Namespace, Name: hw.Metadata.Name}.String(), nil
 }
 
 // Next hands out the machine's next action.

@@ -80,6 +80,10 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 		return failed(cmd, err)
 	}
 	out := cmd.OutOrStdout()
+	failedSync := headline == "synced" && len(st.Sync.Errors) > 0
+	if failedSync {
+		headline = fmt.Sprintf("%s has %d error(s); nothing of it was applied", st.Sync.LastAttemptedRevision, len(st.Sync.Errors))
+	}
 	if format != "table" {
 		if err := printData(out, format, st); err != nil {
 			return err
@@ -92,7 +96,7 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 			return err
 		}
 	}
-	if headline == "synced" && len(st.Sync.Errors) > 0 {
+	if failedSync {
 		return exitError{code: 1}
 	}
 	return nil

@@ -96,6 +96,8 @@ EOF
   mkdir -p "$work/secrets/bmc-node-$n"
   printf 'admin\n' > "$work/secrets/bmc-node-$n/username"
   printf '%s\n' "$password" > "$work/secrets/bmc-node-$n/password"
+  # ... and are sent only to the BMC addresses the secret names.
+  printf '127.0.0.1\n' > "$work/secrets/bmc-node-$n/allowed-hosts"
   echo "node-$n: BMC on 127.0.0.1:$port (udp), powered on; credentials in secrets/bmc-node-$n"
 done
 

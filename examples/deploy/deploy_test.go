@@ -440,9 +440,10 @@ func TestVolumes(t *testing.T) {
 		})
 	}
 	t.Run("secrets-dir layout", func(t *testing.T) {
-		// One folder per secret with username and password in it.
+		// One folder per secret with username, password and
+		// allowed-hosts in it.
 		v := volumeAt(a["secrets-dir"])
-		require.NotEmpty(t, v.Secret.Items, "map the Secret's keys to <secret>/username and <secret>/password with items")
+		require.NotEmpty(t, v.Secret.Items, "map the Secret's keys to <secret>/username, <secret>/password and <secret>/allowed-hosts with items")
 		files := map[string][]string{}
 		for _, it := range v.Secret.Items {
 			dir, file := path.Split(it.Path)
@@ -452,7 +453,7 @@ func TestVolumes(t *testing.T) {
 		}
 		for dir, fs := range files {
 			sort.Strings(fs)
-			require.Equal(t, []string{"password", "username"}, fs, "secret folder %s", dir)
+			require.Equal(t, []string{"allowed-hosts", "password", "username"}, fs, "secret folder %s", dir)
 		}
 	})
 	t.Run("auth-file", func(t *testing.T) {

@@ -378,7 +378,7 @@ type attemptError struct {
 // used at once), dials, opens, does the step and closes, each call under
 // CallTimeout.
 func (c *Controller) attempt(ctx context.Context, conn *schema.BMCConnection, do func(ctx context.Context, s *session) (Power, error)) (Power, string, *attemptError) {
-	creds, err := c.secrets.Resolve(conn.Secret)
+	creds, err := c.secrets.Resolve(conn.Secret, conn.Host)
 	if err != nil {
 		return PowerUnknown, "", &attemptError{msg: state.ErrorMessage(err), code: state.ErrorCode(err), final: true}
 	}

@@ -67,7 +67,7 @@ func (f *fixture) secret(name, user, pass string) {
 	f.mu.Lock()
 	f.passwords = append(f.passwords, pass)
 	f.mu.Unlock()
-	bmctest.WriteSecret(f.t, f.secretsDir, schema.SecretRef{Name: name}, user, pass)
+	bmctest.WriteSecret(f.t, f.secretsDir, schema.SecretRef{Name: name}, user, pass, "127.0.0.1", "10.0.0.9")
 }
 
 // secret password of a simulator, remembered too.

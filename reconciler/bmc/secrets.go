@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,11 +55,26 @@ func (c Credentials) MarshalJSON() ([]byte, error) {
 	return fmt.Appendf(nil, `{"username":%q,"password":%q}`, c.Username, redacted), nil
 }
 
+// AllowedHostsFile is the file of a secret's folder that binds the secret to
+// the BMC addresses it may be sent to, one a line: an IP address, a CIDR
+// prefix (10.0.5.0/24) or a host name, compared with the address of the
+// bmc block (or the Machine's connection host) as written there: IP
+// addresses as addresses, names case-insensitively and never resolved.
+// Blank lines and lines starting with # are ignored.
+//
+// Whoever may write a Hardware (an operator through the API, anyone whose
+// pull request is merged) chooses its BMC address and credentialsRef; only
+// whoever writes the secrets directory chooses where a secret may go. A
+// secret without the file is sent nowhere, so an existing secret stops
+// working until it is bound (the error says how).
+const AllowedHostsFile = "allowed-hosts"
+
 // Secrets reads BMC credentials from a secrets directory: one folder per
-// secret, holding files username and password, as Kubernetes mounts a
-// secret. Files are read on every Resolve, so a rotated secret is used by
-// the next BMC operation without a restart (Kubernetes updates a mounted
-// secret by swapping a symlink, which a cache keyed by file times can miss).
+// secret, holding files username, password and allowed-hosts, as
+// Kubernetes mounts a secret. Files are read on every Resolve, so a rotated
+// secret is used by the next BMC operation without a restart (Kubernetes
+// updates a mounted secret by swapping a symlink, which a cache keyed by
+// file times can miss).
 type Secrets struct {
 	dir string
 }
@@ -78,12 +94,14 @@ func (s *Secrets) Dir() string {
 	return s.dir
 }
 
-// Resolve reads the credentials ref names. It looks in ref.Paths() order
-// (<namespace>/<name>, then <name>) and uses the first folder that exists.
+// Resolve reads the credentials ref names, for a BMC at host. It looks in
+// ref.Paths() order (<namespace>/<name>, then <name>) and uses the first
+// folder that exists. The folder's allowed-hosts file must list host, or
+// the password is not even read (EINVALID: see AllowedHostsFile).
 // Errors are ENOTFOUND for a missing secret or file and EINVALID for a
 // missing directory or a malformed name; they name the files expected and
 // never contain the secret's content.
-func (s *Secrets) Resolve(ref schema.SecretRef) (Credentials, error) {
+func (s *Secrets) Resolve(ref schema.SecretRef, host string) (Credentials, error) {
 	if s == nil || s.dir == "" {
 		return Credentials{}, state.Errorf(state.EINVALID, "cannot read BMC secret %q: no --secrets-dir configured", refName(ref))
 	}
@@ -103,11 +121,109 @@ func (s *Secrets) Resolve(ref schema.SecretRef) (Credentials, error) {
 	for _, p := range ref.Paths() {
 		folder := filepath.Join(s.dir, filepath.FromSlash(p))
 		if fi, err := os.Stat(folder); err == nil && fi.IsDir() {
+			if err := checkAllowedHost(ref, folder, host); err != nil {
+				return Credentials{}, err
+			}
 			return readCredentials(ref, folder)
 		}
 		want = append(want, filepath.Join(folder, "username"))
 	}
 	return Credentials{}, state.Errorf(state.ENOTFOUND, "secret %q not found in secrets directory: want %s", refName(ref), strings.Join(want, " or "))
+}
+
+// Unbound lists the secrets of the directory (<name> or <namespace>/<name>
+// folders holding a password file) that have no allowed-hosts file, and so
+// are sent to no BMC: the server warns of them at start, so an upgrade
+// that predates the binding is noticed before the first BMC operation
+// fails. Unreadable folders are skipped; the error is only for the
+// directory itself.
+func (s *Secrets) Unbound() ([]string, error) {
+	if s == nil || s.dir == "" {
+		return nil, nil
+	}
+	var out []string
+	var walk func(rel string, depth int) error
+	walk = func(rel string, depth int) error {
+		entries, err := os.ReadDir(filepath.Join(s.dir, rel))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			// Kubernetes mounts a secret through ..data and dot links.
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			folder := filepath.Join(rel, e.Name())
+			fi, err := os.Stat(filepath.Join(s.dir, folder))
+			if err != nil || !fi.IsDir() {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(s.dir, folder, "password")); err == nil {
+				if _, err := os.Stat(filepath.Join(s.dir, folder, AllowedHostsFile)); err != nil {
+					out = append(out, filepath.ToSlash(folder))
+				}
+				continue
+			}
+			if depth == 0 {
+				_ = walk(folder, 1)
+			}
+		}
+		return nil
+	}
+	if err := walk("", 0); err != nil {
+		return nil, state.Errorf(state.EINVALID, "read secrets directory %s: %v", s.dir, err)
+	}
+	return out, nil
+}
+
+// checkAllowedHost refuses a secret for a BMC at host unless the folder's
+// allowed-hosts file lists host. The messages say which secret, which
+// address and which file, so an operator knows what to bind.
+func checkAllowedHost(ref schema.SecretRef, folder, host string) error {
+	file := filepath.Join(folder, AllowedHostsFile)
+	text, err := readSecretFile(ref, file)
+	if state.ErrorCode(err) == state.ENOTFOUND {
+		return state.Errorf(state.EINVALID, "BMC secret %q may not be sent to %s: it is bound to no BMC address; list the addresses it is for, one a line, in %s (see SECURITY.md, \"BMC credentials\")", refName(ref), host, file)
+	}
+	if err != nil {
+		return err
+	}
+	if hostAllowed(text, host) {
+		return nil
+	}
+	return state.Errorf(state.EINVALID, "BMC secret %q may not be sent to %s: that address is not listed in %s", refName(ref), host, file)
+}
+
+// hostAllowed reports whether an allowed-hosts text lists host: the same
+// IP address, an IP prefix holding it, or the same name (case-insensitive;
+// names are never resolved, so what is compared is what was written).
+func hostAllowed(text, host string) bool {
+	host = strings.Trim(strings.TrimSpace(host), "[]")
+	if host == "" || strings.ContainsAny(host, "/# \t") {
+		return false // no address: a prefix or a comment is not a BMC
+	}
+	ip, _ := netip.ParseAddr(host)
+	for line := range strings.Lines(text) {
+		entry := strings.Trim(strings.TrimSpace(line), "[]")
+		if entry == "" || strings.HasPrefix(entry, "#") {
+			continue
+		}
+		switch {
+		case ip.IsValid() && strings.Contains(entry, "/"):
+			if p, err := netip.ParsePrefix(entry); err == nil && p.Contains(ip.Unmap()) {
+				return true
+			}
+		case ip.IsValid():
+			if e, err := netip.ParseAddr(entry); err == nil && e.Unmap() == ip.Unmap() {
+				return true
+			}
+		default:
+			if strings.EqualFold(entry, host) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readCredentials reads username and password from folder.

@@ -162,37 +162,72 @@ func TestCredentialsRedacted(t *testing.T) {
 func TestSecretsResolve(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "rack-1", Name: "bmc-a"}, "ns-user", "ns-pass")
-	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "bmc-a"}, "flat-user", "flat-pass")
-	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "bmc-b"}, "b-user", "b-pass  ")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "rack-1", Name: "bmc-a"}, "ns-user", "ns-pass", "10.0.0.1")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "bmc-a"}, "flat-user", "flat-pass", "10.0.0.1")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "bmc-b"}, "b-user", "b-pass  ", "10.0.0.1")
 	s := bmc.NewSecrets(dir)
 
-	c, err := s.Resolve(schema.SecretRef{Namespace: "rack-1", Name: "bmc-a"})
+	c, err := s.Resolve(schema.SecretRef{Namespace: "rack-1", Name: "bmc-a"}, "10.0.0.1")
 	require.NoError(t, err)
 	require.Equal(t, "ns-user", c.Username)
 	require.Equal(t, "ns-pass", c.Password)
-	c, err = s.Resolve(schema.SecretRef{Namespace: "rack-2", Name: "bmc-b"})
+	c, err = s.Resolve(schema.SecretRef{Namespace: "rack-2", Name: "bmc-b"}, "10.0.0.1")
 	require.NoError(t, err, "a flat secret serves every namespace")
 	require.Equal(t, "b-pass  ", c.Password, "only the trailing newline goes")
 
-	_, err = s.Resolve(schema.SecretRef{Namespace: "rack-1", Name: "bmc-node-01"})
+	_, err = s.Resolve(schema.SecretRef{Namespace: "rack-1", Name: "bmc-node-01"}, "10.0.0.1")
 	require.Equal(t, state.ENOTFOUND, state.ErrorCode(err))
 	require.EqualError(t, err, `not_found: secret "rack-1/bmc-node-01" not found in secrets directory: want `+
 		filepath.Join(dir, "rack-1/bmc-node-01/username")+" or "+filepath.Join(dir, "bmc-node-01/username"))
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "bmc-b", "username")))
-	_, err = s.Resolve(schema.SecretRef{Name: "bmc-b"})
+	_, err = s.Resolve(schema.SecretRef{Name: "bmc-b"}, "10.0.0.1")
 	require.EqualError(t, err, `not_found: secret "bmc-b" has no username file: want `+filepath.Join(dir, "bmc-b/username"))
 
-	_, err = s.Resolve(schema.SecretRef{Name: ".."})
+	_, err = s.Resolve(schema.SecretRef{Name: ".."}, "10.0.0.1")
 	require.Equal(t, state.EINVALID, state.ErrorCode(err))
-	_, err = s.Resolve(schema.SecretRef{Namespace: "../etc", Name: "passwd"})
+	_, err = s.Resolve(schema.SecretRef{Namespace: "../etc", Name: "passwd"}, "10.0.0.1")
 	require.Equal(t, state.EINVALID, state.ErrorCode(err))
 
-	_, err = bmc.NewSecrets("").Resolve(schema.SecretRef{Name: "bmc-a"})
+	_, err = bmc.NewSecrets("").Resolve(schema.SecretRef{Name: "bmc-a"}, "10.0.0.1")
 	require.EqualError(t, err, `invalid: cannot read BMC secret "bmc-a": no --secrets-dir configured`)
-	_, err = bmc.NewSecrets(filepath.Join(dir, "nope")).Resolve(schema.SecretRef{Name: "bmc-a"})
+	_, err = bmc.NewSecrets(filepath.Join(dir, "nope")).Resolve(schema.SecretRef{Name: "bmc-a"}, "10.0.0.1")
 	require.ErrorContains(t, err, "secrets directory "+filepath.Join(dir, "nope")+" does not exist")
+}
+
+// TestSecretsBoundToHosts: a secret goes only to the BMC addresses its
+// allowed-hosts file lists (addresses, prefixes, names as written); a
+// secret without the file goes nowhere, and the errors name the secret,
+// the address and the file to write.
+func TestSecretsBoundToHosts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "rack-1"}, "admin", "pw",
+		"# rack 1's BMCs", "", "10.0.1.0/24", "  bmc-07.lab.example  ", "fd00::7", "[fd00::8]")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Name: "old"}, "admin", "pw")
+	s := bmc.NewSecrets(dir)
+	ref := schema.SecretRef{Name: "rack-1"}
+	for _, host := range []string{"10.0.1.9", "10.0.1.255", "BMC-07.lab.example", "fd00::7", "[fd00:0::7]", "fd00::8", "::ffff:10.0.1.3"} {
+		c, err := s.Resolve(ref, host)
+		require.NoError(t, err, host)
+		require.Equal(t, "pw", c.Password)
+	}
+	file := filepath.Join(dir, "rack-1", "allowed-hosts")
+	for _, host := range []string{"10.0.2.1", "bmc-07.lab.example.evil.test", "bmc-08.lab.example", "", "# rack 1's BMCs", "10.0.1.0/24", "fd00::9"} {
+		_, err := s.Resolve(ref, host)
+		require.Equal(t, state.EINVALID, state.ErrorCode(err), host)
+		require.EqualError(t, err, fmt.Sprintf(`invalid: BMC secret "rack-1" may not be sent to %s: that address is not listed in %s`, host, file))
+	}
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "lab", Name: "old-too"}, "admin", "pw")
+	bmctest.WriteSecret(t, dir, schema.SecretRef{Namespace: "lab", Name: "bound"}, "admin", "pw", "10.0.9.9")
+	unbound, err := s.Unbound()
+	require.NoError(t, err)
+	require.Equal(t, []string{"lab/old-too", "old"}, unbound, "the secrets that go nowhere, for the warning at start")
+
+	_, err = s.Resolve(schema.SecretRef{Name: "old"}, "10.0.1.9")
+	require.EqualError(t, err, `invalid: BMC secret "old" may not be sent to 10.0.1.9: it is bound to no BMC address; list the addresses it is for, one a line, in `+
+		filepath.Join(dir, "old", "allowed-hosts")+` (see SECURITY.md, "BMC credentials")`)
+	require.NotContains(t, err.Error(), "pw")
 }
 
 // fakeClient is a Client that fails its first failures calls to SetPower

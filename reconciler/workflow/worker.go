@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tinkops/tinkops/reconciler"
@@ -20,9 +21,9 @@ type Report = state.WorkerReport
 // maxMessage bounds what a report may store (the tail of the output).
 const maxMessage = 4 << 10
 
-// Resolve finds the hardware a worker id names: its name, one of its MACs
-// or its spec.agentID (the id Tinkerbell's agent sends). ENOTFOUND when
-// none does.
+// Resolve finds the hardware a worker id names: its name (namespace/name
+// outside the default namespace), one of its MACs, or its spec.agentID
+// (the id Tinkerbell's agent sends). ENOTFOUND when none does.
 func (e *Engine) Resolve(ctx context.Context, id string) (*schema.Hardware, error) {
 	return e.hardwareFor(ctx, id)
 }
@@ -56,6 +57,15 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 		}
 		e.hwCache[id] = cachedHardware{hw: hw, read: time.Now()}
 		return hw
+	}
+	if ns, name, ok := strings.Cut(id, "/"); ok {
+		// namespace/name: never a MAC, and never looked up by name
+		// alone, which would find the default namespace's namesake.
+		hw, err := get(state.ObjectKey{Kind: state.KindHardware, Namespace: ns, Name: name})
+		if err != nil {
+			return nil, err
+		}
+		return remember(hw), nil
 	}
 	if hw, err := get(state.ObjectKey{Kind: state.KindHardware, Name: id}); err == nil {
 		return remember(hw), nil
@@ -113,10 +123,21 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	return nil, state.Errorf(state.ENOTFOUND, "no hardware is named %q or has that MAC", id)
 }
 
-// worksFor reports whether a task's worker (a MAC or a hardware name)
-// names hw.
-func worksFor(worker string, hw *schema.Hardware) bool {
-	return worker == hw.Metadata.Name || hw.HasMAC(worker)
+// worksFor reports whether a task's worker (a MAC or a hardware name) of a
+// run in namespace names hw. A name names the hardware of the run's own
+// namespace only: node-01 of another namespace is another machine.
+func worksFor(namespace, worker string, hw *schema.Hardware) bool {
+	return worker == hw.Metadata.Name && namespace == hw.Metadata.Namespace || hw.HasMAC(worker)
+}
+
+// workerActor is how a machine's worker appears in events: its name, with
+// its namespace outside the default one.
+func workerActor(hw *schema.Hardware) state.Actor { return state.Worker(hardwareID(hw)) }
+
+// hardwareID names hw as a worker token's binding does: namespace/name, or
+// the name alone in the default namespace.
+func hardwareID(hw *schema.Hardware) string {
+	return schema.Key{Namespace: hw.Metadata.Namespace, Name: hw.Metadata.Name}.String()
 }
 
 // Next hands the worker on machine id (its hardware name or a MAC) its
@@ -177,16 +198,16 @@ func (e *Engine) unwait(hk string, ch chan struct{}) {
 
 func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment, error) {
 	for _, r := range e.runsFor(append([]string{hw.Metadata.Name}, hw.MACs()...)) {
-		if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) || !worksFor(r.Actions[r.CurrentAction].Worker, hw) {
+		if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) || !worksFor(r.Namespace, r.Actions[r.CurrentAction].Worker, hw) {
 			continue
 		}
 		var out *Assignment
-		err := e.transition(ctx, r.Key(), state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
+		err := e.transition(ctx, r.Key(), workerActor(hw), func(r *state.WorkflowRun) (bool, error) {
 			if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) {
 				return false, nil
 			}
 			a := &r.Actions[r.CurrentAction]
-			if !worksFor(a.Worker, hw) {
+			if !worksFor(r.Namespace, a.Worker, hw) {
 				return false, nil
 			}
 			write := false
@@ -238,13 +259,13 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 	}
 	key := state.RunKey{Namespace: rep.Namespace, Workflow: rep.Workflow, Number: rep.Run}
 	var ended state.RunState // how the attempt ended, if this report ends it
-	run, err := e.transitionRun(ctx, key, state.Worker(hw.Metadata.Name), func(r *state.WorkflowRun) (bool, error) {
+	run, err := e.transitionRun(ctx, key, workerActor(hw), func(r *state.WorkflowRun) (bool, error) {
 		if rep.Action < 0 || rep.Action >= len(r.Actions) {
 			return false, state.Errorf(state.EINVALID, "%s has no action %d", key, rep.Action)
 		}
 		a := &r.Actions[rep.Action]
-		if !worksFor(a.Worker, hw) {
-			return false, state.Errorf(state.ECONFLICT, "%s: action %s belongs to worker %s, not %s", key, a.Name, a.Worker, hw.Metadata.Name)
+		if !worksFor(r.Namespace, a.Worker, hw) {
+			return false, state.Errorf(state.ECONFLICT, "%s: action %s belongs to worker %s, not %s", key, a.Name, a.Worker, hardwareID(hw))
 		}
 		// The same report again changes nothing.
 		duplicate := a.State == rep.State && !(a.Background && rep.State == state.RunRunning) ||

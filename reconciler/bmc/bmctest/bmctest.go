@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tinkops/tinkops/schema"
@@ -26,6 +27,7 @@ type options struct {
 	power    bool
 	user     string
 	password string
+	host     string
 }
 
 func newOptions(opts []Option) options {
@@ -35,6 +37,10 @@ func newOptions(opts []Option) options {
 	}
 	return o
 }
+
+// WithHost makes a Redfish BMC listen on another loopback address than
+// 127.0.0.1 (127.0.0.2: an address no secret is bound to).
+func WithHost(host string) Option { return func(o *options) { o.host = host } }
 
 // WithPower sets the machine's initial power state (default off).
 func WithPower(on bool) Option { return func(o *options) { o.power = on } }
@@ -57,14 +63,20 @@ func RandomPassword() string {
 
 // WriteSecret writes a secret as the server's secrets directory holds it:
 // dir/<namespace>/<name>/username and password (dir/<name>/... without a
-// namespace), each with a trailing newline as `echo` would write it.
-func WriteSecret(t testing.TB, dir string, ref schema.SecretRef, username, password string) {
+// namespace), each with a trailing newline as `echo` would write it, and
+// allowed-hosts listing allowedHosts when any are given (without it, the
+// secret is sent to no BMC).
+func WriteSecret(t testing.TB, dir string, ref schema.SecretRef, username, password string, allowedHosts ...string) {
 	t.Helper()
 	folder := filepath.Join(dir, ref.Namespace, ref.Name)
 	if err := os.MkdirAll(folder, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]string{"username": username, "password": password} {
+	files := map[string]string{"username": username, "password": password}
+	if len(allowedHosts) > 0 {
+		files["allowed-hosts"] = strings.Join(allowedHosts, "\n")
+	}
+	for name, v := range files {
 		if err := os.WriteFile(filepath.Join(folder, name), []byte(v+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,8 @@ var (
 	rfCollectionOf = map[string]string{rfSystems: rfSystem, rfManagers: rfManager, rfMedia: rfCD}
 )
 
-// Redfish is a running Redfish BMC over HTTPS on 127.0.0.1:Port. It
+// Redfish is a running Redfish BMC over HTTPS on 127.0.0.1:Port (or the
+// address WithHost gives). It
 // speaks what bmclib v2.3.5's gofish provider sends: the service root,
 // session login and logout, the systems collection with one
 // ComputerSystem (power state, boot override, the Reset action), and the
@@ -76,6 +77,9 @@ type Redfish struct {
 	sessions map[string]string // token -> session id
 	nextID   int
 	calls    []string
+	// gotPassword is set once a request carried Password (in a login
+	// body or basic auth), whether or not it was accepted.
+	gotPassword bool
 }
 
 // RedfishBoot is the system's boot source override.
@@ -100,7 +104,16 @@ func StartRedfish(t testing.TB, opts ...Option) *Redfish {
 	if o.power {
 		r.power = "On"
 	}
-	r.srv = httptest.NewTLSServer(http.HandlerFunc(r.serve))
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	if o.host != "" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(o.host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = r.srv.Listener.Close()
+		r.srv.Listener = ln
+	}
+	r.srv.StartTLS()
 	t.Cleanup(r.srv.Close)
 	r.URL = r.srv.URL
 	host, port, err := net.SplitHostPort(r.srv.Listener.Addr().String())
@@ -135,6 +148,14 @@ func (r *Redfish) CAFile(t testing.TB) string {
 // BMC returns the inline bmc block of a Hardware managed by this BMC.
 func (r *Redfish) BMC(credentialsRef string) *schema.BMC {
 	return &schema.BMC{Address: r.Host, Port: r.Port, Protocol: "redfish", CredentialsRef: credentialsRef}
+}
+
+// ReceivedPassword reports whether any request so far carried the BMC's
+// password: what an endpoint that is not the machine's BMC must never see.
+func (r *Redfish) ReceivedPassword() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gotPassword
 }
 
 // Calls returns the requests so far, one line each: method, path, a
@@ -200,6 +221,9 @@ func (r *Redfish) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, pass, ok := req.BasicAuth(); ok && pass == r.Password || strings.Contains(string(body), r.Password) {
+		r.gotPassword = true
+	}
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	summary := r.handle(rec, req, body)
 	line := req.Method + " " + req.URL.Path
