@@ -248,9 +248,16 @@ func TestTinkerbellAgentEndToEnd(t *testing.T) {
 
 func agentScenario(t *testing.T, agent, serverBin, image string, engine *mobyclient.Client, withTLS bool) {
 	ctx := context.Background()
+	// The agent names its containers after the action and its id, which
+	// holds the workflow: unique workflow names keep concurrent runs of this
+	// test on one engine apart.
+	wf := map[string]string{}
+	for _, w := range []string{"three", "fails", "hangs", "survives"} {
+		wf[w] = w + "-" + dockertest.RandomHex(t)[:6]
+	}
 	s := newScenario(t)
 	s.write("hardware/node-01.yaml", agentHardware)
-	agentWorkflow(s, "three", image, 30,
+	agentWorkflow(s, wf["three"], image, 30,
 		`echo "one $DISK $MODE" >> /out/log`,
 		`echo "two $(cat /out/log | head -1)" >> /out/log`,
 		`echo three >> /out/log`)
@@ -297,7 +304,7 @@ func agentScenario(t *testing.T, agent, serverBin, image string, engine *mobycli
 	})
 
 	// Three actions in real containers, then SUCCESS.
-	run := rig.run("three", 90*time.Second)
+	run := rig.run(wf["three"], 90*time.Second)
 	require.Equal(t, "SUCCESS", run.State, run.Reason)
 	require.Equal(t, []string{"one /dev/sda 0644", "two one /dev/sda 0644", "three"}, s.lines("log"), "environment as rendered (0644 as text), host volume written and read from inside")
 	require.Positive(t, privileged.Load(), "the agent asks for privileged containers; the proxy clears it")
@@ -319,11 +326,11 @@ func agentScenario(t *testing.T, agent, serverBin, image string, engine *mobycli
 
 	// A failing action and a hanging one: two more workflows for the
 	// same machine.
-	agentWorkflow(s, "fails", image, 30, `echo "disk /dev/sda is busy"; exit 1`)
-	run = rig.run("fails", 60*time.Second)
+	agentWorkflow(s, wf["fails"], image, 30, `echo "disk /dev/sda is busy"; exit 1`)
+	run = rig.run(wf["fails"], 60*time.Second)
 	require.Equal(t, "FAILED", run.State, run.Reason)
 	require.Equal(t, "action completed", run.Actions[0].Message, "the agent's message (this agent sends no output)")
-	evs, err := rig.c.WorkflowEvents(ctx, "", "fails", client.EventOptions{})
+	evs, err := rig.c.WorkflowEvents(ctx, "", wf["fails"], client.EventOptions{})
 	require.NoError(t, err)
 	var failed string
 	for _, e := range evs.Items {
@@ -333,19 +340,19 @@ func agentScenario(t *testing.T, agent, serverBin, image string, engine *mobycli
 	}
 	require.Contains(t, failed, run.Actions[0].Message, "the agent's message is in the action's event")
 
-	agentWorkflow(s, "hangs", image, 3, `sleep 300`)
-	run = rig.run("hangs", 60*time.Second)
+	agentWorkflow(s, wf["hangs"], image, 3, `sleep 300`)
+	run = rig.run(wf["hangs"], 60*time.Second)
 	require.Equal(t, "TIMEOUT", run.State, run.Reason)
 
 	// tink-server SIGKILLed while an action runs, started again: the
 	// agent goes on and every action ran exactly once.
-	agentWorkflow(s, "survives", image, 60, `echo start >> /out/kill; sleep 5; echo end >> /out/kill`, `echo after >> /out/kill`)
+	agentWorkflow(s, wf["survives"], image, 60, `echo start >> /out/kill; sleep 5; echo end >> /out/kill`, `echo after >> /out/kill`)
 	require.Eventually(t, func() bool { return len(s.lines("kill")) == 1 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, rig.server.Process.Signal(syscall.SIGKILL))
 	_ = rig.server.Wait()
 	time.Sleep(500 * time.Millisecond)
 	rig.start()
-	run = rig.run("survives", 90*time.Second)
+	run = rig.run(wf["survives"], 90*time.Second)
 	require.Equal(t, "SUCCESS", run.State, run.Reason)
 	require.Equal(t, []string{"start", "end", "after"}, s.lines("kill"), "each action ran exactly once")
 	for _, a := range run.Actions {
