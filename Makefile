@@ -11,11 +11,17 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all build run test bench fuzz lint clean image demo proto
+.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab proto
 
 all: build
 
-build:
+# deps fetches every module the build and the tests need, once, at the start:
+# vet, the tests and the binaries then need no network (a fresh CI machine
+# would otherwise download in the middle of go vet).
+deps:
+	$(GO) mod download
+
+build: deps
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
@@ -30,6 +36,22 @@ run: build
 demo: build
 	BIN=$(CURDIR)/$(BIN) bash examples/demo/demo.sh
 
+# bootimage builds tinkops's own boot image into $(BIN)/boot (vmlinuz-x86_64,
+# initramfs-x86_64: serve it with tink-server --boot-dir $(BIN)/boot): Debian's
+# kernel (apt-get download, cached in ~/.cache/tinkops), busybox-static, a
+# static tink-worker and shell-script actions. See docs/provision.md.
+bootimage:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tink-worker
+	bash examples/lab/bootimage/build.sh $(BIN)/boot $(BIN)/tink-worker
+
+# lab provisions a QEMU virtual machine end to end (BMC, netboot, boot image,
+# workflow, reboot into the written disk) and prints how long each step took.
+# Needs qemu-system-x86 ipxe-qemu qemu-utils cpio busybox-static openipmi
+# ipmitool git (.ci/run installs them); it is also part of make test.
+lab:
+	$(GO) test -count=1 -v -timeout 10m -run '^TestLab$$' ./examples/lab
+
 test: lint
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 
@@ -41,7 +63,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./schema
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)

@@ -359,7 +359,10 @@ func TestBrowserGuard(t *testing.T) {
 	require.Equal(t, "cross-origin browser requests that change state are refused", e.Message)
 	send(http.MethodPost, "/v1/suspend", map[string]string{"Origin": "http://evil.example"}).apiError(t, http.StatusForbidden, "forbidden")
 	e = send(http.MethodGet, "/v1/status", map[string]string{"Host": "evil.example:42113"}).apiError(t, http.StatusForbidden, "forbidden")
-	require.Contains(t, e.Message, `answers only requests addressed to localhost or a loopback address, not "evil.example:42113"`)
+	require.Contains(t, e.Message, `answers only requests addressed to localhost or an IP address, not "evil.example:42113"`)
+	e = send(http.MethodGet, "/v1/status", map[string]string{"Host": "0.0.0.0:42113"}).apiError(t, http.StatusForbidden, "forbidden")
+	require.Contains(t, e.Message, `not "0.0.0.0:42113"`)
+	require.Equal(t, http.StatusOK, send(http.MethodGet, "/v1/status", map[string]string{"Host": "10.0.2.2:42113"}).Status, "an IP address cannot be rebound: a forward (a VM's user network) reached the loopback socket")
 	require.Equal(t, http.StatusOK, send(http.MethodGet, "/v1/status", map[string]string{"Host": "localhost:42113", "Sec-Fetch-Site": "cross-site"}).Status, "reads from a page on localhost are same-host")
 	require.Equal(t, http.StatusCreated, send(http.MethodPost, "/v1/templates", map[string]string{"Sec-Fetch-Site": "same-origin"}).Status)
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -195,7 +196,7 @@ func (s *Server) followWorkflow(w http.ResponseWriter, r *http.Request, key stat
 	if err != nil {
 		return err
 	}
-	latest := lastRun(wf)
+	latest := reconciler.LastRun(wf)
 	run, err := s.latestRun(ctx, wf)
 	if err != nil {
 		return err

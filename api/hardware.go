@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -52,7 +54,7 @@ func authorizeBMC(old *state.Object, p *pushed, who *Principal) error {
 	}
 	for _, f := range bmcFields {
 		a, b := before[f], after[f]
-		if isNull(a) && isNull(b) || jsonEqual(a, b) {
+		if isNull(a) && isNull(b) || state.JSONEqual(a, b) {
 			continue
 		}
 		what := "change spec." + f + " of"
@@ -68,24 +70,43 @@ func authorizeBMC(old *state.Object, p *pushed, who *Principal) error {
 // isNull reports whether a spec field is absent or null.
 func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
-// decorateHardware sets status.workflow: for each machine, its active run if
-// it has one, else the run created last.
+// decorateHardware sets status.workflow: for each machine, the run that
+// has it now (one running on it, or running a task on it for a workflow of
+// another machine, or else one waiting for it), else the run created last.
 func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs []*state.Object) error {
 	want := make(map[state.ObjectKey]int, len(objs))
+	byMAC := map[string]int{}
 	for i, o := range objs {
 		want[o.Key()] = i
+		for _, iface := range interfaces(o) {
+			if iface.DHCP != nil && iface.DHCP.MAC != "" {
+				byMAC[iface.DHCP.MAC] = i
+			}
+		}
 	}
 	wfs, err := s.listAll(ctx, state.KindWorkflow)
 	if err != nil {
 		return err
 	}
 	best := make(map[int]*state.WorkflowRun)
-	pxe := make(map[int]*state.WorkflowRun) // the newest run that set allowPXE
+	own := make(map[int][]*state.WorkflowRun) // runs of the machine's own workflows
 	for _, wf := range wfs {
-		_, hw := workflowRefs(wf)
-		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: hw}]
-		n := lastRun(wf)
-		if !ok || n == 0 {
+		var spec struct {
+			HardwareRef string            `json:"hardwareRef"`
+			HardwareMap map[string]string `json:"hardwareMap"`
+		}
+		_ = json.Unmarshal(wf.Spec, &spec)
+		i, ok := want[state.ObjectKey{Kind: state.KindHardware, Namespace: wf.Namespace, Name: spec.HardwareRef}]
+		// Machines whose MAC the workflow's hardwareMap names: its run
+		// may hold them too.
+		var others []int
+		for _, mac := range spec.HardwareMap {
+			if j, found := byMAC[mac]; found && (!ok || j != i) {
+				others = append(others, j)
+			}
+		}
+		n := reconciler.LastRun(wf)
+		if n == 0 || !ok && len(others) == 0 {
 			continue
 		}
 		run, err := s.store.GetRun(ctx, state.RunKey{Namespace: wf.Namespace, Workflow: wf.Name, Number: n})
@@ -95,18 +116,29 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		if err != nil {
 			return err
 		}
-		if b := best[i]; b == nil || newerRun(run, b) {
-			best[i] = run
+		if ok {
+			if b := best[i]; b == nil || newerRun(run, b) {
+				best[i] = run
+			}
+			own[i] = append(own[i], run)
 		}
-		if p := pxe[i]; run.AllowPXE != nil && (p == nil || run.CreatedAt.After(p.CreatedAt)) {
-			pxe[i] = run
+		for _, j := range others {
+			o := objs[j]
+			if !holding(run) || !slices.Contains(run.Machines, objectName(o.Namespace, o.Name)) {
+				continue
+			}
+			if b := best[j]; b == nil || newerRun(run, b) {
+				best[j] = run
+			}
 		}
 	}
 	for i, run := range best {
 		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
 	}
-	for i, run := range pxe {
-		out[i].Status.AllowPXE = run.AllowPXE
+	for i, runs := range own {
+		if p := reconciler.NetbootRun(runs); p != nil {
+			out[i].Status.AllowPXE = p.AllowPXE
+		}
 	}
 	if s.bmc != nil {
 		for i, o := range objs {
@@ -118,8 +150,18 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 	return nil
 }
 
-// newerRun prefers a run that has not ended, then the one created last.
+// holding reports whether a run has its machines now (PREPARING or
+// RUNNING).
+func holding(r *state.WorkflowRun) bool {
+	return r.State == state.RunPreparing || r.State == state.RunRunning
+}
+
+// newerRun prefers the run that has the machine now, then one waiting for
+// it, then the one created last.
 func newerRun(a, b *state.WorkflowRun) bool {
+	if holding(a) != holding(b) {
+		return holding(a)
+	}
 	if a.State.Terminal() != b.State.Terminal() {
 		return !a.State.Terminal()
 	}

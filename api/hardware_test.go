@@ -176,12 +176,17 @@ func TestHardwareRejectsBadRequests(t *testing.T) {
 		{name: "ErrDuplicateMACAndIP", body: apitest.HardwareYAML("node-02", "52:54:00:10:00:01", "10.10.1.11"), status: 400, code: "invalid",
 			message: "hardware node-02 clashes with the fleet: 2 problems",
 			details: []client.Detail{
-				{Path: "spec.interfaces[0].dhcp.mac", Message: "MAC 52:54:00:10:00:01 is already used by hardware node-01"},
-				{Path: "spec.interfaces[0].dhcp.ip.address", Message: "IP address 10.10.1.11 is already used by hardware node-01"},
+				{Path: "spec.interfaces[0].dhcp.mac", Line: 12, Column: 14, Object: "Hardware/node-02", Message: "MAC 52:54:00:10:00:01 is already used by hardware node-01"},
+				{Path: "spec.interfaces[0].dhcp.ip.address", Line: 13, Column: 23, Object: "Hardware/node-02", Message: "IP address 10.10.1.11 is already used by hardware node-01"},
 			}},
 		{name: "ErrMissingMachine", body: strings.Replace(good, "  bmc: {address: 10.10.0.11, protocol: ipmi, credentialsRef: bmc-node-02}", "  bmcRef: {kind: Machine, name: bmc-absent}", 1),
 			status: 400, code: "invalid", message: "hardware node-02 clashes with the fleet: 1 problem",
-			details: []client.Detail{{Path: "spec.bmcRef.name", Message: `Machine "bmc-absent" does not exist`}}},
+			details: []client.Detail{{Path: "spec.bmcRef.name", Line: 7, Column: 33, Object: "Hardware/node-02", Message: `bmcRef names Machine "bmc-absent", which is not declared`}}},
+		// Git refuses one IP on two interfaces of one hardware; the API
+		// checks with the same code.
+		{name: "ErrIPTwiceInOneHardware", body: good + "    - dhcp: {mac: \"52:54:00:10:00:12\", ip: {address: 10.10.1.12, netmask: 255.255.255.0}}\n",
+			status: 400, code: "invalid", message: "hardware node-02 clashes with the fleet: 1 problem",
+			details: []client.Detail{{Path: "spec.interfaces[1].dhcp.ip.address", Line: 15, Column: 54, Object: "Hardware/node-02", Message: "IP address 10.10.1.12 appears twice in this hardware (interfaces[0] has it)"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := do(t, s, http.MethodPost, "/v1/hardware", "", tc.body).apiError(t, tc.status, tc.code)

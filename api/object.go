@@ -288,15 +288,3 @@ func diffValues(path string, a, b any, out *[]string) {
 		*out = append(*out, path)
 	}
 }
-
-// jsonEqual compares two JSON documents by value.
-func jsonEqual(a, b json.RawMessage) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
-}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -212,7 +211,7 @@ func (k *kind) update(w http.ResponseWriter, r *http.Request, c *call) error {
 		if cur.Override != nil {
 			gitSpec = cur.Override.GitSpec
 		}
-		if jsonEqual(gitSpec, obj.Spec) {
+		if state.JSONEqual(gitSpec, obj.Spec) {
 			message = fmt.Sprintf("%s set back to what Git declares by %s; the override ends", key, c.who.Name)
 		} else {
 			obj.Override = &state.Override{By: c.actor(), At: k.s.now().UTC(), Reason: r.URL.Query().Get("reason"), GitSpec: gitSpec}
@@ -332,45 +331,7 @@ func objectURL(res client.Resource, key state.ObjectKey) string {
 	return u
 }
 
-// listAll reads every object of a kind (all namespaces), page by page. The
-// fleet is bounded (tens of thousands of objects), so checks that need the
-// whole kind read it.
+// listAll reads every object of a kind (all namespaces).
 func (s *Server) listAll(ctx context.Context, kind string) ([]*state.Object, error) {
-	var all []*state.Object
-	q := state.ObjectQuery{Kind: kind, Limit: maxListLimit}
-	for {
-		page, err := s.store.ListObjects(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page.Objects...)
-		if page.Continue == "" {
-			return all, nil
-		}
-		q.Continue = page.Continue
-	}
-}
-
-// lastRun reads a workflow's latest run number from its stored status (the
-// reconciler keeps it there).
-func lastRun(o *state.Object) int {
-	var st struct {
-		LastRun int `json:"lastRun"`
-	}
-	if len(o.Status) > 0 {
-		_ = json.Unmarshal(o.Status, &st)
-	}
-	return st.LastRun
-}
-
-// withLastRun returns status with lastRun set to n, keeping every other
-// field.
-func withLastRun(status []byte, n int) []byte {
-	m := map[string]any{}
-	if len(status) > 0 {
-		_ = json.Unmarshal(status, &m)
-	}
-	m["lastRun"] = n
-	b, _ := json.Marshal(m)
-	return b
+	return state.AllObjects(ctx, s.store, state.ObjectQuery{Kind: kind, Limit: maxListLimit})
 }

@@ -62,15 +62,27 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	syncErr := s.syncer.Sync(ctx)
-	if syncErr != nil && state.ErrorCode(syncErr) != state.EINVALID {
-		return syncErr
-	}
 	st, err := s.status(ctx)
 	if err != nil {
+		if syncErr != nil {
+			return syncErr
+		}
 		return err
 	}
-	if syncErr != nil && len(st.Sync.Errors) == 0 {
-		return state.Errorf(state.EINTERNAL, "sync said the revision is invalid but recorded no errors: %s", state.ErrorMessage(syncErr))
+	if syncErr != nil {
+		// Errors in the repository (or a plan refused because it prunes
+		// too much: stalled, it needs a person) are not errors of this
+		// call: the status answered holds every one of them. Anything
+		// else is.
+		stalled := st.Sync.Failure == string(state.FailureStalled)
+		invalid := state.ErrorCode(syncErr) == state.EINVALID
+		switch {
+		case stalled || invalid && len(st.Sync.Errors) > 0:
+		case invalid:
+			return state.Errorf(state.EINTERNAL, "sync said the revision is invalid but recorded no errors: %s", state.ErrorMessage(syncErr))
+		default:
+			return syncErr
+		}
 	}
 	return writeJSON(w, http.StatusOK, st)
 }
@@ -110,6 +122,10 @@ func (s *Server) status(ctx context.Context) (*client.Status, error) {
 			Errors:                ss.Errors,
 			Suspended:             ss.Suspended,
 			LastSyncAt:            ss.LastSyncAt,
+			Failure:               string(ss.Failure),
+			Reason:                ss.Reason,
+			Retries:               ss.Retries,
+			NextRetryAt:           ss.NextRetryAt,
 		},
 		Ready:     s.ready(),
 		Objects:   map[string]map[string]int{},

@@ -49,7 +49,7 @@ func TestTemplates(t *testing.T) {
 		e := do(t, s, http.MethodPut, "/v1/templates/basic", "", body).apiError(t, http.StatusBadRequest, state.EINVALID)
 		require.Equal(t, "template basic does not render for the workflows that use it: 1 problem", e.Message)
 		require.Equal(t, "spec.data", e.Details[0].Path)
-		require.Contains(t, e.Details[0].Message, "rendered for workflow wf-01 (hardware node-01)")
+		require.Contains(t, e.Details[0].Message, "(rendered for workflow wf-01)")
 		require.Contains(t, e.Details[0].Message, "device_2")
 		require.Equal(t, 13, e.Details[0].Line, "the line of {{.device_2}} in the request body")
 	})

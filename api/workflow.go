@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
@@ -32,69 +33,54 @@ func (s *Server) workflowKind() *kind {
 	return k
 }
 
-// workflowRuns decides whether a write starts a run, and if so records its
-// number in the workflow's status.
+// workflowRuns decides whether a write starts a run, with the rule a sync
+// uses (reconciler.StartsRun), and if so records its number in the
+// workflow's status.
 func (s *Server) workflowRuns(ctx context.Context, old *state.Object, p *pushed, who *Principal) ([]*state.WorkflowRun, error) {
 	wf, ok := p.decoded.(*schema.Workflow)
-	if !ok || (wf.Spec.Disabled != nil && *wf.Spec.Disabled) {
+	if !ok {
 		return nil, nil
 	}
 	last := 0
 	reason := "created through the API by " + who.Name
 	if old != nil {
-		last = lastRun(old)
+		last = reconciler.LastRun(old)
+		reason = "enabled through the API by " + who.Name
 		if last > 0 {
-			changed := false
-			var paths []string
-			diffValues("spec", decodeAny(old.Spec), decodeAny(p.obj.Spec), &paths)
-			for _, path := range paths {
-				if path != "spec.disabled" {
-					changed = true
-				}
-			}
-			if !changed {
-				return nil, nil
-			}
 			reason = "spec changed through the API by " + who.Name
-		} else {
-			reason = "enabled through the API by " + who.Name
 		}
+	}
+	var changes []reconciler.FieldChange
+	if last > 0 {
+		changes = reconciler.Diff(old, p.obj)
+	}
+	if !reconciler.StartsRun(wf, last, changes) {
+		return nil, nil
 	}
 	// Runs of an earlier workflow of the same name stay in the store; a new
 	// run numbers after them.
-	page, err := s.store.ListRuns(ctx, state.RunQuery{Namespace: p.obj.Namespace, Workflow: p.obj.Name})
+	runs, err := state.AllRuns(ctx, s.store, state.RunQuery{Namespace: p.obj.Namespace, Workflow: p.obj.Name})
 	if err != nil {
 		return nil, err
 	}
-	number := last + 1
-	if n := len(page.Runs); n > 0 {
-		prev := page.Runs[n-1]
-		number = max(number, prev.Number+1)
-		if !prev.State.Terminal() {
-			reason += fmt.Sprintf("; waits for run %d, now %s, to end", prev.Number, prev.State)
+	stored := 0
+	var prev *state.WorkflowRun
+	for _, r := range runs {
+		if r.Number > stored {
+			stored, prev = r.Number, r
 		}
 	}
-	p.obj.Status = withLastRun(p.obj.Status, number)
-	return []*state.WorkflowRun{{
-		Namespace: p.obj.Namespace,
-		Workflow:  p.obj.Name,
-		Number:    number,
-		State:     state.RunPending,
-		Template:  wf.Spec.TemplateRef,
-		Hardware:  wf.Spec.HardwareRef,
-		Reason:    reason,
-	}}, nil
-}
-
-func decodeAny(b json.RawMessage) any {
-	var v any
-	_ = json.Unmarshal(b, &v)
-	return v
+	if prev != nil && !prev.State.Terminal() {
+		reason += fmt.Sprintf("; waits for run %d, now %s, to end", prev.Number, prev.State)
+	}
+	run := reconciler.PendingRun(wf, reconciler.NextRunNumber(last, stored), reason)
+	p.obj.Status = reconciler.WithLastRun(p.obj.Status, run.Number)
+	return []*state.WorkflowRun{run}, nil
 }
 
 // latestRun returns a workflow's latest run, nil if it never ran.
 func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.WorkflowRun, error) {
-	n := lastRun(wf)
+	n := reconciler.LastRun(wf)
 	if n == 0 {
 		return nil, nil
 	}

@@ -56,12 +56,14 @@ func TestWorkflowChecks(t *testing.T) {
 		{name: "ErrMissingRefs", body: apitest.WorkflowYAML("wf-x", "nope", "node-09", "52:54:00:10:00:01"),
 			message: "workflow wf-x cannot run: 2 problems",
 			details: []client.Detail{
-				{Path: "spec.templateRef", Message: `template "nope" does not exist`},
-				{Path: "spec.hardwareRef", Message: `hardware "node-09" does not exist`},
+				{Path: "spec.templateRef", Line: 6, Column: 16, Object: "Workflow/wf-x", Message: `template "nope" is not declared`},
+				{Path: "spec.hardwareRef", Line: 7, Column: 16, Object: "Workflow/wf-x", Message: `hardware "node-09" is not declared`},
 			}},
 		{name: "ErrForeignMAC", body: apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:02"),
 			message: "workflow wf-x cannot run: 1 problem",
-			details: []client.Detail{{Path: "spec.hardwareMap.device_1", Message: "52:54:00:10:00:02 is not a MAC address of hardware node-01 (it has 52:54:00:10:00:01)"}}},
+			details: []client.Detail{{Path: "spec.hardwareMap.device_1", Line: 9, Column: 15, Object: "Workflow/wf-x", Message: "52:54:00:10:00:02 is a MAC address of hardware node-02, not of node-01 (it has 52:54:00:10:00:01); other keys may name other machines, whose tasks then run there, but one must name a MAC of the workflow's own hardware"}}},
+		{name: "ErrUnknownMAC", body: apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:77"),
+			message: "workflow wf-x cannot run: 2 problems"},
 		{name: "ErrDoesNotRender", body: strings.Replace(apitest.WorkflowYAML("wf-x", "basic", "node-01", "52:54:00:10:00:01"), "device_1", "device_9", 1),
 			message: "workflow wf-x cannot run: 1 problem"},
 	} {
@@ -71,8 +73,9 @@ func TestWorkflowChecks(t *testing.T) {
 			if tc.details != nil {
 				require.Equal(t, tc.details, e.Details)
 			} else {
-				require.Equal(t, "spec.templateRef", e.Details[0].Path)
-				require.Contains(t, e.Details[0].Message, "template basic does not render for hardware node-01")
+				last := e.Details[len(e.Details)-1]
+				require.Equal(t, "spec.templateRef", last.Path)
+				require.Contains(t, last.Message, "template basic does not render for hardware node-01")
 			}
 		})
 	}
@@ -181,4 +184,29 @@ func TestRetryWithoutEngine(t *testing.T) {
 	e := do(t, s, http.MethodPost, "/v1/workflows/wf-01/retry", "", "").apiError(t, http.StatusServiceUnavailable, "unavailable")
 	require.Equal(t, "this server runs no workflow engine, so runs cannot be retried or cancelled", e.Message)
 	do(t, s, http.MethodPost, "/v1/workflows/wf-01/cancel", "", "").apiError(t, http.StatusServiceUnavailable, "unavailable")
+}
+
+// TestWorkflowOnTwoMachines: a workflow whose hardwareMap names another
+// machine's MAC (a task of its template runs there) is accepted through
+// the API as from Git, and that machine cannot be deleted while the
+// workflow uses it.
+func TestWorkflowOnTwoMachines(t *testing.T) {
+	s := apitest.MustRunServer(t)
+	seedFleet(t, s, "")
+	body := apitest.WorkflowYAML("wf-pair", "basic", "node-01", "52:54:00:10:00:01") + "    device_2: \"52:54:00:10:00:02\"\n"
+	r := do(t, s, http.MethodPost, "/v1/workflows", "", body)
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+
+	e := do(t, s, http.MethodDelete, "/v1/hardware/node-02", "", "").apiError(t, http.StatusConflict, state.ECONFLICT)
+	require.Equal(t, "hardware node-02 is used by workflow(s) wf-pair; delete those first", e.Message)
+
+	// While the run holds node-02, node-02 shows it, not the workflow of
+	// its own that waits.
+	r = do(t, s, http.MethodPost, "/v1/workflows", "", apitest.WorkflowYAML("wf-02", "basic", "node-02", "52:54:00:10:00:02"))
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.UpdateRun(t, "wf-pair", state.ActorReconciler, func(r *state.WorkflowRun) {
+		r.State, r.Machines = state.RunRunning, []string{"node-02"}
+	})
+	o := do(t, s, http.MethodGet, "/v1/hardware/node-02", "", "").object(t)
+	require.Equal(t, &client.HardwareWorkflow{Name: "wf-pair", Run: 1, State: "RUNNING"}, o.Status.Workflow)
 }

@@ -15,8 +15,10 @@ type workflowStatus struct {
 	LastRun int `json:"lastRun,omitempty"`
 }
 
-// lastRun reads the latest run number from a stored workflow.
-func lastRun(o *state.Object) int {
+// LastRun reads the number of a stored workflow's latest run from its
+// status (0: it never ran). The reconciler and the API keep it there, so
+// finding a workflow's run needs no scan of the run history.
+func LastRun(o *state.Object) int {
 	if o == nil || len(o.Status) == 0 {
 		return 0
 	}
@@ -25,8 +27,9 @@ func lastRun(o *state.Object) int {
 	return s.LastRun
 }
 
-// withLastRun returns status with lastRun set, keeping every other field.
-func withLastRun(status json.RawMessage, n int) json.RawMessage {
+// WithLastRun returns a workflow's status with its latest run number set
+// to n, keeping every other field.
+func WithLastRun(status json.RawMessage, n int) json.RawMessage {
 	m := map[string]any{}
 	if len(status) > 0 {
 		_ = json.Unmarshal(status, &m)
@@ -100,16 +103,12 @@ func readRuns(ctx context.Context, st state.Store, need runNeeds) ([]*state.Work
 		}
 	}
 	list := func(q state.RunQuery) error {
-		for {
-			page, err := st.ListRuns(ctx, q)
-			if err != nil {
-				return fmt.Errorf("read runs: %w", err)
-			}
-			add(page.Runs)
-			if q.Continue = page.Continue; q.Continue == "" {
-				return nil
-			}
+		runs, err := state.AllRuns(ctx, st, q)
+		if err != nil {
+			return fmt.Errorf("read runs: %w", err)
 		}
+		add(runs)
+		return nil
 	}
 	if need.hardware || len(need.workflows) > maxRunLookups {
 		return active, numbers, list(state.RunQuery{Limit: 5000})
@@ -135,7 +134,7 @@ func (p *Plan) batch(commit string) *state.Batch {
 		case OpCreate, OpUpdate:
 			obj := c.desired
 			if r := runsByWorkflow[c.Key]; r != nil {
-				obj.Status = withLastRun(obj.Status, r.Number)
+				obj.Status = WithLastRun(obj.Status, r.Number)
 			}
 			b.Put(obj, fmt.Sprintf("%sd from %s at %s", c.Op, c.File, commit))
 		case OpDelete:

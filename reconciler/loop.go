@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -62,6 +63,10 @@ type Loop struct {
 	// here, and it runs on the loop's goroutine, so it must return at
 	// once.
 	OnSync func(result SyncResult, revision string, took time.Duration)
+	// RetryBackoff and RetryMaxBackoff space the retries of a transient
+	// failure: RetryBackoff, doubling up to RetryMaxBackoff (defaults
+	// DefaultRetryBackoff and DefaultRetryMaxBackoff). Set them before Run.
+	RetryBackoff, RetryMaxBackoff time.Duration
 
 	r       *Reconciler
 	src     Source
@@ -72,6 +77,7 @@ type Loop struct {
 	ready    atomic.Bool
 	mu       sync.Mutex
 	lastSeen string // revision of the last snapshot synced
+	retry    retrier
 }
 
 // NewLoop returns a loop syncing src into r's store; it does no I/O until
@@ -83,21 +89,29 @@ func NewLoop(r *Reconciler, src Source, timeout time.Duration) *Loop {
 	return &Loop{r: r, src: src, timeout: timeout, requests: make(chan chan error), kick: make(chan struct{}, 1)}
 }
 
-// Run syncs until ctx ends. It returns nil when ctx ends, or the store's
-// error if the store fails in a way a retry cannot fix (it is closed).
+// Run syncs until ctx ends, then returns nil. A failed sync is recorded in
+// the sync status with its class (see syncfailure.go): a transient one is
+// retried with backoff, a stalled one waits for a new revision or a
+// request, a suspended loop for Resume.
 func (l *Loop) Run(ctx context.Context) error {
-	l.syncOnce(ctx, true)
+	l.retry.min, l.retry.max = cmp.Or(l.RetryBackoff, DefaultRetryBackoff), cmp.Or(l.RetryMaxBackoff, DefaultRetryMaxBackoff)
+	defer l.retry.stop()
+	l.settle(l.syncOnce(ctx, true))
 	l.ready.Store(true)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-l.src.Changes():
-			l.syncOnce(ctx, false)
+			l.settle(l.syncOnce(ctx, false))
 		case <-l.kick:
-			l.syncOnce(ctx, false)
+			l.settle(l.syncOnce(ctx, false))
+		case <-l.retry.C():
+			l.settle(l.syncOnce(ctx, true))
 		case done := <-l.requests:
-			done <- l.syncOnce(ctx, true)
+			err := l.syncOnce(ctx, true)
+			l.settle(err)
+			done <- err
 		}
 	}
 }
@@ -186,6 +200,7 @@ func (l *Loop) setSuspended(ctx context.Context, actor state.Actor, on bool) err
 		return nil
 	}
 	st.Suspended = on
+	waiting(st, actor, on)
 	msg := "reconciliation resumed"
 	if on {
 		msg = "reconciliation suspended: new revisions are not applied until resumed"
@@ -204,9 +219,8 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 	start := time.Now()
 	st, err := l.r.store.SyncStatus(ctx)
 	if err != nil {
-		l.r.log.Error("read sync status", "err", err)
 		l.observe(SyncFailed, "", start)
-		return err
+		return l.transient(ctx, "", "the sync status could not be read (the server's log has the details)", fmt.Errorf("read sync status: %w", err))
 	}
 	if st.Suspended {
 		l.r.log.Info("reconciliation suspended; not syncing")
@@ -214,18 +228,16 @@ func (l *Loop) syncOnce(ctx context.Context, force bool) error {
 	}
 	snap, err := l.src.Snapshot(ctx)
 	if err != nil {
-		l.r.log.Warn("no snapshot", "err", err)
 		l.observe(SyncFailed, "", start)
-		return fmt.Errorf("read repository: %w", err)
+		return l.transient(ctx, "", "the repository could not be read (see the source's last error)", fmt.Errorf("read repository: %w", err))
 	}
 	if !force && snap.Revision == l.lastSeen {
 		return nil
 	}
 	out, err := l.r.Sync(ctx, FromSnapshot(snap))
 	if err != nil {
-		l.r.log.Error("sync failed", "revision", snap.Revision, "err", err)
 		l.observe(SyncFailed, snap.Revision, start)
-		return err
+		return l.transient(ctx, snap.Revision, "applying the revision failed (the server's log has the details)", err)
 	}
 	l.lastSeen = snap.Revision
 	if len(out.Errors) > 0 {

@@ -179,6 +179,15 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		if !r.State.Terminal() {
 			hk := state.ObjectKey{Kind: state.KindHardware, Namespace: r.Namespace, Name: r.Hardware}
 			active[hk] = append(active[hk], r)
+			// The other machines the run's tasks run on are as busy.
+			for _, m := range r.Machines {
+				ns, name, ok := strings.Cut(m, "/")
+				if !ok {
+					ns, name = "", m
+				}
+				mk := state.ObjectKey{Kind: state.KindHardware, Namespace: ns, Name: name}
+				active[mk] = append(active[mk], r)
+			}
 			activeWF[wk] = r
 		}
 	}
@@ -218,7 +227,7 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		case a == nil:
 			c.Op = OpCreate
 			c.Fields = diffObject(nil, d)
-		case a.Override != nil && jsonEqual(a.Override.GitSpec, d.Spec) && metaEqual(a, d):
+		case a.Override != nil && state.JSONEqual(a.Override.GitSpec, d.Spec) && metaEqual(a, d):
 			// Git has not changed the object since the API override: the
 			// override stays in effect (shown as drift in status).
 			p.Unchanged++
@@ -258,7 +267,7 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 			index()
 			w := workflows[key]
 			hw := hardware[state.ObjectKey{Kind: state.KindHardware, Namespace: w.Metadata.Namespace, Name: w.Spec.HardwareRef}]
-			p.planRun(&c, w, hw, lastRun(a), actual.RunNumbers[key], activeWF[key])
+			p.planRun(&c, w, hw, LastRun(a), actual.RunNumbers[key], activeWF[key])
 		case state.KindTemplate:
 			if c.Op == OpUpdate && hasSpecChange(c.Fields) {
 				index()
@@ -350,30 +359,18 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, hw *schema.Hardware, last,
 	if w == nil || c.Op == OpUnchanged {
 		return
 	}
-	if w.Spec.Disabled != nil && *w.Spec.Disabled {
+	if disabled(w) {
 		if c.Op == OpCreate || fieldChanged(c.Fields, "spec.disabled") {
 			c.Consequences = append(c.Consequences, fmt.Sprintf("workflow %s is disabled: it will not run", w.Metadata.Name))
 		}
 		return
 	}
-	number := max(last, stored) + 1
-	switch {
-	case last == 0:
-		// never ran (new, or enabled for the first time)
-	case c.Op == OpUpdate && runSpecChanged(c.Fields):
-	default:
+	if !StartsRun(w, last, c.Fields) {
 		return
 	}
-	run := &state.WorkflowRun{
-		Namespace: w.Metadata.Namespace,
-		Workflow:  w.Metadata.Name,
-		Number:    number,
-		State:     state.RunPending,
-		Template:  w.Spec.TemplateRef,
-		Hardware:  w.Spec.HardwareRef,
-		Revision:  p.Revision,
-		Reason:    "declared in Git",
-	}
+	number := NextRunNumber(last, stored)
+	run := PendingRun(w, number, "declared in Git")
+	run.Revision = p.Revision
 	what := startSentence(w, hw)
 	switch {
 	case number == 1:
@@ -393,6 +390,41 @@ func (p *Plan) planRun(c *Change, w *schema.Workflow, hw *schema.Hardware, last,
 	}
 	p.runs = append(p.runs, run)
 }
+
+// StartsRun is the run-start rule, one for Git and the API: a disabled
+// workflow does not run; one that never ran (last, its latest run number,
+// is 0: it is new, or enabled for the first time) runs once; one that ran
+// runs again when its own spec changed (changes, from Diff), anything but
+// spec.disabled. A template change alone re-runs nothing: it is not a
+// change of the workflow. The new run waits for the current one to end.
+func StartsRun(w *schema.Workflow, last int, changes []FieldChange) bool {
+	return !disabled(w) && (last == 0 || runSpecChanged(changes))
+}
+
+// NextRunNumber numbers a new run of a workflow after its latest run
+// (last) and after the highest run of its name in the store (stored),
+// which is higher when runs of an earlier, deleted workflow of that name
+// remain.
+func NextRunNumber(last, stored int) int { return max(last, stored) + 1 }
+
+// PendingRun is a new run of w, waiting to start, with why it was created.
+func PendingRun(w *schema.Workflow, number int, reason string) *state.WorkflowRun {
+	return &state.WorkflowRun{
+		Namespace: w.Metadata.Namespace,
+		Workflow:  w.Metadata.Name,
+		Number:    number,
+		State:     state.RunPending,
+		Template:  w.Spec.TemplateRef,
+		Hardware:  w.Spec.HardwareRef,
+		Reason:    reason,
+	}
+}
+
+// Diff lists the fields that differ between two stored versions of an
+// object (nil: none): labels, annotations and the spec.
+func Diff(a, b *state.Object) []FieldChange { return diffObject(a, b) }
+
+func disabled(w *schema.Workflow) bool { return w.Spec.Disabled != nil && *w.Spec.Disabled }
 
 // startSentence says what a run of w does to its machine hwObj (nil when
 // the hardware is not declared), BMC actions included.
@@ -509,19 +541,6 @@ func plural(n int, one, many string) string {
 
 func metaEqual(a, b *state.Object) bool {
 	return maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
-}
-
-func jsonEqual(a, b json.RawMessage) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb)
 }
 
 // maxFields bounds the fields listed per change; a new object of 200

@@ -178,6 +178,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		if len(errs) > 0 {
 			out.Errors = errs
 			status.Errors = syncErrors(errs)
+			status.Failure, status.Reason = state.FailureStalled, stalledInvalid(len(errs))
 			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf(
 				"%s not applied: %d error(s); %s stays in effect. First: %s", commit, len(errs), orNone(prev.LastAppliedRevision), errs[0].Error())})
@@ -190,6 +191,7 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		}
 		if plan.Blocked != "" {
 			status.Errors = []state.SyncError{{Message: plan.Blocked}}
+			status.Failure, status.Reason = state.FailureStalled, plan.Blocked
 			b := &state.Batch{Actor: state.ActorReconciler, Revision: snap.Revision, Sync: status}
 			b.Events = append(b.Events, state.Event{Type: state.EventError, Message: fmt.Sprintf("%s not applied: %s", commit, plan.Blocked)})
 			if _, err := r.apply(ctx, b); err != nil {

@@ -107,10 +107,126 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 	checkUnique(&e, s.Workflows)
 	checkUnique(&e, s.Machines)
 
+	macs := checkFleet(&e, s.Hardware, index(s.Machines))
 	hardware := index(s.Hardware)
 	templates := index(s.Templates)
-	machines := index(s.Machines)
+	var jobs []renderJob
+	used := map[*Template]bool{}
+	for _, w := range s.Workflows {
+		t, j, ok := checkRefs(&e, w, templates, hardware, macs)
+		if t != nil {
+			used[t] = true
+		}
+		if ok {
+			jobs = append(jobs, j)
+		}
+	}
+	e.list = append(e.list, l.renderJobs(ctx, jobs, macs, keep)...)
 
+	for _, t := range s.Templates {
+		if !used[t] && t.dataNode != nil && t.parsed != nil && t.parsed.err == nil {
+			e.list = append(e.list, l.checkUnrendered(t)...)
+		}
+	}
+	return e.list
+}
+
+// CheckIn applies the set-wide rules of Load that concern one object to it
+// as a member of s (the fleet as stored, with obj in place of any stored
+// object of its kind and name): for hardware, MACs and IPs unique across
+// the fleet and a bmcRef that resolves; for a workflow, its references,
+// its hardwareMap and its template rendered for it; for a template, its
+// text, rendered for every workflow of s that uses it. It is what the API
+// checks an object written through it with, so that the API and Git
+// refuse the same things. Only mistakes of obj are reported (and, for a
+// workflow, of its template rendered for it): a clash among other objects
+// is theirs.
+//
+// s needs only what the rules read: every hardware's interfaces (the MAC
+// and IP index), full hardware and templates where they are rendered, and
+// the Machines a hardware's bmcRef may name.
+func (l *Loader) CheckIn(ctx context.Context, s *Set, obj Object) ErrorList {
+	if err := l.init(); err != nil {
+		return ErrorList{{Pos: Pos{File: "."}, Message: err.Error()}}
+	}
+	var e errs
+	switch o := obj.(type) {
+	case *Hardware:
+		// Last, so a clash is reported on it rather than on the object
+		// it clashes with.
+		fleet := make([]*Hardware, 0, len(s.Hardware)+1)
+		for _, h := range s.Hardware {
+			if h != o && !sameKey(h, o) {
+				fleet = append(fleet, h)
+			}
+		}
+		checkFleet(&e, append(fleet, o), index(s.Machines))
+	case *Workflow:
+		macs := macIndex(s.Hardware)
+		templates := index(s.Templates)
+		if t := templates[Key{o.Metadata.Namespace, o.Spec.TemplateRef}]; t != nil && t.parsed == nil {
+			// A template from the store: parse its text here.
+			e.list = append(e.list, l.checkTemplateText(t)...)
+		}
+		if _, j, ok := checkRefs(&e, o, templates, index(s.Hardware), macs); ok {
+			e.list = append(e.list, l.renderJobs(ctx, []renderJob{j}, macs, false)...)
+		}
+	case *Template:
+		if o.parsed == nil {
+			if errs := l.checkTemplateText(o); len(errs) > 0 {
+				return errs
+			}
+		}
+		if o.parsed == nil || o.parsed.err != nil {
+			return nil
+		}
+		macs := macIndex(s.Hardware)
+		hardware := index(s.Hardware)
+		var jobs []renderJob
+		for _, w := range s.Workflows {
+			if w.Metadata.Namespace != o.Metadata.Namespace || w.Spec.TemplateRef != o.Metadata.Name {
+				continue
+			}
+			var ignored errs // the workflow's own mistakes are not the template's
+			if _, j, ok := checkRefs(&ignored, w, map[Key]*Template{{o.Metadata.Namespace, o.Metadata.Name}: o}, hardware, macs); ok {
+				jobs = append(jobs, j)
+			}
+		}
+		e.list = append(e.list, l.renderJobs(ctx, jobs, macs, false)...)
+	}
+	own := obj.GetKind() + "/" + objectName(obj)
+	out := e.list[:0]
+	for _, x := range e.list {
+		if x.Object == own || x.Object == "" || strings.HasPrefix(x.Object, KindTemplate+"/") {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sameKey(a, b Object) bool {
+	x, y := a.GetMeta(), b.GetMeta()
+	return x.Namespace == y.Namespace && x.Name == y.Name
+}
+
+// macIndex maps every MAC of the fleet to its hardware.
+func macIndex(hardware []*Hardware) map[string]*Hardware {
+	macs := make(map[string]*Hardware, len(hardware))
+	for _, h := range hardware {
+		for _, m := range h.MACs() {
+			if _, dup := macs[m]; !dup {
+				macs[m] = h
+			}
+		}
+	}
+	return macs
+}
+
+// checkFleet checks what must hold across the fleet's hardware: MACs and
+// IP addresses unique (a later hardware clashing with an earlier one is
+// at fault), and every bmcRef naming a declared Machine. It returns the
+// MAC index.
+func checkFleet(e *errs, hardware []*Hardware, machines map[Key]*Machine) map[string]*Hardware {
 	// Paths and positions are formatted only for a duplicate: a fleet has
 	// tens of thousands of MACs and IPs, and no duplicates.
 	macPath := func(i int) string { return fmt.Sprintf("spec.interfaces[%d].dhcp.mac", i) }
@@ -119,10 +235,18 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 		h *Hardware
 		i int // interface
 	}
-	macs := make(map[string]*Hardware, len(s.Hardware))
-	macAt := make(map[string]owner, len(s.Hardware))
-	ips := make(map[string]owner, len(s.Hardware))
-	for _, h := range s.Hardware {
+	// where names another hardware's field, with its place in the
+	// repository when it has one (hardware from the store has none).
+	where := func(o owner, path string) string {
+		if pos := o.h.at(path); pos.File != "" {
+			return fmt.Sprintf("hardware %s (%s)", objectName(o.h), pos)
+		}
+		return "hardware " + objectName(o.h)
+	}
+	macs := make(map[string]*Hardware, len(hardware))
+	macAt := make(map[string]owner, len(hardware))
+	ips := make(map[string]owner, len(hardware))
+	for _, h := range hardware {
 		for i, iface := range h.Spec.Interfaces {
 			if iface.DHCP == nil {
 				continue
@@ -130,20 +254,22 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 			if mac := iface.DHCP.MAC; mac != "" {
 				if other, ok := macs[mac]; ok && other != h {
 					p := macPath(i)
-					e.on(h, h.at(p), p, "MAC %s is already used by hardware %s (%s)", mac, objectName(other), other.at(macPath(macAt[mac].i)))
+					e.on(h, h.at(p), p, "MAC %s is already used by %s", mac, where(macAt[mac], macPath(macAt[mac].i)))
 				} else if ok {
 					p := macPath(i)
-					e.on(h, h.at(p), p, "MAC %s appears twice in this hardware", mac)
+					e.on(h, h.at(p), p, "MAC %s appears twice in this hardware (interfaces[%d] has it)", mac, macAt[mac].i)
 				} else {
 					macs[mac] = h
 					macAt[mac] = owner{h, i}
 				}
 			}
 			if ip := iface.DHCP.IP; ip != nil && ip.Address != "" {
-				if other, ok := ips[ip.Address]; ok {
+				if other, ok := ips[ip.Address]; ok && other.h != h {
 					p := ipPath(i)
-					e.on(h, h.at(p), p, "IP address %s is already used by %s", ip.Address,
-						fmt.Sprintf("hardware %s (%s)", objectName(other.h), other.h.at(ipPath(other.i))))
+					e.on(h, h.at(p), p, "IP address %s is already used by %s", ip.Address, where(other, ipPath(other.i)))
+				} else if ok {
+					p := ipPath(i)
+					e.on(h, h.at(p), p, "IP address %s appears twice in this hardware (interfaces[%d] has it)", ip.Address, other.i)
 				} else {
 					ips[ip.Address] = owner{h, i}
 				}
@@ -155,50 +281,68 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 			}
 		}
 	}
+	return macs
+}
 
-	type job struct {
-		w  *Workflow
-		t  *Template
-		hw *Hardware
-	}
-	var jobs []job
-	used := map[*Template]bool{}
-	for _, w := range s.Workflows {
-		ns := w.Metadata.Namespace
-		t, tok := templates[Key{ns, w.Spec.TemplateRef}]
-		if !tok && w.Spec.TemplateRef != "" {
-			e.on(w, w.at("spec.templateRef"), "spec.templateRef", "template %q is not declared%s", w.Spec.TemplateRef, inNamespace(ns))
-		}
-		hw, hok := hardware[Key{ns, w.Spec.HardwareRef}]
-		if !hok && w.Spec.HardwareRef != "" {
-			e.on(w, w.at("spec.hardwareRef"), "spec.hardwareRef", "hardware %q is not declared%s", w.Spec.HardwareRef, inNamespace(ns))
-		}
-		if hok && !hw.invalid {
-			keys := make([]string, 0, len(w.Spec.HardwareMap))
-			for k := range w.Spec.HardwareMap {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				mac := w.Spec.HardwareMap[k]
-				if mac != "" && !hw.HasMAC(mac) {
-					p := "spec.hardwareMap." + k
-					e.on(w, w.at(p), p, "%s is not a MAC address of hardware %s (it has %s)", mac, w.Spec.HardwareRef, strings.Join(orNone(hw.MACs()), ", "))
-				}
-			}
-		}
-		if tok {
-			used[t] = true
-		}
-		if tok && hok && !hw.invalid && !w.invalid && t.parsed != nil && t.parsed.err == nil {
-			jobs = append(jobs, job{w, t, hw})
-		}
-	}
+// renderJob is one workflow's template to render for its hardware.
+type renderJob struct {
+	w  *Workflow
+	t  *Template
+	hw *Hardware
+}
 
-	// Render every workflow's template, or take the rendering of the last
-	// Load when none of its inputs changed (see renderCache); identical
-	// mistakes from one template rendered for many workflows are reported
-	// once.
+// checkRefs checks a workflow's references: its template and hardware are
+// declared, and each hardwareMap value is a MAC of its hardware or, for a
+// template whose tasks run on several machines, of another declared
+// hardware (macs). It returns the template when declared, and the render
+// job when the workflow can be rendered.
+func checkRefs(e *errs, w *Workflow, templates map[Key]*Template, hardware map[Key]*Hardware, macs map[string]*Hardware) (*Template, renderJob, bool) {
+	ns := w.Metadata.Namespace
+	t, tok := templates[Key{ns, w.Spec.TemplateRef}]
+	if !tok && w.Spec.TemplateRef != "" {
+		e.on(w, w.at("spec.templateRef"), "spec.templateRef", "template %q is not declared%s", w.Spec.TemplateRef, inNamespace(ns))
+	}
+	hw, hok := hardware[Key{ns, w.Spec.HardwareRef}]
+	if !hok && w.Spec.HardwareRef != "" {
+		e.on(w, w.at("spec.hardwareRef"), "spec.hardwareRef", "hardware %q is not declared%s", w.Spec.HardwareRef, inNamespace(ns))
+	}
+	if hok && !hw.invalid {
+		keys := make([]string, 0, len(w.Spec.HardwareMap))
+		for k := range w.Spec.HardwareMap {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		own := false // some value is a MAC of hw itself
+		for _, mac := range w.Spec.HardwareMap {
+			own = own || hw.HasMAC(mac)
+		}
+		for _, k := range keys {
+			mac := w.Spec.HardwareMap[k]
+			if mac == "" || hw.HasMAC(mac) {
+				continue
+			}
+			p := "spec.hardwareMap." + k
+			switch other := macs[mac]; {
+			case other == nil:
+				e.on(w, w.at(p), p, "%s is not a MAC address of hardware %s (it has %s) nor of any other declared hardware", mac, w.Spec.HardwareRef, strings.Join(orNone(hw.MACs()), ", "))
+			case !own:
+				e.on(w, w.at(p), p, "%s is a MAC address of hardware %s, not of %s (it has %s); other keys may name other machines, whose tasks then run there, but one must name a MAC of the workflow's own hardware",
+					mac, objectName(other), w.Spec.HardwareRef, strings.Join(orNone(hw.MACs()), ", "))
+			}
+		}
+	}
+	if !tok {
+		t = nil
+	}
+	ok := tok && hok && !hw.invalid && !w.invalid && t.parsed != nil && t.parsed.err == nil
+	return t, renderJob{w, t, hw}, ok
+}
+
+// renderJobs renders every job's template, or takes the rendering of the
+// last Load when none of its inputs changed (see renderCache); identical
+// mistakes from one template rendered for many workflows are reported
+// once. keep publishes the renderings for the next Load.
+func (l *Loader) renderJobs(ctx context.Context, jobs []renderJob, macs map[string]*Hardware, keep bool) ErrorList {
 	results := make([]ErrorList, len(jobs))
 	renders := make([]*rendering, len(jobs))
 	cached := l.renders.current()
@@ -226,14 +370,7 @@ func (l *Loader) checkSet(ctx context.Context, s *Set, keep bool) ErrorList {
 		}
 		l.renders.publish(next)
 	}
-	e.list = append(e.list, groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })...)
-
-	for _, t := range s.Templates {
-		if !used[t] && t.dataNode != nil && t.parsed != nil && t.parsed.err == nil {
-			e.list = append(e.list, l.checkUnrendered(t)...)
-		}
-	}
-	return e.list
+	return groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })
 }
 
 func orNone(l []string) []string {

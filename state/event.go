@@ -21,6 +21,9 @@ const (
 	EventBMC         EventType = "bmc"
 	EventSync        EventType = "sync"
 	EventError       EventType = "error"
+	// EventNetboot is a machine-facing answer: the iPXE script a machine
+	// was served, and why.
+	EventNetboot EventType = "netboot"
 	// EventAgent says what a Tinkerbell agent was refused, or that its
 	// report was stale and changed nothing.
 	EventAgent EventType = "agent"

@@ -80,6 +80,12 @@ type WorkflowRun struct {
 	Hardware string `json:"hardware,omitempty"`
 	Revision string `json:"revision,omitempty"`
 
+	// Machines lists the other hardware the run's tasks run on ("name" or
+	// "namespace/name"), when a template's tasks name workers of several
+	// machines (device_2 set to another machine's MAC): the run holds each
+	// of them, as it holds Hardware, from its start until it ends.
+	Machines []string `json:"machines,omitempty"`
+
 	// Actions is the rendered action list, in execution order across tasks.
 	Actions []RunAction `json:"actions"`
 	// CurrentAction indexes Actions: the action running or next to run;

@@ -275,6 +275,15 @@ type SyncStatus struct {
 	LastSyncAt time.Time         `json:"lastSyncAt,omitzero"`
 	// LastDuration is how long the last sync took, e.g. "1.2s".
 	LastDuration string `json:"lastDuration,omitempty"`
+	// Failure classifies why the last attempt applied nothing: "stalled"
+	// (needs a person: fix the repository; not retried), "waiting"
+	// (suspended) or "transient" (retried with backoff); empty once an
+	// attempt applies. Reason says why, Retries counts transient failures
+	// in a row and NextRetryAt is when the next attempt is due.
+	Failure     string    `json:"failure,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	Retries     int       `json:"retries,omitempty"`
+	NextRetryAt time.Time `json:"nextRetryAt,omitzero"`
 }
 
 // Drift is one Git-managed object whose spec an API caller overrode.

@@ -32,7 +32,13 @@ func buildBinary(t *testing.T, name, dir string) string {
 // startWorker runs tink-worker with the process runtime for machine id.
 func startWorker(t *testing.T, bin, server, id string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", t.TempDir(), "--wait", "1s")
+	return startWorkerIn(t, bin, server, id, t.TempDir())
+}
+
+// startWorkerIn is startWorker with the worker's --work-dir.
+func startWorkerIn(t *testing.T, bin, server, id, workDir string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "--server", "http://"+server, "--id", id, "--work-dir", workDir, "--wait", "1s")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())

@@ -69,6 +69,8 @@ type Config struct {
 	Config string
 	// Agents configures the front door for Tinkerbell's agent.
 	Agents AgentsConfig
+	// Boot is the machine-facing listener (boot.go).
+	Boot BootConfig
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -90,6 +92,7 @@ type Main struct {
 
 	ln     net.Listener
 	grpcLn net.Listener
+	boot   bootListener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -139,6 +142,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
 	m.agentFlags(fs)
+	c.Boot.flags(fs)
 	withEnvUsage(fs)
 	getenv := m.Getenv
 	if getenv == nil {
@@ -177,6 +181,9 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
 	}
 	if err := c.Agents.check(); err != nil {
+		return err
+	}
+	if err := c.Boot.check(); err != nil {
 		return err
 	}
 	if c.SecretsDir != "" {
@@ -272,6 +279,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		})
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
+	if err := m.openBoot(); err != nil {
+		return err
+	}
 	if err := m.serveAgents(runCtx, agents); err != nil {
 		return err
 	}
@@ -306,6 +316,7 @@ func (m *Main) Close() error {
 		errs = append(errs, m.API.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, m.closeBoot())
 	if m.cancel != nil {
 		m.cancel()
 	}

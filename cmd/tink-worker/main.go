@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	dockerclient "github.com/moby/moby/client"
+	"github.com/spf13/cobra"
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/state"
@@ -25,11 +25,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "tink-worker:", err)
-		os.Exit(2)
-	}
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // env returns the environment variable's value, or def.
@@ -40,60 +38,106 @@ func env(name, def string) string {
 	return def
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tink-worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	server := fs.String("server", env("TINK_SERVER", "http://127.0.0.1:42113"), "tink-server URL (env TINK_SERVER)")
-	id := fs.String("id", env("TINK_WORKER_ID", ""), "this machine: its hardware name or a MAC (env TINK_WORKER_ID)")
-	token := fs.String("token", "", "worker token (env TINK_TOKEN; prefer the environment: arguments are visible in ps)")
-	runtime := fs.String("runtime", env("TINK_RUNTIME", "process"), "how actions run: process (on the host) or docker (containers through the Docker Engine; DOCKER_HOST, default /var/run/docker.sock) (env TINK_RUNTIME)")
-	pull := fs.String("pull", env("TINK_PULL", string(worker.PullIfNotPresent)), "docker runtime: when to pull an action's image: always, if-not-present or never (env TINK_PULL)")
-	privileged := fs.Bool("privileged", true, "docker runtime: run actions privileged, as Tinkerbell does; false for an engine that cannot grant every capability")
-	stopTimeout := fs.Duration("stop-timeout", 10*time.Second, "docker runtime: how long a timed-out action gets between SIGTERM and SIGKILL")
-	workDir := fs.String("work-dir", env("TINK_WORK_DIR", filepath.Join(os.TempDir(), "tink-worker")), "working directories of actions and undelivered reports")
-	actionsDir := fs.String("actions-dir", env("TINK_ACTIONS_DIR", ""), "process runtime: where an action without a command finds the executable named after its image")
-	wait := fs.Duration("wait", 30*time.Second, "how long one request for work waits")
-	if err := fs.Parse(args); err != nil {
-		return err
+// options are tink-worker's settings, from flags, the kernel command line
+// and the environment.
+type options struct {
+	server, id, token, runtime, pull, workDir, actionsDir, cmdline string
+	privileged                                                     bool
+	stopTimeout, wait                                              time.Duration
+}
+
+// run executes tink-worker with explicit streams, so tests drive it
+// in-process; it returns the exit code (0 after --help, 2 on bad usage or
+// a failure to start, as tink does).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := newCommand(stderr)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "tink-worker:", err)
+		return 2
 	}
-	if *token == "" {
-		*token = os.Getenv("TINK_TOKEN")
+	return 0
+}
+
+// newCommand builds the command; each call gives fresh flags.
+func newCommand(logTo io.Writer) *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "tink-worker",
+		Short: "Run this machine's workflow actions for tink-server",
+		Long: `tink-worker runs on a machine being provisioned: it asks tink-server for the
+machine's next action, runs it, and reports how it went, until it is stopped.
+
+Settings come from, highest first: the command line, the kernel command line
+(--cmdline: worker_id=, tink_server=, as tinkops's iPXE script writes them),
+the environment (TINK_*), the defaults.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.fromKernel(cmd.Flags().Changed); err != nil {
+				return err
+			}
+			return o.serve(cmd.Context(), logTo)
+		},
 	}
-	if *id == "" {
-		return errors.New("--id is required: the hardware name or a MAC of this machine")
+	f := cmd.Flags()
+	f.StringVar(&o.server, "server", env("TINK_SERVER", "http://127.0.0.1:42113"), "tink-server URL (env TINK_SERVER; kernel line tink_server=)")
+	f.StringVar(&o.id, "id", env("TINK_WORKER_ID", ""), "this machine: its hardware name or a MAC (env TINK_WORKER_ID; kernel line worker_id=, else hw_addr=)")
+	f.StringVar(&o.token, "token", "", "worker token (env TINK_TOKEN; prefer the environment: arguments are visible in ps)")
+	f.StringVar(&o.runtime, "runtime", env("TINK_RUNTIME", "process"), "how actions run: process (on the host) or docker (containers through the Docker Engine; DOCKER_HOST, default /var/run/docker.sock) (env TINK_RUNTIME)")
+	f.StringVar(&o.pull, "pull", env("TINK_PULL", string(worker.PullIfNotPresent)), "docker runtime: when to pull an action's image: always, if-not-present or never (env TINK_PULL)")
+	f.BoolVar(&o.privileged, "privileged", true, "docker runtime: run actions privileged, as Tinkerbell does; false for an engine that cannot grant every capability")
+	f.DurationVar(&o.stopTimeout, "stop-timeout", 10*time.Second, "docker runtime: how long a timed-out action gets between SIGTERM and SIGKILL")
+	f.StringVar(&o.workDir, "work-dir", env("TINK_WORK_DIR", filepath.Join(os.TempDir(), "tink-worker")), "working directories of actions and undelivered reports (env TINK_WORK_DIR)")
+	f.StringVar(&o.actionsDir, "actions-dir", env("TINK_ACTIONS_DIR", ""), "process runtime: where an action without a command finds the executable named after its image (quay.io/tinkerbell/actions/image2disk:v1 runs DIR/image2disk) (env TINK_ACTIONS_DIR)")
+	f.DurationVar(&o.wait, "wait", 30*time.Second, "how long one request for work waits")
+	f.StringVar(&o.cmdline, "cmdline", env("TINK_CMDLINE", ""), "read worker_id= and tink_server= from this kernel command line file (/proc/cmdline), so one boot image fits every machine (env TINK_CMDLINE)")
+	return cmd
+}
+
+// serve runs the worker until ctx ends.
+func (o *options) serve(ctx context.Context, logTo io.Writer) error {
+	if o.token == "" {
+		o.token = os.Getenv("TINK_TOKEN")
 	}
-	if err := os.MkdirAll(*workDir, 0o700); err != nil {
+	if o.id == "" {
+		return errors.New("--id is required: the hardware name or a MAC of this machine (or --cmdline with worker_id=)")
+	}
+	if err := os.MkdirAll(o.workDir, 0o700); err != nil {
 		return fmt.Errorf("--work-dir: %w", err)
 	}
-	policy, err := worker.ParsePullPolicy(*pull)
+	policy, err := worker.ParsePullPolicy(o.pull)
 	if err != nil {
 		return fmt.Errorf("--pull: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil)).With("worker", *id)
+	log := slog.New(slog.NewTextHandler(logTo, nil)).With("worker", o.id)
 	var rt worker.Runtime
-	switch *runtime {
+	switch o.runtime {
 	case "process":
-		rt = &worker.Process{ActionsDir: *actionsDir, WorkDir: filepath.Join(*workDir, "actions"), Output: stderr}
+		rt = &worker.Process{ActionsDir: o.actionsDir, WorkDir: filepath.Join(o.workDir, "actions"), Output: logTo}
 	case "docker":
 		dc, err := dockerclient.New(dockerclient.FromEnv)
 		if err != nil {
 			return fmt.Errorf("docker client: %w", err)
 		}
 		defer dc.Close()
-		d := &worker.Docker{Client: dc, Worker: *id, Pull: policy, Unprivileged: !*privileged, StopTimeout: *stopTimeout, Output: stderr, Log: log}
+		d := &worker.Docker{Client: dc, Worker: o.id, Pull: policy, Unprivileged: !o.privileged, StopTimeout: o.stopTimeout, Output: logTo, Log: log}
 		if err := waitForEngine(ctx, d, log); err != nil {
 			return nil // stopped while waiting
 		}
 		rt = d
 	default:
-		return fmt.Errorf("--runtime %q: want process or docker", *runtime)
+		return fmt.Errorf("--runtime %q: want process or docker", o.runtime)
 	}
-	c, err := client.New(*server, *token, nil)
+	c, err := client.New(o.server, o.token, nil)
 	if err != nil {
 		return err
 	}
-	w := &worker.Worker{ID: *id, Server: apiServer{c}, Runtime: rt, WorkDir: *workDir, Log: log, Wait: *wait}
-	log.Info("tink-worker started", "server", *server, "runtime", *runtime)
+	w := &worker.Worker{ID: o.id, Server: apiServer{c}, Runtime: rt, WorkDir: o.workDir, Log: log, Wait: o.wait}
+	log.Info("tink-worker started", "server", o.server, "runtime", o.runtime)
 	return w.Run(ctx)
 }
 

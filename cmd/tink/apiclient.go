@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,8 @@ func (g *globals) register(root *cobra.Command) {
 	f := root.PersistentFlags()
 	f.StringVar(&g.server, "server", "", "tink-server URL (env TINK_SERVER, default "+client.DefaultServer+")")
 	f.StringVar(&g.token, "token", "", "API token (env TINK_TOKEN)")
-	f.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	f.StringVarP(&g.output, "output", "o", "", "output format: table, json or yaml (validate: text, json or yaml; diff: text, markdown, json or yaml)")
+	f.StringVar(&g.output, "format", "", "the same as -o")
 }
 
 // client returns a client for the server the flags and environment name.
@@ -62,13 +64,28 @@ func (g *globals) connect() (string, *client.Client, error) {
 	return format, c, err
 }
 
-// format returns the output format, or a usage error.
+// format returns the output format of a command that prints what the
+// server answers: table (the default), json or yaml; or a usage error.
 func (g *globals) format() (string, error) {
-	switch g.output {
-	case "table", "json", "yaml":
-		return g.output, nil
+	return g.formatFor("table", "table", "json", "yaml")
+}
+
+// formatFor returns the output format -o (or its alias --format) asks a
+// command for: def when none was given, else one of allowed. -o is the one
+// way to ask for a format, so every command reads it here; "table" means
+// a command's text output where it has no table.
+func (g *globals) formatFor(def string, allowed ...string) (string, error) {
+	f := g.output
+	switch {
+	case f == "":
+		return def, nil
+	case f == "table" && def == "text":
+		return "text", nil
+	case slices.Contains(allowed, f):
+		return f, nil
 	}
-	return "", fmt.Errorf("-o must be table, json or yaml, got %q", g.output)
+	list := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	return "", fmt.Errorf("-o must be %s, got %q", list, f)
 }
 
 // failed reports an error from the server or the network in one line on
@@ -79,13 +96,22 @@ func failed(cmd *cobra.Command, err error) error {
 	var ae *client.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(w, "tink: %s\n", ae.Message)
-		for _, d := range ae.Details {
-			fmt.Fprintf(w, "  %s\n", d.String())
-		}
+		printDetails(w, ae.Details)
 		return exitError{code: 1}
 	}
 	fmt.Fprintf(w, "tink: %s\n", err)
 	return exitError{code: 1}
+}
+
+// printDetails prints the server's details of an error, one a line. The
+// request bodies are built here (from a file or flags), so the lines and
+// columns the server names in them mean nothing to the reader: the field
+// paths say where.
+func printDetails(w io.Writer, details []client.Detail) {
+	for _, d := range details {
+		d.Line, d.Column = 0, 0
+		fmt.Fprintf(w, "  %s\n", d.String())
+	}
 }
 
 // printData writes v as JSON or YAML.
@@ -220,17 +246,6 @@ func short(d time.Duration) string {
 // eventLine renders one event for people: time, sequence, type, message, actor.
 func eventLine(ev state.Event) string {
 	return fmt.Sprintf("%s  %6d  %-12s  %s  [%s]", ev.Time.UTC().Format(time.RFC3339), ev.Seq, ev.Type, ev.Message, ev.Actor)
-}
-
-// jsonSame compares two JSON documents by value.
-func jsonSame(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return string(xb) == string(yb)
 }
 
 // sameMap compares label or annotation maps; nil and empty are the same.

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,7 +14,7 @@ import (
 )
 
 func newDiffCommand(g *globals) *cobra.Command {
-	var format, revision string
+	var revision string
 	cmd := &cobra.Command{
 		Use:   "diff [PATH]",
 		Short: "Show what the server would do with a working tree: the plan a pull request makes",
@@ -25,7 +24,7 @@ what happens (workflows that start, machines that are power-cycled,
 objects removed), then each change with the fields it touches. Nothing is
 written.
 
---format markdown is ready to post as a pull-request comment.
+-o markdown is ready to post as a pull-request comment.
 
 Exit status: 0 no changes, 1 changes, 2 errors (the repository's
 validation errors included, printed as file:line:column: field: message).`,
@@ -35,10 +34,9 @@ validation errors included, printed as file:line:column: field: message).`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			switch format {
-			case "text", "markdown", "json":
-			default:
-				return fmt.Errorf("--format must be text, markdown or json, got %q", format)
+			format, err := g.formatFor("text", "text", "markdown", "json", "yaml")
+			if err != nil {
+				return err
 			}
 			archive, err := packRepository(dir)
 			if err != nil {
@@ -55,10 +53,8 @@ validation errors included, printed as file:line:column: field: message).`,
 			}
 			out := cmd.OutOrStdout()
 			switch format {
-			case "json":
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+			case "json", "yaml":
+				if err := printData(out, format, res); err != nil {
 					return err
 				}
 			case "markdown":
@@ -78,7 +74,7 @@ validation errors included, printed as file:line:column: field: message).`,
 			}
 			switch {
 			case len(res.Errors) > 0:
-				if format != "json" {
+				if format == "text" || format == "markdown" {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%d error(s)\n", len(res.Errors))
 				}
 				return exitError{code: 2}
@@ -90,7 +86,6 @@ validation errors included, printed as file:line:column: field: message).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output: text, markdown (a pull-request comment) or json")
 	cmd.Flags().StringVar(&revision, "revision", "", "name for the plan's revision (e.g. the pull request's commit)")
 	return cmd
 }

@@ -35,12 +35,15 @@ func TestDiff(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.True(t, strings.HasPrefix(out, "### tinkops plan for `pr-42`\n\n**What happens when this merges:**\n\n- workflow provision-node-01 will start"), out)
 
-	code, out, _ = tinkAt(t, s, "--token", viewer, "diff", repo, "--format", "json")
+	code, out, _ = tinkAt(t, s, "--token", viewer, "diff", repo, "-o", "json")
 	require.Equal(t, 1, code)
 	var res client.PlanResult
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
 	require.Len(t, res.Changes, 7)
 	require.False(t, res.Empty)
+	code, out, _ = tinkAt(t, s, "--token", viewer, "diff", repo, "-o", "yaml")
+	require.Equal(t, 1, code)
+	require.Contains(t, out, "empty: false\n")
 
 	// Apply the same tree: the diff is empty.
 	_, err := reconciler.New(reconciler.Config{Store: s.Store}).Sync(context.Background(), reconciler.Snapshot{Revision: "r1", FS: os.DirFS(repo)})

@@ -26,7 +26,7 @@ func newHardwareCommand(g *globals) *cobra.Command {
 		Aliases: []string{"hw"},
 		Short:   "Work with hardware on tink-server",
 	}
-	cmd.AddCommand(newHardwarePushCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
+	cmd.AddCommand(newHardwarePushCommand(g), rc.updateCommand(), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
 		newHardwarePowerCommand(g), newHardwareBootdevCommand(g))
 	return cmd
 }
@@ -48,7 +48,7 @@ manages is changed only with --force: the change is recorded as an override
 			if err != nil {
 				return err
 			}
-			return pushObjects(cmd, g, client.Hardware, objs, client.WriteOptions{Force: force, Reason: reason}, true)
+			return pushObjects(cmd, g, client.Hardware, file, objs, client.WriteOptions{Force: force, Reason: reason}, pushApply)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with Hardware objects, or - for standard input")

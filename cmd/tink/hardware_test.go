@@ -36,6 +36,14 @@ func writeFile(t *testing.T, name, text string) string {
 	return p
 }
 
+// readFile reads a fixture back.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
 func TestHardwareCommands(t *testing.T) {
 	s := apitest.MustRunServer(t)
 	two := writeFile(t, "fleet.yaml", apitest.HardwareYAML("node-01", "52:54:00:10:00:01", "10.10.1.11")+"---\n"+apitest.HardwareYAML("node-02", "52:54:00:10:00:02", "10.10.1.12"))
@@ -131,7 +139,7 @@ func TestHardwareCommands(t *testing.T) {
 		f := writeFile(t, "n5.yaml", apitest.HardwareYAML("node-05", "52:54:00:10:00:05", "10.10.1.55"))
 		code, _, errOut := tinkAt(t, s, "hardware", "push", "--file", f)
 		require.Equal(t, 1, code)
-		require.Contains(t, errOut, "tink: hardware/node-05: hardware node-05 is managed by Git (hardware/node-05.yaml at main@sha1:")
+		require.Contains(t, errOut, "tink: hardware/node-05: managed by Git (hardware/node-05.yaml at main@sha1:")
 		code, out, errOut := tinkAt(t, s, "hardware", "push", "--file", f, "--force", "--reason", "NIC swap")
 		require.Equal(t, 0, code, errOut)
 		require.Equal(t, "hardware/node-05 updated\n", out)

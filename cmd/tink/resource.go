@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -135,10 +136,25 @@ func (rc *resourceCmd) deleteCommand() *cobra.Command {
 	return cmd
 }
 
-// pushObjects creates each object, or updates it if it exists (with the
-// version just read, so a concurrent change is not lost silently). It
+// pushMode says what pushObjects does with each object of a file.
+type pushMode int
+
+const (
+	// pushCreate creates objects; one that exists is an error pointing
+	// at the update command.
+	pushCreate pushMode = iota
+	// pushUpdate updates objects; one that does not exist is an error
+	// pointing at the create command.
+	pushUpdate
+	// pushApply creates an object, or updates it if it exists.
+	pushApply
+)
+
+// pushObjects creates or updates each object as mode says (an update with
+// the version just read, so a concurrent change is not lost silently). It
 // prints one line per object and reports every failure, exiting 1 if any.
-func pushObjects(cmd *cobra.Command, g *globals, res client.Resource, objs []schema.Object, opts client.WriteOptions, update bool) error {
+// Objects that Git manages are changed only with opts.Force.
+func pushObjects(cmd *cobra.Command, g *globals, res client.Resource, file string, objs []schema.Object, opts client.WriteOptions, mode pushMode) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -146,6 +162,10 @@ func pushObjects(cmd *cobra.Command, g *globals, res client.Resource, objs []sch
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	failures := 0
+	fail := func(name string, err error) {
+		failures++
+		reportFailure(cmd, name, err)
+	}
 	for _, o := range objs {
 		if o.GetKind() != res.Kind() {
 			fmt.Fprintf(cmd.ErrOrStderr(), "tink: %s/%s in %s is not a %s; nothing sent for it\n", o.GetKind(), o.GetMeta().Name, o.Origin().File, res.Noun())
@@ -157,30 +177,44 @@ func pushObjects(cmd *cobra.Command, g *globals, res client.Resource, objs []sch
 			return failed(cmd, err)
 		}
 		name := ref(res, w.Metadata.Namespace, w.Metadata.Name)
-		_, err = c.Create(ctx, res, w, opts)
-		if err == nil {
-			fmt.Fprintf(out, "%s created\n", name)
-			continue
-		}
-		if !update || state.ErrorCode(err) != state.ECONFLICT {
-			failures++
-			reportFailure(cmd, name, err)
-			continue
+		if mode != pushUpdate {
+			_, err = c.Create(ctx, res, w, opts)
+			switch {
+			case err == nil:
+				fmt.Fprintf(out, "%s created\n", name)
+				continue
+			case state.ErrorCode(err) != state.ECONFLICT:
+				fail(name, err)
+				continue
+			case mode == pushCreate:
+				fail(name, fmt.Errorf("exists already; change it with tink %s update --file %s", res.Noun(), file))
+				continue
+			}
 		}
 		cur, err := c.Get(ctx, res, w.Metadata.Namespace, w.Metadata.Name)
-		if err != nil {
-			failures++
-			reportFailure(cmd, name, err)
+		if state.ErrorCode(err) == state.ENOTFOUND {
+			fail(name, fmt.Errorf("does not exist; create it with tink %s %s --file %s", res.Noun(), createVerb(res), file))
 			continue
 		}
-		if jsonSame(cur.Spec, w.Spec) && sameMap(cur.Metadata.Labels, w.Metadata.Labels) && sameMap(cur.Metadata.Annotations, w.Metadata.Annotations) {
+		if err != nil {
+			fail(name, err)
+			continue
+		}
+		if state.JSONEqual(cur.Spec, w.Spec) && sameMap(cur.Metadata.Labels, w.Metadata.Labels) && sameMap(cur.Metadata.Annotations, w.Metadata.Annotations) {
 			fmt.Fprintf(out, "%s unchanged\n", name)
+			continue
+		}
+		if st := cur.Status; st != nil && st.Source == string(state.SourceGit) && !opts.Force {
+			where := st.File
+			if st.Revision != "" {
+				where += " at " + st.Revision
+			}
+			fail(name, fmt.Errorf("managed by Git (%s): change it there, or run again with --force (and --reason) to override Git until Git changes it again", strings.TrimSpace(where)))
 			continue
 		}
 		w.Metadata.ResourceVersion = cur.Metadata.ResourceVersion
 		if _, err := c.Update(ctx, res, w, opts); err != nil {
-			failures++
-			reportFailure(cmd, name, err)
+			fail(name, err)
 			continue
 		}
 		fmt.Fprintf(out, "%s updated\n", name)
@@ -191,15 +225,49 @@ func pushObjects(cmd *cobra.Command, g *globals, res client.Resource, objs []sch
 	return nil
 }
 
+// createVerb is the command that creates objects of res from a file.
+func createVerb(res client.Resource) string {
+	if res == client.Hardware {
+		return "push"
+	}
+	return "create"
+}
+
+// updateCommand updates existing objects from a file.
+func (rc *resourceCmd) updateCommand() *cobra.Command {
+	var file, reason string
+	var force bool
+	noun := rc.res.Noun()
+	cmd := &cobra.Command{
+		Use:   "update --file FILE",
+		Short: fmt.Sprintf("Update existing %s from a file (- reads standard input); one that Git manages only with --force", rc.res),
+		Long: fmt.Sprintf(`update checks every object of FILE as tink validate checks a file, then
+replaces each %[1]s on tink-server with it (one that does not exist is an
+error: tink %[1]s %[2]s). A %[1]s that Git manages is changed only with
+--force: the change is recorded as an override (with --reason), shown as
+drift in tink status, and lasts until Git changes it again.`, noun, createVerb(rc.res)),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			objs, err := readObjects(cmd, file)
+			if err != nil {
+				return err
+			}
+			return pushObjects(cmd, rc.g, rc.res, file, objs, client.WriteOptions{Force: force, Reason: reason}, pushUpdate)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file with the objects, or - for standard input")
+	cmd.Flags().BoolVar(&force, "force", false, "override objects that Git manages")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with an override")
+	return cmd
+}
+
 // reportFailure prints why one object of several failed.
 func reportFailure(cmd *cobra.Command, name string, err error) {
 	w := cmd.ErrOrStderr()
 	var ae *client.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(w, "tink: %s: %s\n", name, ae.Message)
-		for _, d := range ae.Details {
-			fmt.Fprintf(w, "  %s\n", d.String())
-		}
+		printDetails(w, ae.Details)
 		return
 	}
 	fmt.Fprintf(w, "tink: %s: %s\n", name, err)

@@ -21,8 +21,9 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	g := &globals{getenv: os.Getenv}
 	g.register(root)
-	root.AddCommand(newValidateCommand(), newImportCommand(), newTemplateCommand(g),
+	root.AddCommand(newValidateCommand(g), newImportCommand(), newTemplateCommand(g),
 		newHardwareCommand(g), newWorkflowCommand(g),
-		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g))
+		newStatusCommand(g), newSyncCommand(g), newSuspendCommand(g), newResumeCommand(g), newDiffCommand(g),
+		newDHCPCommand(g))
 	return root
 }

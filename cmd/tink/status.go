@@ -80,9 +80,9 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 		return failed(cmd, err)
 	}
 	out := cmd.OutOrStdout()
-	failedSync := headline == "synced" && len(st.Sync.Errors) > 0
-	if failedSync {
-		headline = fmt.Sprintf("%s has %d error(s); nothing of it was applied", st.Sync.LastAttemptedRevision, len(st.Sync.Errors))
+	stalled := headline == "synced" && (len(st.Sync.Errors) > 0 || st.Sync.Failure == string(state.FailureStalled))
+	if stalled {
+		headline = fmt.Sprintf("not applied: %s has %d error(s); %s stays in effect", st.Sync.LastAttemptedRevision, len(st.Sync.Errors), orNothing(st.Sync.LastAppliedRevision))
 	}
 	if format != "table" {
 		if err := printData(out, format, st); err != nil {
@@ -96,10 +96,17 @@ func statusAction(cmd *cobra.Command, g *globals, fn func(context.Context, *clie
 			return err
 		}
 	}
-	if failedSync {
+	if stalled {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+func orNothing(rev string) string {
+	if rev == "" {
+		return "nothing applied yet"
+	}
+	return rev
 }
 
 // printStatus renders the status for people.
@@ -141,6 +148,9 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 		kv("Reconciling", "no: suspended (tink resume)")
 	default:
 		kv("Reconciling", "yes")
+	}
+	if s.Failure != "" {
+		kv("Last attempt", s.Failure+": "+s.Reason)
 	}
 	if len(s.Errors) > 0 {
 		kv("Errors", fmt.Sprintf("%d in the last attempted revision", len(s.Errors)))

@@ -91,4 +91,11 @@ func TestStatusShowsSourceError(t *testing.T) {
 	b.Reset()
 	require.NoError(t, printStatus(&b, st, now))
 	require.NotContains(t, b.String(), "Source error")
+	require.NotContains(t, b.String(), "Last attempt")
+
+	// A sync that failed shows its class and reason.
+	st.Sync.Failure, st.Sync.Reason = "transient", "applying the revision failed (the server's log has the details); retry 2 in 2s (transient: retried with backoff until a sync applies)"
+	b.Reset()
+	require.NoError(t, printStatus(&b, st, now))
+	require.Regexp(t, `(?m)^Last attempt:\s+transient: applying the revision failed \(the server's log has the details\); retry 2 in 2s`, b.String())
 }

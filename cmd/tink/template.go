@@ -31,7 +31,7 @@ func newTemplateCommand(g *globals) *cobra.Command {
 		Use:   "template",
 		Short: "Work with templates",
 	}
-	cmd.AddCommand(newTemplateRenderCommand(), newTemplateCreateCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand())
+	cmd.AddCommand(newTemplateRenderCommand(), newTemplateCreateCommand(g), rc.updateCommand(), rc.listCommand(), rc.getCommand(), rc.deleteCommand())
 	return cmd
 }
 
@@ -49,7 +49,7 @@ workflow that uses it before accepting a change.`,
 			if err != nil {
 				return err
 			}
-			return pushObjects(cmd, g, client.Templates, objs, client.WriteOptions{}, false)
+			return pushObjects(cmd, g, client.Templates, file, objs, client.WriteOptions{}, pushCreate)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with the template, or - for standard input")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,8 +11,7 @@ import (
 	"github.com/tinkops/tinkops/schema"
 )
 
-func newValidateCommand() *cobra.Command {
-	var format string
+func newValidateCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate [PATH]",
 		Short: "Check a repository of hardware, templates and workflows, reporting every mistake",
@@ -30,8 +28,9 @@ cannot be read.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			if format != "text" && format != "json" {
-				return fmt.Errorf("--format must be text or json, got %q", format)
+			format, err := g.formatFor("text", "text", "json", "yaml")
+			if err != nil {
+				return err
 			}
 			st, err := os.Stat(dir)
 			if err != nil {
@@ -46,15 +45,16 @@ cannot be read.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
+			if format != "text" {
 				res := validateResult{Valid: len(list) == 0, Errors: list}
+				if res.Errors == nil {
+					res.Errors = schema.ErrorList{}
+				}
 				if set != nil {
 					res.Counts = set.Counts()
 					res.Ignored = set.Ignored
 				}
-				if err := enc.Encode(res); err != nil {
+				if err := printData(out, format, res); err != nil {
 					return err
 				}
 			} else if len(list) == 0 {
@@ -71,11 +71,11 @@ cannot be read.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json (for CI annotations)")
 	return cmd
 }
 
-// validateResult is the --format json document.
+// validateResult is the -o json (and yaml) document; docs/cli.md documents
+// its shape for CI.
 type validateResult struct {
 	Valid   bool             `json:"valid"`
 	Counts  map[string]int   `json:"counts,omitempty"`

@@ -37,8 +37,10 @@ func TestValidateReportsEveryError(t *testing.T) {
 	require.Equal(t, "1 error(s)\n", errOut)
 }
 
+// TestValidateJSON: -o json (the one format flag of every command;
+// --format is its alias) prints the document docs/cli.md describes.
 func TestValidateJSON(t *testing.T) {
-	code, out, _ := runTink(t, "validate", "--format", "json", filepath.Join("..", "..", "schema", "testdata", "invalid", "duplicate-ip"))
+	code, out, _ := runTink(t, "validate", "-o", "json", filepath.Join("..", "..", "schema", "testdata", "invalid", "duplicate-ip"))
 	require.Equal(t, 1, code)
 	var res struct {
 		Valid  bool
@@ -65,6 +67,10 @@ func TestValidateJSON(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, `"valid": true`)
 	require.Contains(t, out, `"errors": []`)
+
+	code, out, _ = runTink(t, "--format", "yaml", "validate", filepath.Join("..", "..", "examples", "repo"))
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "valid: true\n")
 }
 
 func TestValidateUsage(t *testing.T) {
@@ -73,5 +79,5 @@ func TestValidateUsage(t *testing.T) {
 	require.Contains(t, errOut, "/does/not/exist")
 	code, _, errOut = runTink(t, "validate", "--format", "xml", ".")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "--format must be text or json")
+	require.Contains(t, errOut, `-o must be text, json or yaml, got "xml"`)
 }

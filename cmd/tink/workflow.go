@@ -29,7 +29,7 @@ func newWorkflowCommand(g *globals) *cobra.Command {
 		Aliases: []string{"wf"},
 		Short:   "Work with workflows on tink-server",
 	}
-	cmd.AddCommand(newWorkflowCreateCommand(g), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
+	cmd.AddCommand(newWorkflowCreateCommand(g), rc.updateCommand(), rc.listCommand(), rc.getCommand(), rc.deleteCommand(),
 		newWorkflowEventsCommand(g), newWorkflowRetryCommand(g), newWorkflowCancelCommand(g))
 	return cmd
 }

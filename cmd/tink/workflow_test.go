@@ -40,14 +40,39 @@ func TestTemplateCommands(t *testing.T) {
 
 	code, _, errOut = tinkAt(t, s, "template", "create", "--file", crd)
 	require.Equal(t, 1, code)
-	require.Equal(t, "tink: template/crd: template crd already exists (source api); update it with PUT /v1/templates/crd\n", errOut)
+	require.Equal(t, "tink: template/crd: exists already; change it with tink template update --file "+crd+"\n", errOut)
+
+	// update --file changes it; a template that does not exist is not
+	// created by update.
+	crd2 := writeFile(t, "crd2.yaml", strings.Replace(readFile(t, crd), "timeout: 5", "timeout: 9", 1))
+	code, out, errOut = tinkAt(t, s, "template", "update", "--file", crd2)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "template/crd updated\n", out)
+	code, out, _ = tinkAt(t, s, "template", "update", "--file", crd2)
+	require.Equal(t, 0, code)
+	require.Equal(t, "template/crd unchanged\n", out)
+	other := writeFile(t, "other.yaml", strings.ReplaceAll(readFile(t, crd), "crd", "other"))
+	code, _, errOut = tinkAt(t, s, "template", "update", "--file", other)
+	require.Equal(t, 1, code)
+	require.Equal(t, "tink: template/other: does not exist; create it with tink template create --file "+other+"\n", errOut)
+
+	// A Git-managed template changes only with --force.
+	s.PutGit(t, "templates/gitty.yaml", strings.ReplaceAll(readFile(t, crd), "crd", "gitty"))
+	gitty := writeFile(t, "gitty.yaml", strings.ReplaceAll(readFile(t, crd2), "crd", "gitty"))
+	code, _, errOut = tinkAt(t, s, "template", "update", "--file", gitty)
+	require.Equal(t, 1, code)
+	require.Regexp(t, `^tink: template/gitty: managed by Git \(templates/gitty.yaml at main@sha1:[0-9a-f]+\): change it there, or run again with --force \(and --reason\) to override Git until Git changes it again\n$`, errOut)
+	code, out, errOut = tinkAt(t, s, "template", "update", "--file", gitty, "--force", "--reason", "hotfix")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "template/gitty updated\n", out)
 
 	code, out, _ = tinkAt(t, s, "template", "list")
 	require.Equal(t, 0, code)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 3)
+	require.Len(t, lines, 4)
 	require.Regexp(t, `^NAME\s+SOURCE\s+REVISION\s+UPDATED$`, lines[0])
 	require.Regexp(t, `^basic\s+api\s+-\s+\d+s$`, lines[1])
+	require.Regexp(t, `^gitty\s+git \(overridden\)\s+main@sha1:`, lines[3])
 
 	code, out, _ = tinkAt(t, s, "template", "get", "basic", "-o", "yaml")
 	require.Equal(t, 0, code)
@@ -58,7 +83,7 @@ func TestTemplateCommands(t *testing.T) {
 	require.Equal(t, 0, code)
 	var list client.List
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
-	require.Len(t, list.Items, 2)
+	require.Len(t, list.Items, 3)
 
 	code, out, _ = tinkAt(t, s, "template", "delete", "crd")
 	require.Equal(t, 0, code)
@@ -85,7 +110,7 @@ func TestWorkflowCommands(t *testing.T) {
 
 	code, _, errOut = tinkAt(t, s, "workflow", "create", "--template", "basic", "--hardware", "node-02", "--map", "device_1=52:54:00:10:00:01")
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "cannot run: 1 problem\n  spec.hardwareMap.device_1: 52:54:00:10:00:01 is not a MAC address of hardware node-02")
+	require.Contains(t, errOut, "cannot run: 1 problem\n  spec.hardwareMap.device_1: 52:54:00:10:00:01 is a MAC address of hardware node-01, not of node-02")
 
 	s.UpdateRun(t, "wf-02", state.Worker("node-02"), func(r *state.WorkflowRun) {
 		r.State = state.RunRunning

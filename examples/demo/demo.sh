@@ -31,7 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Headings are bold on a terminal only: piped into a file or a CI log, raw
+# escape codes would be noise. NO_COLOR turns them off too.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 # wait_for CMD... : retry a check for up to 60 s.
 wait_for() {
@@ -219,12 +222,12 @@ sed -i 's/52:54:00:00:00:02/52:54:00:00:00:0z/' hardware/node-02.yaml
 git commit -q -am "node-02: new NIC" && git push -q origin main
 echo "pushed $(git rev-parse --short HEAD): node-02: new NIC"
 set +e
+printf '$ tink sync\n'
 "$bin/tink" sync
 rc=$?
 set -e
 echo "(tink sync exited $rc: the revision has errors, nothing of it was applied)"
 [ "$rc" -eq 1 ] || { echo "demo: the broken commit was not rejected" >&2; exit 1; }
-run "$bin/tink" status
 
 say "The fix"
 sed -i 's/52:54:00:00:00:0z/52:54:00:00:00:02/; s/hostname: node-02,/hostname: node-02-new,/' hardware/node-02.yaml

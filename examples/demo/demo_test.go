@@ -49,6 +49,8 @@ func TestDemo(t *testing.T) {
 	} {
 		require.Contains(t, text, want)
 	}
+	require.NotContains(t, text, "\x1b[", "no terminal escape codes when the output is not a terminal")
+	require.Contains(t, text, "not applied: ", "tink sync shows the status of the broken revision")
 	require.Regexp(t, `provision-node-01\s+demo-provision\s+node-01\s+1\s+SUCCESS`, text)
 	require.Regexp(t, `provision-node-02\s+demo-provision\s+node-02\s+1\s+SUCCESS`, text)
 	// The broken commit left the good revision applied; the fix moved it on.

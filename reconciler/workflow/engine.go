@@ -182,18 +182,12 @@ func (e *Engine) load(ctx context.Context) error {
 	if e.loaded {
 		return nil
 	}
-	cont := ""
-	for {
-		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}, Limit: 5000, Continue: cont})
-		if err != nil {
-			return fmt.Errorf("read active runs: %w", err)
-		}
-		for _, r := range page.Runs {
-			e.setRunLocked(r.Key(), r)
-		}
-		if cont = page.Continue; cont == "" {
-			break
-		}
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}})
+	if err != nil {
+		return fmt.Errorf("read active runs: %w", err)
+	}
+	for _, r := range runs {
+		e.setRunLocked(r.Key(), r)
 	}
 	e.loaded = true
 	return nil
@@ -422,23 +416,18 @@ func (e *Engine) refreshPending(ctx context.Context) error {
 	}
 	e.pendingRead, e.pendingDirty = time.Now(), false
 	e.mu.Unlock()
-	cont := ""
-	for {
-		page, err := e.store.ListRuns(ctx, state.RunQuery{States: []state.RunState{state.RunPending}, Limit: 5000, Continue: cont})
-		if err != nil {
-			return err
-		}
-		e.mu.Lock()
-		for _, r := range page.Runs {
-			if _, ok := e.runs[r.Key()]; !ok {
-				e.setRunLocked(r.Key(), r)
-			}
-		}
-		e.mu.Unlock()
-		if cont = page.Continue; cont == "" {
-			return nil
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending}})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range runs {
+		if _, ok := e.runs[r.Key()]; !ok {
+			e.setRunLocked(r.Key(), r)
 		}
 	}
+	return nil
 }
 
 // active returns the runs that have not ended, oldest first.
@@ -452,54 +441,116 @@ func (e *Engine) active() []*state.WorkflowRun {
 
 func hwKey(namespace, hardware string) string { return namespace + "/" + hardware }
 
+// machineName is how a run names another machine it holds (Machines):
+// "name", or "namespace/name".
+func machineName(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// machinesOf returns the keys (hwKey) of every machine a run holds: its
+// hardware, and the machines its other tasks run on.
+func machinesOf(r *state.WorkflowRun) []string {
+	out := make([]string, 0, 1+len(r.Machines))
+	out = append(out, hwKey(r.Namespace, r.Hardware))
+	for _, m := range r.Machines {
+		ns, name, ok := strings.Cut(m, "/")
+		if !ok {
+			ns, name = "", m
+		}
+		out = append(out, hwKey(ns, name))
+	}
+	return out
+}
+
+// holder is the run that holds a machine, and that machine's name.
+type holder struct {
+	run     *state.WorkflowRun
+	machine string
+}
+
+// heldBy returns who holds one of r's machines other than r itself, if
+// anyone does.
+func heldBy(busy map[string]holder, r *state.WorkflowRun) (holder, bool) {
+	for _, hk := range machinesOf(r) {
+		if h, ok := busy[hk]; ok && h.run.Key() != r.Key() {
+			return h, true
+		}
+	}
+	return holder{}, false
+}
+
+// hold marks every machine of r as held by r.
+func hold(busy map[string]holder, r *state.WorkflowRun) {
+	for _, hk := range machinesOf(r) {
+		_, name, _ := strings.Cut(hk, "/")
+		busy[hk] = holder{run: r, machine: name}
+	}
+}
+
+// waitReason says what a waiting run waits for.
+func waitReason(h holder) string {
+	return fmt.Sprintf("waits for %s#%d, %s on %s", h.run.Workflow, h.run.Number, h.run.State, h.machine)
+}
+
 // startWaiting starts, for each machine without a run in progress, its
-// oldest waiting run: one run per machine at a time, in creation order.
+// oldest waiting run: one run per machine at a time, in creation order. A
+// run holds its hardware and every other machine its tasks run on; a
+// waiting run keeps its place in the queue of each of its machines, so a
+// younger run cannot overtake it there.
 func (e *Engine) startWaiting(ctx context.Context) {
-	busy := map[string]*state.WorkflowRun{}
+	busy := map[string]holder{}
 	runs := e.active()
 	for _, r := range runs {
 		if r.State == state.RunPreparing || r.State == state.RunRunning {
-			busy[hwKey(r.Namespace, r.Hardware)] = r
+			hold(busy, r)
 		}
 	}
 	for _, r := range runs {
-		hk := hwKey(r.Namespace, r.Hardware)
 		if r.State != state.RunPending {
 			continue
 		}
-		if b := busy[hk]; b != nil {
-			// Say what the run waits for, once: status shows it.
-			reason := fmt.Sprintf("waits for %s#%d, %s on %s", b.Workflow, b.Number, b.State, r.Hardware)
-			if r.Reason != reason {
-				key := r.Key()
-				if err := e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
-					if r.State != state.RunPending || r.Reason == reason {
-						return false, nil
-					}
-					r.Reason = reason
-					return true, nil
-				}); err != nil {
-					e.log.Error("note waiting run", append(runAttrs(r), "err", err)...)
-				}
-			}
+		if h, ok := heldBy(busy, r); ok {
+			e.noteWaiting(ctx, r, waitReason(h))
+			hold(busy, r)
 			continue
 		}
-		if err := e.start(ctx, r.Key()); err != nil {
+		if err := e.start(ctx, r.Key(), busy); err != nil {
 			e.log.Error("start run", append(runAttrs(r), "err", err)...)
 		}
 		e.mu.Lock()
 		started := e.runs[r.Key()]
 		e.mu.Unlock()
 		if started == nil {
-			started = r // it ended at once (its template did not render)
+			continue // it ended at once (its template did not render)
 		}
-		busy[hk] = started
+		hold(busy, started)
 	}
 }
 
-// start renders the run's template and hands the run to PREPARING or
-// RUNNING; a template that does not render fails the run, with why.
-func (e *Engine) start(ctx context.Context, key state.RunKey) error {
+// noteWaiting records what a waiting run waits for, once: status shows it.
+func (e *Engine) noteWaiting(ctx context.Context, r *state.WorkflowRun, reason string) {
+	if r.Reason == reason {
+		return
+	}
+	if err := e.transition(ctx, r.Key(), state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
+		if r.State != state.RunPending || r.Reason == reason {
+			return false, nil
+		}
+		r.Reason = reason
+		return true, nil
+	}); err != nil {
+		e.log.Error("note waiting run", append(runAttrs(r), "err", err)...)
+	}
+}
+
+// start hands a waiting run to PREPARING or RUNNING. A new run renders its
+// template (a template that does not render fails the run, with why) and
+// finds the machines its tasks run on; if one of them is held by another
+// run, it keeps waiting. A retried run keeps its rendering (see resume).
+func (e *Engine) start(ctx context.Context, key state.RunKey, busy map[string]holder) error {
 	return e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
 		if r.State != state.RunPending {
 			return false, nil
@@ -508,6 +559,10 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 		now := e.now()
 		if err != nil {
 			finish(r, state.RunFailed, err.Error(), now)
+			return true, nil
+		}
+		if len(r.Actions) > 0 {
+			e.resume(r, wf, hw, now)
 			return true, nil
 		}
 		doc, errs := e.loader.Render(t, wf, hw, e.knownMAC(ctx))
@@ -519,6 +574,18 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 			finish(r, state.RunFailed, "template did not render: "+msg, now)
 			return true, nil
 		}
+		machines, err := e.machinesFor(ctx, doc, hw)
+		if err != nil {
+			finish(r, state.RunFailed, err.Error(), now)
+			return true, nil
+		}
+		r.Template, r.Hardware, r.Machines = wf.Spec.TemplateRef, wf.Spec.HardwareRef, machines
+		if h, ok := heldBy(busy, r); ok {
+			// Another machine of the template is busy: wait for it, and
+			// render again when the run starts.
+			r.Reason = waitReason(h)
+			return true, nil
+		}
 		r.Actions = flatten(doc)
 		r.CurrentAction = 0
 		r.GlobalTimeout = doc.GlobalTimeout
@@ -526,11 +593,13 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 		if doc.GlobalTimeout > 0 {
 			r.Deadline = now.Add(time.Duration(doc.GlobalTimeout) * time.Second)
 		}
-		r.Template, r.Hardware = wf.Spec.TemplateRef, wf.Spec.HardwareRef
 		if b := wf.Spec.BootOptions; b != nil && b.ToggleAllowNetboot {
 			r.AllowPXE = new(true)
 		}
 		r.State, r.Reason = state.RunRunning, fmt.Sprintf("started: template %s rendered for %s, %d actions", t.Metadata.Name, hw.Metadata.Name, len(r.Actions))
+		if len(machines) > 0 {
+			r.Reason += fmt.Sprintf(", tasks also on %s", strings.Join(machines, ", "))
+		}
 		if len(r.Actions) == 0 {
 			finish(r, state.RunSuccess, "the template has no actions", now)
 		}
@@ -539,6 +608,66 @@ func (e *Engine) start(ctx context.Context, key state.RunKey) error {
 		}
 		return true, nil
 	})
+}
+
+// resume starts a retried run again with the rendering it has, from its
+// current action. Its machine is prepared again (PREPARING: the boot
+// actions of its bootOptions) when the run starts over, from the start or
+// before any action was handed out (its boot actions failed, or it ended
+// before its worker asked for work): the machine must boot what the
+// run's first action expects. A run retried from a later action resumes
+// on the machine as it is.
+func (e *Engine) resume(r *state.WorkflowRun, wf *schema.Workflow, hw *schema.Hardware, now time.Time) {
+	r.Deadline = time.Time{}
+	if r.GlobalTimeout > 0 {
+		r.Deadline = now.Add(time.Duration(r.GlobalTimeout) * time.Second)
+	}
+	if b := wf.Spec.BootOptions; b != nil && b.ToggleAllowNetboot {
+		r.AllowPXE = new(true)
+	}
+	from := r.Actions[r.CurrentAction].Name
+	r.State, r.Reason = state.RunRunning, fmt.Sprintf("retry: resumed from action %s", from)
+	if !needsBoot(wf) || e.prep == nil {
+		return
+	}
+	if startsOver(r) {
+		r.State, r.Reason = state.RunPreparing, fmt.Sprintf("retry: preparing %s again: BMC boot actions (the run starts over)", hw.Metadata.Name)
+		return
+	}
+	r.Reason += fmt.Sprintf("; %s is not prepared again (the run was past its boot actions)", hw.Metadata.Name)
+}
+
+// startsOver reports whether a run resumes before any of its actions was
+// handed out: retried from the start (attempts are counted afresh), or
+// after it failed before its first action.
+func startsOver(r *state.WorkflowRun) bool {
+	for _, a := range r.Actions {
+		if a.Attempt > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// machinesFor names the machines other than hw that a rendered template's
+// tasks run on (a task's worker is a MAC or a hardware name).
+func (e *Engine) machinesFor(ctx context.Context, doc *schema.TemplateDocument, hw *schema.Hardware) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range doc.Tasks {
+		if seen[t.Worker] || worksFor(hw.Metadata.Namespace, t.Worker, hw) {
+			continue
+		}
+		seen[t.Worker] = true
+		other, err := e.hardwareFor(ctx, t.Worker)
+		if err != nil {
+			return nil, fmt.Errorf("task %s: worker %s: %s", t.Name, t.Worker, state.ErrorMessage(err))
+		}
+		if n := machineName(other.Metadata.Namespace, other.Metadata.Name); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // bmcMessage is a boot action error as the run's reason shows it: a coded
@@ -817,6 +946,7 @@ func (e *Engine) finish(key state.RunKey) {
 func cloneRun(r *state.WorkflowRun) *state.WorkflowRun {
 	c := *r
 	c.Actions = slices.Clone(r.Actions)
+	c.Machines = slices.Clone(r.Machines)
 	return &c
 }
 

@@ -182,8 +182,12 @@ func TestRetriesThenFailAndRetry(t *testing.T) {
 
 	r, err := f.e.Retry(ctx, state.APIUser("alice"), state.ObjectKey{Kind: state.KindWorkflow, Name: "wf-1"}, false)
 	require.NoError(t, err)
+	require.Equal(t, state.RunPending, r.State, "a retried run waits its turn")
+	require.Equal(t, "retried by api:alice from action wipe; waits its turn", r.Reason)
+	f.e.Step(ctx)
+	r = f.run(t, "wf-1", 1)
 	require.Equal(t, state.RunRunning, r.State)
-	require.Equal(t, "retried by api:alice from action wipe", r.Reason)
+	require.Equal(t, "retry: resumed from action wipe", r.Reason)
 	a3 := f.next(t)
 	require.Equal(t, 3, a3.Attempt)
 	require.Equal(t, "wipe", a3.Name)
@@ -272,4 +276,46 @@ func TestNextWaits(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting worker was not answered")
 	}
+}
+
+// TestRetryWaitsItsTurn: a run retried while another run has its machine
+// waits until that run ends (one run per machine), then resumes.
+func TestRetryWaitsItsTurn(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 0, "wf-1")
+	f.e.Step(ctx)
+	a := f.next(t)
+	require.Equal(t, "wf-1", a.Workflow)
+	f.report(t, a, state.RunFailed, "disk busy")
+
+	// wf-2 arrives and starts on the machine wf-1 left.
+	hw := fstest.MapFS{"hardware/node-01.yaml": {Data: []byte(hw1)}, "templates/provision.yaml": {Data: []byte(fmt.Sprintf(tmpl, 0))},
+		"workflows/wf-1.yaml": {Data: []byte(wf("wf-1"))}, "workflows/wf-2.yaml": {Data: []byte(wf("wf-2"))}}
+	out, err := reconciler.New(reconciler.Config{Store: f.st}).Sync(ctx, reconciler.Snapshot{Revision: "r2", FS: hw})
+	require.NoError(t, err)
+	require.True(t, out.Applied, "%v", out.Errors)
+	f.e = workflow.New(workflow.Config{Store: f.st, Now: f.clock.now})
+	f.e.Step(ctx)
+	require.Equal(t, state.RunRunning, f.run(t, "wf-2", 1).State)
+
+	_, err = f.e.Retry(ctx, state.APIUser("alice"), state.ObjectKey{Kind: state.KindWorkflow, Name: "wf-1"}, false)
+	require.NoError(t, err)
+	f.e.Step(ctx)
+	r := f.run(t, "wf-1", 1)
+	require.Equal(t, state.RunPending, r.State, "never two runs RUNNING on one machine")
+	require.Equal(t, "waits for wf-2#1, RUNNING on node-01", r.Reason)
+	b := f.next(t)
+	require.Equal(t, "wf-2", b.Workflow, "the worker gets the run that holds its machine")
+
+	for b != nil && b.Workflow == "wf-2" {
+		f.report(t, b, state.RunSuccess, "")
+		b = f.next(t)
+	}
+	require.Equal(t, state.RunSuccess, f.run(t, "wf-2", 1).State)
+	f.e.Step(ctx)
+	require.Equal(t, state.RunRunning, f.run(t, "wf-1", 1).State, "its turn came")
+	c := f.next(t)
+	require.Equal(t, "wf-1", c.Workflow)
+	require.Equal(t, "wipe", c.Name)
+	require.Equal(t, 2, c.Attempt)
 }

@@ -82,29 +82,23 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	e.macMu.Lock()
 	defer e.macMu.Unlock()
 	if time.Since(e.macsRead) > time.Second || e.macs == nil {
+		all, err := state.AllObjects(ctx, e.store, state.ObjectQuery{Kind: state.KindHardware})
+		if err != nil {
+			return nil, err
+		}
 		macs := map[string]state.ObjectKey{}
-		cont := ""
-		for {
-			page, err := e.store.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000, Continue: cont})
+		for _, o := range all {
+			h, err := reconciler.FromState(o)
 			if err != nil {
-				return nil, err
+				continue
 			}
-			for _, o := range page.Objects {
-				h, err := reconciler.FromState(o)
-				if err != nil {
-					continue
-				}
-				for _, m := range h.(*schema.Hardware).MACs() {
-					macs[m] = o.Key()
-				}
-				if a := h.(*schema.Hardware).Spec.AgentID; a != "" {
-					if _, taken := macs[a]; !taken {
-						macs[a] = o.Key() // a MAC wins over another machine's agentID
-					}
-				}
+			for _, m := range h.(*schema.Hardware).MACs() {
+				macs[m] = o.Key()
 			}
-			if cont = page.Continue; cont == "" {
-				break
+			if a := h.(*schema.Hardware).Spec.AgentID; a != "" {
+				if _, taken := macs[a]; !taken {
+					macs[a] = o.Key() // a MAC wins over another machine's agentID
+				}
 			}
 		}
 		e.macs, e.macsRead = macs, time.Now()
@@ -326,15 +320,15 @@ func (e *Engine) workerSeen(hw *schema.Hardware) {
 
 // latestRun finds the newest run of a workflow.
 func (e *Engine) latestRun(ctx context.Context, wf state.ObjectKey) (*state.WorkflowRun, error) {
-	page, err := e.store.ListRuns(ctx, state.RunQuery{Workflow: wf.Name, Namespace: wf.Namespace})
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{Workflow: wf.Name, Namespace: wf.Namespace})
 	if err != nil {
 		return nil, err
 	}
-	if len(page.Runs) == 0 {
+	if len(runs) == 0 {
 		return nil, state.Errorf(state.ENOTFOUND, "%s has no run", wf)
 	}
-	latest := page.Runs[0]
-	for _, r := range page.Runs {
+	latest := runs[0]
+	for _, r := range runs {
 		if r.Number > latest.Number {
 			latest = r
 		}
@@ -344,7 +338,11 @@ func (e *Engine) latestRun(ctx context.Context, wf state.ObjectKey) (*state.Work
 
 // Retry starts a new attempt of a workflow's latest run, which must have
 // ended FAILED, TIMEOUT or CANCELLED: from the action that did not succeed,
-// or from the first with fromStart. The run waits its turn on the machine.
+// or from the first with fromStart. The run goes back to PENDING and waits
+// its turn on its machines like any other run (one run per machine: a run
+// that started there meanwhile finishes first); when it starts again it
+// keeps its rendering, and its machine is prepared again (the BMC boot
+// actions of its bootOptions) when the run starts over (see startsOver).
 func (e *Engine) Retry(ctx context.Context, actor state.Actor, wf state.ObjectKey, fromStart bool) (*state.WorkflowRun, error) {
 	latest, err := e.latestRun(ctx, wf)
 	if err != nil {
@@ -369,21 +367,18 @@ func (e *Engine) Retry(ctx context.Context, actor state.Actor, wf state.ObjectKe
 			}
 		}
 		r.CurrentAction = from
-		r.FinishedAt = time.Time{}
+		r.FinishedAt, r.Deadline = time.Time{}, time.Time{}
+		r.State = state.RunPending
 		if len(r.Actions) == 0 {
 			// It never started (its template did not render): start over.
-			r.State, r.Reason = state.RunPending, fmt.Sprintf("retried by %s", actor)
+			r.Reason = fmt.Sprintf("retried by %s", actor)
 			return true, nil
-		}
-		r.State = state.RunRunning
-		if r.GlobalTimeout > 0 {
-			r.Deadline = e.now().Add(time.Duration(r.GlobalTimeout) * time.Second)
 		}
 		where := fmt.Sprintf("from action %s", r.Actions[from].Name)
 		if fromStart {
 			where = "from the start"
 		}
-		r.Reason = fmt.Sprintf("retried by %s %s", actor, where)
+		r.Reason = fmt.Sprintf("retried by %s %s; waits its turn", actor, where)
 		return true, nil
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ type options struct {
 	user     string
 	password string
 	host     string
+	chassis  string
 }
 
 func newOptions(opts []Option) options {
@@ -52,6 +53,13 @@ func WithUser(user string) Option { return func(o *options) { o.user = user } }
 // RandomPassword). IPMI limits it to 20 characters, without spaces or
 // quotes here.
 func WithPassword(password string) Option { return func(o *options) { o.password = password } }
+
+// WithChassisControl makes program ipmi_sim's chassis_control, in place
+// of the simulator's own script keeping power and boot in files: a lab
+// puts a real (virtual) machine behind the BMC this way. ipmi_sim runs it
+// through the shell with the command appended (see chassisScript); Calls
+// and Power then know nothing of what it was told.
+func WithChassisControl(program string) Option { return func(o *options) { o.chassis = program } }
 
 // RandomPassword returns a password unlikely to occur in any text by
 // chance, so "the password appears nowhere" assertions mean something.

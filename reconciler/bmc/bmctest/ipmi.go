@@ -136,6 +136,9 @@ func StartIPMI(t testing.TB, opts ...Option) *IPMISim {
 		t.Fatal(err)
 	}
 
+	if o.chassis != "" {
+		script = o.chassis
+	}
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		port, err := freeUDPPort()
@@ -245,6 +248,18 @@ func (s *IPMISim) Calls() []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// SetCalls returns the calls that changed something ("set ..."), in
+// order, dropping reads.
+func (s *IPMISim) SetCalls() []string {
+	var out []string
+	for _, c := range s.Calls() {
+		if strings.HasPrefix(c, "set ") {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ResetCalls forgets the calls so far.
