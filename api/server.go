@@ -89,6 +89,9 @@ type Config struct {
 	// Backup writes a consistent backup of the live store to w (GET
 	// /v1/backup); nil answers 503.
 	Backup func(ctx context.Context, w io.Writer) error
+	// Replica reports which replica answers and whether it leads, for
+	// /v1/status when several servers share a store; nil leaves it out.
+	Replica func() client.ReplicaStatus
 	// Auth checks tokens; nil serves every request as the admin
 	// "anonymous" (events name api:anonymous). Use CheckListen to keep
 	// such a server on loopback.
@@ -125,6 +128,7 @@ type Server struct {
 	planner   Planner
 	bmc       BMC
 	source    func() client.SourceStatus
+	replica   func() client.ReplicaStatus
 	backup    func(ctx context.Context, w io.Writer) error
 	auth      *Auth
 	log       *slog.Logger
@@ -168,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 		planner:   cfg.Planner,
 		bmc:       cfg.BMC,
 		source:    cfg.Source,
+		replica:   cfg.Replica,
 		backup:    cfg.Backup,
 		auth:      cfg.Auth,
 		log:       cfg.Log,

@@ -139,6 +139,10 @@ func (s *Server) status(ctx context.Context) (*client.Status, error) {
 		src := s.source()
 		out.Source = &src
 	}
+	if s.replica != nil {
+		r := s.replica()
+		out.Replica = &r
+	}
 	if ss.LastDuration > 0 {
 		out.Sync.LastDuration = ss.LastDuration.String()
 	}

@@ -19,6 +19,7 @@
 // to HTTP statuses in one place, so callers branch on ErrorCode, never on
 // message text.
 //
-// Implementations: state/badger (embedded, the default). Any implementation
-// must pass the contract suite in state/storetest.
+// Implementations: state/badger (embedded, the default) and state/postgres
+// (several replicas on one database). Any implementation must pass the
+// contract suite in state/storetest.
 package state

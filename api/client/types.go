@@ -244,6 +244,17 @@ type Status struct {
 	// remote that does not answer or refuses the credentials shows here
 	// while the last good revision stays applied.
 	Source *SourceStatus `json:"source,omitempty"`
+	// Replica says which server answered and whether it is the leader,
+	// when several servers share one store (--store postgres).
+	Replica *ReplicaStatus `json:"replica,omitempty"`
+}
+
+// ReplicaStatus is one replica of several on a shared store.
+type ReplicaStatus struct {
+	Name string `json:"name"`
+	// Leader is true on the one replica that runs the Git sync, the
+	// timers, BMC actions and prune.
+	Leader bool `json:"leader"`
 }
 
 // SourceStatus is the Git source's own state. Source never holds

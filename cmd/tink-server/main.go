@@ -2,7 +2,8 @@
 // a repository, validates it, and serves the API on 127.0.0.1:42113.
 //
 // `tink-server backup` and `tink-server restore` copy its state directory to
-// and from a backup file; see runBackup and runRestore.
+// and from a backup file; see runBackup and runRestore. `tink-server migrate`
+// moves a site between Badger and PostgreSQL; see runMigrate.
 package main
 
 import (
@@ -33,6 +34,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return helpIsNoError(runBackup(ctx, args[1:], stdout, stderr))
 		case "restore":
 			return helpIsNoError(runRestore(ctx, args[1:], stdin, stdout, stderr))
+		case "migrate":
+			return helpIsNoError(runMigrate(ctx, args[1:], os.Getenv, stdout, stderr))
 		}
 	}
 	return serve(ctx, args, stdout, stderr)
@@ -43,7 +46,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m := NewMain(stdout, stderr)
 	if err := m.ParseFlags(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, subcommandsHelp)
+			fmt.Fprint(stderr, subcommandsHelp+migrateHelp)
 			return nil
 		}
 		return err

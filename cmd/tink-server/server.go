@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,10 +21,10 @@ import (
 	"github.com/tinkops/tinkops/gitsource"
 	"github.com/tinkops/tinkops/reconciler"
 	"github.com/tinkops/tinkops/reconciler/bmc"
+	"github.com/tinkops/tinkops/reconciler/leader"
 	"github.com/tinkops/tinkops/reconciler/workflow"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
-	"github.com/tinkops/tinkops/state/badger"
 )
 
 // Config is tink-server's configuration, from flags.
@@ -71,6 +72,15 @@ type Config struct {
 	Agents AgentsConfig
 	// Boot is the machine-facing listener (boot.go).
 	Boot BootConfig
+	// Store selects the state store (see store.go): badger or postgres,
+	// with the DSN in PostgresDSNFile (or TINK_POSTGRES_DSN).
+	Store           string
+	PostgresDSNFile string
+	PostgresSchema  string
+	// ReplicaName and LeaderLease configure leadership among replicas
+	// (see replica.go).
+	ReplicaName string
+	LeaderLease time.Duration
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -83,12 +93,15 @@ type Main struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	Store  *badger.Store
+	Store  state.Store
 	Source gitsource.Source
 	Loop   *reconciler.Loop
 	Engine *workflow.Engine
 	BMC    *bmc.Controller
 	API    *api.Server
+	// Elector elects the leader among replicas on a shared store; nil
+	// with Badger (one process, always leading).
+	Elector *leader.Elector
 
 	ln     net.Listener
 	grpcLn net.Listener
@@ -143,6 +156,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
 	m.agentFlags(fs)
 	c.Boot.flags(fs)
+	storeFlags(fs, c)
 	withEnvUsage(fs)
 	getenv := m.Getenv
 	if getenv == nil {
@@ -155,7 +169,7 @@ func (m *Main) ParseFlags(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (tink-server takes flags; subcommands: backup, restore)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (tink-server takes flags; subcommands: backup, restore, migrate)", fs.Arg(0))
 	}
 	log, err := newLogger(m.stderr, c.LogLevel, c.LogFormat)
 	if err != nil {
@@ -164,6 +178,9 @@ func (m *Main) ParseFlags(args []string) error {
 	m.log = log
 	if c.Repo == "" {
 		return errors.New("--repo is required")
+	}
+	if err := checkStore(c); err != nil {
+		return err
 	}
 	if c.PollInterval <= 0 {
 		return fmt.Errorf("--poll-interval must be positive, got %s", c.PollInterval)
@@ -211,13 +228,21 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := api.CheckListen(c.Listen, auth, c.Insecure); err != nil {
 		return err
 	}
-	m.Store, err = badger.Open(ctx, c.DataDir, badger.Options{Retention: state.Retention{MaxEvents: c.MaxEvents, MaxAge: c.MaxEventAge}})
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	m.Store, err = openStore(ctx, c, getenv, m.log)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
+	health := newStoreHealth(m.Store, m.log)
 	reg := prometheus.NewRegistry()
 	met, err := m.openMetrics(ctx, reg)
 	if err != nil {
+		return err
+	}
+	if m.Elector, err = m.openReplica(reg); err != nil {
 		return err
 	}
 	m.Source, err = gitsource.New(gitsource.Config{
@@ -248,16 +273,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("--bmc-ca-cert: %w", err)
 	}
-	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met})
+	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met, Leader: leaderFunc(m.Elector)})
 	agents, err := m.newAgents(reg)
 	if err != nil {
 		return err
 	}
-	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: m.Loop, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
+	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: replicaSyncer{m.Loop, m.Store, health, m.Elector, new(atomic.Bool)}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
 		GRPC:   agents.handler(),
-		Backup: func(ctx context.Context, w io.Writer) error { _, err := m.Store.Backup(ctx, w); return err }})
+		Backup: storeBackup(m.Store), Replica: replicaStatus(m.Elector)})
 	if err != nil {
 		return err
 	}
@@ -269,14 +294,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.goRun("source", func() error { return m.Source.Run(runCtx) })
-	m.goRun("reconcile loop", func() error { return m.Loop.Run(runCtx) })
+	m.runLeaderWork(runCtx)
 	m.goRun("workflow engine", func() error { return m.Engine.Run(runCtx) })
 	m.goRun("metrics", func() error { return met.Run(runCtx) })
-	if c.BMCPollInterval > 0 {
-		m.goRun("bmc power poll", func() error {
-			m.BMC.Poll(runCtx, c.BMCPollInterval, bmcHardware(m.Store))
-			return nil
-		})
+	if health != nil {
+		m.goRun("store health", func() error { return health.Run(runCtx, 2*time.Second) })
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
 	if err := m.openBoot(); err != nil {

@@ -143,6 +143,13 @@ func printStatus(w io.Writer, st *client.Status, now time.Time) error {
 			kv("Source error", line+")")
 		}
 	}
+	if r := st.Replica; r != nil {
+		role := "follower (another replica leads)"
+		if r.Leader {
+			role = "leader"
+		}
+		kv("Replica", r.Name+", "+role)
+	}
 	switch {
 	case s.Suspended:
 		kv("Reconciling", "no: suspended (tink resume)")

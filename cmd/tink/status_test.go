@@ -99,3 +99,22 @@ func TestStatusShowsSourceError(t *testing.T) {
 	require.NoError(t, printStatus(&b, st, now))
 	require.Regexp(t, `(?m)^Last attempt:\s+transient: applying the revision failed \(the server's log has the details\); retry 2 in 2s`, b.String())
 }
+
+// TestStatusShowsReplica: with several replicas, status says which one
+// answered and whether it leads.
+func TestStatusShowsReplica(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	st := &client.Status{Objects: map[string]map[string]int{}, Workflows: map[string]int{}}
+	var b strings.Builder
+	require.NoError(t, printStatus(&b, st, now))
+	require.NotContains(t, b.String(), "Replica", "one process: no replica line")
+
+	st.Replica = &client.ReplicaStatus{Name: "tink-server-7c9f-x2", Leader: true}
+	b.Reset()
+	require.NoError(t, printStatus(&b, st, now))
+	require.Regexp(t, `(?m)^Replica:\s+tink-server-7c9f-x2, leader$`, b.String())
+	st.Replica.Leader = false
+	b.Reset()
+	require.NoError(t, printStatus(&b, st, now))
+	require.Regexp(t, `(?m)^Replica:\s+tink-server-7c9f-x2, follower`, b.String())
+}

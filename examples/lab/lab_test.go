@@ -162,6 +162,8 @@ func TestLab(t *testing.T) {
 	require.NoError(t, os.MkdirAll(secrets, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(secrets, "username"), []byte(ipmi.User), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(secrets, "password"), []byte(ipmi.Password), 0o600))
+	// The credential goes to this BMC's address and nowhere else (SECURITY.md).
+	require.NoError(t, os.WriteFile(filepath.Join(secrets, "allowed-hosts"), []byte(ipmi.Host+"\n"), 0o600))
 
 	// 5. tink-server, with the machine-facing listener and the boot files.
 	logFile, err := os.Create(filepath.Join(work, "tink-server.log"))

@@ -75,6 +75,12 @@ type Config struct {
 	// Observer is told about ended action attempts and workers seen, for
 	// metrics; nil tells nobody.
 	Observer Observer
+	// Leader, when set, says whether this replica leads (several servers
+	// on one store, see replicas.go) and returns the leader term's context,
+	// which fences the writes done with it. Only the leader starts runs,
+	// enforces timeouts and does boot actions; nil: this engine always
+	// leads.
+	Leader func() (context.Context, bool)
 }
 
 // Engine runs workflow runs. Build it with New; Run drives its timers.
@@ -86,6 +92,8 @@ type Engine struct {
 	tick   time.Duration
 	prep   Preparer
 	obs    Observer
+	leader func() (context.Context, bool)
+	term   context.Context // the leader term Step last ran in (replicas.go)
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
@@ -129,7 +137,7 @@ const hardwareTTL = 2 * time.Second
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
 		byWorker:  map[string]map[state.RunKey]bool{},
 		preparing: map[state.RunKey]bool{}}
@@ -157,16 +165,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.load(ctx); err != nil {
 		return err
 	}
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.watchPending(ctx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.followRuns(ctx)
 	}()
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
 	defer e.wg.Wait()
 	for {
-		e.Step(ctx)
+		e.leaderStep(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -796,8 +808,9 @@ func (e *Engine) transition(ctx context.Context, key state.RunKey, actor state.A
 	return err
 }
 
-// transitionRun is transition returning the run as it now is.
-func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor state.Actor, change func(r *state.WorkflowRun) (bool, error)) (*state.WorkflowRun, error) {
+// transitionOnce is transition returning the run as it now is, without
+// the retry on a conflict that transitionRun adds.
+func (e *Engine) transitionOnce(ctx context.Context, key state.RunKey, actor state.Actor, change func(r *state.WorkflowRun) (bool, error)) (*state.WorkflowRun, error) {
 	l := e.lock(key)
 	l.Lock()
 	defer l.Unlock()
@@ -847,7 +860,7 @@ func (e *Engine) transitionRun(ctx context.Context, key state.RunKey, actor stat
 	e.notify(hwKey(written.Namespace, written.Hardware))
 	e.logTransition(cur, written, actor)
 	if written.State.Terminal() && !cur.State.Terminal() {
-		e.finish(written.Key())
+		e.finishIfLeader(written.Key())
 	}
 	return written, nil
 }
@@ -909,13 +922,19 @@ func (e *Engine) logTransition(before, after *state.WorkflowRun, actor state.Act
 // engine owns; a failure is logged and an event (it does not change how
 // the run ended).
 func (e *Engine) finish(key state.RunKey) {
+	e.mu.Lock()
+	base := e.runCtx
+	e.mu.Unlock()
+	e.finishIn(base, key)
+}
+
+// finishIn is finish with the context the boot actions run under (the
+// leader's term on a replica, see replicas.go).
+func (e *Engine) finishIn(base context.Context, key state.RunKey) {
 	f, ok := e.prep.(Finisher)
 	if !ok {
 		return
 	}
-	e.mu.Lock()
-	base := e.runCtx
-	e.mu.Unlock()
 	if base == nil || base.Err() != nil {
 		return // not running (or stopping): nothing owns the goroutine
 	}

@@ -195,6 +195,13 @@ func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment,
 		if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) || !worksFor(r.Namespace, r.Actions[r.CurrentAction].Worker, hw) {
 			continue
 		}
+		if r.Actions[r.CurrentAction].State == state.RunRunning {
+			// Handing out again what was handed out: the worker may have
+			// reported it to another replica a moment ago.
+			if err := e.refreshRun(ctx, r.Key()); err != nil {
+				return nil, err
+			}
+		}
 		var out *Assignment
 		err := e.transition(ctx, r.Key(), workerActor(hw), func(r *state.WorkflowRun) (bool, error) {
 			if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) {

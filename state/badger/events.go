@@ -66,7 +66,7 @@ func (s *Store) EventBounds(ctx context.Context) (state.EventBounds, error) {
 		return state.EventBounds{}, err
 	}
 	defer leave()
-	latest := s.hub.next() - 1
+	latest := s.hub.Next() - 1
 	return state.EventBounds{Oldest: min(s.oldest.Load(), latest+1), Latest: latest}, nil
 }
 
@@ -131,7 +131,7 @@ func (s *Store) CompactEvents(ctx context.Context) (int, error) {
 
 	r := s.opts.Retention
 	oldest := s.oldest.Load()
-	latest := s.hub.next() - 1
+	latest := s.hub.Next() - 1
 	cut := oldest
 	if r.MaxEvents > 0 && latest >= uint64(r.MaxEvents) {
 		cut = max(cut, latest-uint64(r.MaxEvents)+1)

@@ -121,21 +121,12 @@ func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, lim
 
 // PutObject implements state.Store.
 func (s *Store) PutObject(ctx context.Context, actor state.Actor, obj *state.Object) (*state.Object, error) {
-	b := &state.Batch{Actor: actor}
-	b.Put(obj, "")
-	res, err := s.Apply(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	return res.Objects[0], nil
+	return state.PutObject(ctx, s, actor, obj)
 }
 
 // DeleteObject implements state.Store.
 func (s *Store) DeleteObject(ctx context.Context, actor state.Actor, key state.ObjectKey, resourceVersion uint64) error {
-	b := &state.Batch{Actor: actor}
-	b.Delete(key, resourceVersion, "")
-	_, err := s.Apply(ctx, b)
-	return err
+	return state.DeleteObject(ctx, s, actor, key, resourceVersion)
 }
 
 // Apply implements state.Store: it hands the batch to the writer goroutine

@@ -62,9 +62,5 @@ func (s *Store) ListRuns(ctx context.Context, q state.RunQuery) (*state.RunPage,
 
 // PutRun implements state.Store.
 func (s *Store) PutRun(ctx context.Context, actor state.Actor, run *state.WorkflowRun) (*state.WorkflowRun, error) {
-	res, err := s.Apply(ctx, &state.Batch{Actor: actor, Runs: []*state.WorkflowRun{run}})
-	if err != nil {
-		return nil, err
-	}
-	return res.Runs[0], nil
+	return state.PutRun(ctx, s, actor, run)
 }

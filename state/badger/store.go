@@ -15,6 +15,7 @@ import (
 	badgerdb "github.com/dgraph-io/badger/v4"
 
 	"github.com/tinkops/tinkops/state"
+	"github.com/tinkops/tinkops/state/eventring"
 )
 
 // Store is the Badger implementation of state.Store.
@@ -45,7 +46,7 @@ type Store struct {
 	writerStop context.CancelFunc
 	writerDone chan struct{}
 
-	hub    *hub
+	hub    *eventring.Ring
 	oldest atomic.Uint64 // oldest retained event
 
 	maxBytes   int64 // per Badger transaction
@@ -150,7 +151,7 @@ func open(ctx context.Context, dir string, opts Options, hook func(string)) (_ *
 		_ = db.Close()
 		return nil, err
 	}
-	s.hub = newHub(opts.WatchBuffer, c.NextSeq)
+	s.hub = eventring.New(opts.WatchBuffer, c.NextSeq)
 	s.w = &writer{s: s, next: c, committed: c}
 
 	s.ctx, s.cancel = context.WithCancel(context.Background())

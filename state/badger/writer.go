@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -240,7 +241,7 @@ func (w *writer) failRest(p *prepared, rest []*request) {
 // answers their callers, in commit order.
 func (w *writer) acknowledge(items []*prepared) {
 	for _, p := range items {
-		w.s.hub.publish(p.result.Events)
+		w.s.hub.Publish(p.result.Events)
 	}
 	for _, p := range items {
 		w.s.stats.Batches.Add(1)
@@ -252,106 +253,32 @@ func (w *writer) acknowledge(items []*prepared) {
 // batches before it in the same group) and turns it into key writes. On error
 // nothing is assigned: the counters are only advanced on success.
 func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
-	now := w.s.opts.Now()
-	c := w.next
-	p := &prepared{result: &state.Result{}}
-	var events []state.Event
-
-	for _, op := range b.Objects {
-		key := op.Object.Key()
-		bk := objectKey(key)
-		old, err := readObject(txn, bk, key)
-		if err != nil {
-			return nil, err
-		}
-		want := op.Object.ResourceVersion
-		if op.Delete {
-			if old == nil {
-				return nil, state.Errorf(state.ENOTFOUND, "%s: not found", key)
-			}
-			if want != 0 && old.ResourceVersion != want {
-				return nil, stale(key, want, old.ResourceVersion)
-			}
-			p.del(bk)
-			p.result.Objects = append(p.result.Objects, old)
-			events = append(events, state.ObjectEvent(op, old, old, b.Actor, b.Revision, now))
+	st, err := state.Stage(b, w.s.opts.Now(), state.Counters{NextSeq: w.next.NextSeq, NextRV: w.next.NextRV},
+		func(k state.ObjectKey) (*state.Object, error) { return readObject(txn, objectKey(k), k) },
+		func(k state.RunKey) (*state.WorkflowRun, error) { return readRun(txn, runKey(k), k) })
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{result: st.Result}
+	for i, obj := range st.Result.Objects {
+		key := obj.Key()
+		if st.Deleted[i] {
+			p.del(objectKey(key))
 			continue
 		}
-		var oldRV uint64
-		if old != nil {
-			oldRV = old.ResourceVersion
-		}
-		if err := precondition(key, want, old != nil, oldRV); err != nil {
-			return nil, err
-		}
-		obj := *op.Object
-		obj.ResourceVersion = c.NextRV
-		c.NextRV++
-		obj.UpdatedAt = now
-		obj.CreatedAt = now
-		if old != nil {
-			obj.CreatedAt = old.CreatedAt
-		}
-		v, err := json.Marshal(&obj)
-		if err != nil {
-			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
-		}
-		if int64(len(v)) > w.s.maxValue {
-			return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(v), w.s.maxValue)
-		}
-		p.set(bk, v)
-		p.result.Objects = append(p.result.Objects, &obj)
-		events = append(events, state.ObjectEvent(op, old, &obj, b.Actor, b.Revision, now))
-	}
-
-	for _, in := range b.Runs {
-		key := in.Key()
-		bk := runKey(key)
-		old, err := readRun(txn, bk, key)
+		v, err := w.encode(key, obj)
 		if err != nil {
 			return nil, err
 		}
-		want := in.ResourceVersion
-		var oldRV uint64
-		if old != nil {
-			oldRV = old.ResourceVersion
-		}
-		if err := precondition(key, want, old != nil, oldRV); err != nil {
+		p.set(objectKey(key), v)
+	}
+	for _, run := range st.Result.Runs {
+		v, err := w.encode(run.Key(), run)
+		if err != nil {
 			return nil, err
 		}
-		run := *in
-		run.ResourceVersion = c.NextRV
-		c.NextRV++
-		run.UpdatedAt = now
-		run.CreatedAt = now
-		if old != nil {
-			run.CreatedAt = old.CreatedAt
-		}
-		v, err := json.Marshal(&run)
-		if err != nil {
-			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
-		}
-		if int64(len(v)) > w.s.maxValue {
-			return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(v), w.s.maxValue)
-		}
-		p.set(bk, v)
-		p.result.Runs = append(p.result.Runs, &run)
-		events = append(events, state.RunEvents(old, &run, b.Actor, b.Revision, now)...)
+		p.set(runKey(run.Key()), v)
 	}
-
-	for _, ev := range b.Events {
-		if ev.Time.IsZero() {
-			ev.Time = now
-		}
-		if ev.Actor == "" {
-			ev.Actor = b.Actor
-		}
-		if ev.Revision == "" {
-			ev.Revision = b.Revision
-		}
-		events = append(events, ev)
-	}
-
 	if b.Sync != nil {
 		v, err := json.Marshal(b.Sync)
 		if err != nil {
@@ -359,36 +286,27 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 		}
 		p.set([]byte(keySync), v)
 	}
-
-	for i := range events {
-		events[i].Seq = c.NextSeq
-		c.NextSeq++
-		v, err := json.Marshal(&events[i])
+	for i := range st.Result.Events {
+		v, err := json.Marshal(&st.Result.Events[i])
 		if err != nil {
 			return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
 		}
-		p.set(eventKey(events[i].Seq), v)
+		p.set(eventKey(st.Result.Events[i].Seq), v)
 	}
-	p.result.Events = events
-	p.after = c
-	w.next = c
+	p.after = counters{NextSeq: st.Counters.NextSeq, NextRV: st.Counters.NextRV}
+	w.next = p.after
 	return p, nil
 }
 
-func stale(key interface{ String() string }, want, have uint64) error {
-	return state.Errorf(state.ECONFLICT, "%s: resourceVersion %d is stale (current %d)", key, want, have)
-}
-
-// precondition checks a write's resourceVersion against what is stored:
-// 0 creates (nothing may exist), anything else must match.
-func precondition(key interface{ String() string }, want uint64, exists bool, have uint64) error {
-	switch {
-	case want == 0 && exists:
-		return state.Errorf(state.ECONFLICT, "%s: already exists (resourceVersion %d)", key, have)
-	case want != 0 && !exists:
-		return state.Errorf(state.ENOTFOUND, "%s: not found (expected resourceVersion %d)", key, want)
-	case want != 0 && have != want:
-		return stale(key, want, have)
+// encode returns an object's or run's record, refusing one past the
+// store's value limit.
+func (w *writer) encode(key fmt.Stringer, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
 	}
-	return nil
+	if int64(len(b)) > w.s.maxValue {
+		return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(b), w.s.maxValue)
+	}
+	return b, nil
 }

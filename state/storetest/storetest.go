@@ -131,3 +131,10 @@ func names(objs []*state.Object) []string {
 	}
 	return out
 }
+
+// Collect reads n events from w, failing the test if they take more than
+// 30 seconds, for a backend's own watch tests.
+func Collect(t *testing.T, w state.Watcher, n int) []state.Event {
+	t.Helper()
+	return collect(t, w, n)
+}
