@@ -13,7 +13,7 @@ BENCHTIME ?= 1s
 
 IMAGE     ?= tinkops:dev
 
-.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab screenshots
+.PHONY: all deps build run test bench fuzz lint clean image demo bootimage lab screenshots proto
 
 all: build
 
@@ -85,6 +85,25 @@ image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .image/bin/ $(addprefix ./cmd/,$(CMDS))
 	cp /etc/ssl/certs/ca-certificates.crt .image/ 2>/dev/null || touch .image/ca-certificates.crt
 	docker build --target local -t $(IMAGE) .
+
+# proto regenerates the Go code of Tinkerbell's WorkflowService (committed)
+# with pinned generators and Debian's protoc 3.21 (apt-get install
+# protobuf-compiler libprotobuf-dev).
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+PROTO_DIR          := api/tinkgrpc/tinkpb
+# PROTO_OUT is where the code goes; a test generates it elsewhere to compare.
+PROTO_OUT          ?= $(PROTO_DIR)
+PROTO_BIN          ?= $(CURDIR)/$(BIN)/proto
+
+proto:
+	@mkdir -p $(PROTO_BIN)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	protoc -I $(PROTO_DIR) -I /usr/include \
+		--plugin=protoc-gen-go=$(PROTO_BIN)/protoc-gen-go --go_out=$(PROTO_OUT) --go_opt=paths=source_relative \
+		--plugin=protoc-gen-go-grpc=$(PROTO_BIN)/protoc-gen-go-grpc --go-grpc_out=$(PROTO_OUT) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/workflow.proto
 
 clean:
 	rm -rf $(BIN) tink-data .image

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
@@ -48,6 +51,41 @@ func httpStatus(code string) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// grpcCode maps an error code to its gRPC status code, beside httpStatus
+// so that both front doors classify an error alike.
+func grpcCode(code string) codes.Code {
+	switch code {
+	case state.EINVALID:
+		return codes.InvalidArgument
+	case state.EUNAUTHORIZED:
+		return codes.Unauthenticated
+	case EFORBIDDEN:
+		return codes.PermissionDenied
+	case state.ENOTFOUND:
+		return codes.NotFound
+	case EMETHOD:
+		return codes.Unimplemented
+	case state.ECONFLICT:
+		return codes.FailedPrecondition
+	case ETOOLARGE:
+		return codes.ResourceExhausted
+	case EUNAVAILABLE:
+		return codes.Unavailable
+	}
+	return codes.Internal
+}
+
+// GRPCError turns err into a gRPC status error with the code's status and
+// the message a caller may see (internal errors keep their text out, as
+// in HTTP responses). nil stays nil.
+func GRPCError(err error) error {
+	if err == nil {
+		return nil
+	}
+	e := errorBody(err)
+	return status.Error(grpcCode(e.Code), e.Message)
 }
 
 // Errorf returns an API error with a code and a message for the caller.

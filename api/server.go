@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,11 @@ type Config struct {
 	// KeepAlive is the interval of keep-alive comments on event streams;
 	// 0 means DefaultKeepAlive.
 	KeepAlive time.Duration
+	// GRPC, when set, serves gRPC requests (HTTP/2 with content-type
+	// application/grpc) on the API's listener, in plaintext (h2c) and TLS
+	// alike, so that agents reach gRPC on the API port; it does its own
+	// admission (API tokens do not apply).
+	GRPC http.Handler
 }
 
 // Server is the HTTP API. Build it with New; serve Handler on an
@@ -129,6 +135,7 @@ type Server struct {
 	now       func() time.Time
 	maxBody   int64
 	keepAlive time.Duration
+	grpc      http.Handler
 
 	// plans and decodes bound the memory of requests that validate what
 	// they carry (see plan.go and decodeBody).
@@ -182,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 		keepAlive: cfg.KeepAlive,
 		plans:     make(chan struct{}, MaxConcurrentPlans),
 		decodes:   make(chan struct{}, maxConcurrentDecodes),
+		grpc:      cfg.GRPC,
 	}
 	if s.loader == nil {
 		s.loader = schema.NewLoader()
@@ -233,19 +241,38 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the API's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.router }
+// Handler returns the API's HTTP handler (with gRPC requests routed to
+// Config.GRPC when set).
+func (s *Server) Handler() http.Handler {
+	if s.grpc == nil {
+		return s.router
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		s.router.ServeHTTP(w, r)
+	})
+}
 
 // Serve serves the API on ln until Shutdown; it returns nil after
 // Shutdown. With certFile and keyFile it serves TLS.
 func (s *Server) Serve(ln net.Listener, certFile, keyFile string) error {
 	srv := &http.Server{
-		Handler:           s.router,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.grpc != nil {
+		// gRPC clients speak HTTP/2 with prior knowledge when in plaintext.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	s.mu.Lock()
 	if s.streams.Err() != nil {

@@ -24,6 +24,9 @@ const (
 	// EventNetboot is a machine-facing answer: the iPXE script a machine
 	// was served, and why.
 	EventNetboot EventType = "netboot"
+	// EventAgent says what a Tinkerbell agent was refused, or that its
+	// report was stale and changed nothing.
+	EventAgent EventType = "agent"
 )
 
 // Actor says who caused a change: "git", "reconciler", "api:<user>" or

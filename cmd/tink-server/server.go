@@ -72,6 +72,8 @@ type Config struct {
 	LogFormat string
 	// Config is the YAML config file the settings were read from, if any.
 	Config string
+	// Agents configures the front door for Tinkerbell's agent.
+	Agents AgentsConfig
 	// Boot is the machine-facing listener (boot.go).
 	Boot BootConfig
 	// Store selects the state store (see store.go): badger or postgres,
@@ -106,6 +108,7 @@ type Main struct {
 	Elector *leader.Elector
 
 	ln     net.Listener
+	grpcLn net.Listener
 	boot   bootListener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -155,6 +158,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
+	m.agentFlags(fs)
 	c.Boot.flags(fs)
 	storeFlags(fs, c)
 	withEnvUsage(fs)
@@ -196,6 +200,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.BMCRetries < 0 {
 		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
+	}
+	if err := c.Agents.check(); err != nil {
+		return err
 	}
 	if err := c.Boot.check(); err != nil {
 		return err
@@ -272,9 +279,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.Engine = workflow.New(workflow.Config{Store: m.Store, Loader: loader, Log: m.log, Preparer: m.BMC, Observer: met, Leader: leaderFunc(m.Elector),
 		Gate: reconciler.NewRollout(m.Store, m.log)})
+	agents, err := m.newAgents(reg)
+	if err != nil {
+		return err
+	}
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: replicaSyncer{m.Loop, m.Store, health, m.Elector, new(atomic.Bool)}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
 		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
+		GRPC:   agents.handler(),
 		Backup: storeBackup(m.Store), Replica: replicaStatus(m.Elector)})
 	if err != nil {
 		return err
@@ -300,6 +312,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.goRun("api", func() error { return m.API.Serve(m.ln, c.TLSCert, c.TLSKey) })
 	if err := m.openBoot(); err != nil {
+		return err
+	}
+	if err := m.serveAgents(runCtx, agents); err != nil {
 		return err
 	}
 	scheme := "http"

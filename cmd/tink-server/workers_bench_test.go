@@ -25,6 +25,46 @@ import (
 // second (each action is handed out and then succeeds: two writes), p50 /
 // p99 report latency, and the server's peak heap.
 func BenchmarkWorkers(b *testing.B) {
+	benchFleet(b, nil, func(b *testing.B, m *Main) machineDriver {
+		c, err := client.New("http://"+m.Addr(), "", nil)
+		require.NoError(b, err)
+		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
+			id := fmt.Sprintf("node-%04d", i)
+			var mine []time.Duration
+			for done := 0; done < actions; {
+				a, err := c.NextAction(ctx, id, 5*time.Second)
+				if err != nil {
+					return nil, err
+				}
+				if a == nil {
+					continue
+				}
+				for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
+					t0 := time.Now()
+					if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
+						return nil, err
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				done++
+			}
+			return mine, nil
+		}
+	})
+}
+
+// machineDriver runs machine i's workflow of actions to its end and
+// returns the latency of each report.
+type machineDriver func(ctx context.Context, i int, actions int) ([]time.Duration, error)
+
+// benchMAC is machine i's MAC in the fleet benchmarks.
+func benchMAC(i int) string { return fmt.Sprintf("52:54:00:01:%02x:%02x", i>>8, i&0xff) }
+
+// benchFleet starts tink-server (with args) on a fleet of benchSize
+// machines, each with a workflow of instant actions, and drives every
+// machine at once with the driver newDriver returns, reporting what
+// BenchmarkWorkers documents.
+func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Main) machineDriver) {
 	machines, actions := benchSize()
 	repo := b.TempDir()
 	var tmpl strings.Builder
@@ -39,13 +79,13 @@ func BenchmarkWorkers(b *testing.B) {
 	}
 	write("templates/instant.yaml", tmpl.String())
 	for i := 0; i < machines; i++ {
-		mac := fmt.Sprintf("52:54:00:01:%02x:%02x", i>>8, i&0xff)
-		write(fmt.Sprintf("hardware/node-%04d.yaml", i), fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%04d}\nspec: {interfaces: [{dhcp: {mac: %q}}]}\n", i, mac))
+		mac := benchMAC(i)
+		write(fmt.Sprintf("hardware/node-%04d.yaml", i), fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%04d}\nspec: {interfaces: [{dhcp: {mac: %q}, netboot: {allowWorkflow: true}}]}\n", i, mac))
 		write(fmt.Sprintf("workflows/wf-%04d.yaml", i), fmt.Sprintf("apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: wf-%04d}\nspec: {templateRef: instant, hardwareRef: node-%04d, hardwareMap: {device_1: %q}}\n", i, i, mac))
 	}
 	for n := 0; n < b.N; n++ {
 		m := NewMain(io.Discard, io.Discard)
-		require.NoError(b, m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--data-dir", b.TempDir(), "--repo", repo}))
+		require.NoError(b, m.ParseFlags(append([]string{"--listen", "127.0.0.1:0", "--data-dir", b.TempDir(), "--repo", repo}, args...)))
 		require.NoError(b, m.Open(context.Background()))
 		ctx := context.Background()
 		require.Eventually(b, func() bool {
@@ -53,8 +93,7 @@ func BenchmarkWorkers(b *testing.B) {
 			return err == nil && len(p.Runs) == machines
 		}, 2*time.Minute, 50*time.Millisecond)
 
-		c, err := client.New("http://"+m.Addr(), "", nil)
-		require.NoError(b, err)
+		drive := newDriver(b, m)
 		var mu sync.Mutex
 		var lat []time.Duration
 		var peak uint64
@@ -80,32 +119,17 @@ func BenchmarkWorkers(b *testing.B) {
 		errs := make(chan error, machines)
 		for i := 0; i < machines; i++ {
 			wg.Add(1)
-			go func(id string) {
+			go func(i int) {
 				defer wg.Done()
-				var mine []time.Duration
-				for done := 0; done < actions; {
-					a, err := c.NextAction(ctx, id, 5*time.Second)
-					if err != nil {
-						errs <- err
-						return
-					}
-					if a == nil {
-						continue
-					}
-					for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
-						t0 := time.Now()
-						if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
-							errs <- err
-							return
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					done++
+				mine, err := drive(ctx, i, actions)
+				if err != nil {
+					errs <- err
+					return
 				}
 				mu.Lock()
 				lat = append(lat, mine...)
 				mu.Unlock()
-			}(fmt.Sprintf("node-%04d", i))
+			}(i)
 		}
 		wg.Wait()
 		elapsed := time.Since(start)

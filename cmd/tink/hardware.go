@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,8 +17,9 @@ func newHardwareCommand(g *globals) *cobra.Command {
 	rc := &resourceCmd{
 		g:       g,
 		res:     client.Hardware,
-		columns: []string{"NAME", "MAC", "IP", "HOSTNAME", "SOURCE", "STATE", "POWER"},
+		columns: hardwareColumns,
 		row:     hardwareRow,
+		detail:  hardwareDetail,
 	}
 	cmd := &cobra.Command{
 		Use:     "hardware",
@@ -52,6 +55,96 @@ manages is changed only with --force: the change is recorded as an override
 	cmd.Flags().BoolVar(&force, "force", false, "override machines that Git manages")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with an override")
 	return cmd
+}
+
+// hardwareColumns head hardware's table.
+var hardwareColumns = []string{"NAME", "MAC", "IP", "HOSTNAME", "SOURCE", "STATE", "POWER"}
+
+// hardwareDetail is what tink hardware get prints: the machine's line and,
+// when a Tinkerbell agent reported them, the attributes it discovered.
+func hardwareDetail(w io.Writer, o client.Object, now time.Time) error {
+	header, cells := hardwareColumns, hardwareRow(o, now)
+	if o.Metadata.Namespace != "" {
+		header, cells = append([]string{"NAMESPACE"}, header...), append([]string{o.Metadata.Namespace}, cells...)
+	}
+	t := newTable(w, header...)
+	t.row(cells...)
+	if err := t.flush(); err != nil {
+		return err
+	}
+	var st struct {
+		Agent *agentStatus `json:"agent"`
+	}
+	if o.Status == nil || len(o.Status.Runtime) == 0 || json.Unmarshal(o.Status.Runtime, &st) != nil || st.Agent == nil {
+		return nil
+	}
+	a, at := st.Agent, st.Agent.Attributes
+	fmt.Fprintln(w)
+	kv := newTable(w)
+	kv.row("Agent:", fmt.Sprintf("%s (attributes reported %s ago)", a.ID, age(now, a.ReportedAt)))
+	if c := at.CPU; c != nil {
+		cpu := fmt.Sprintf("%d cores, %d threads", c.TotalCores, c.TotalThreads)
+		if len(c.Processors) > 0 {
+			cpu += fmt.Sprintf(" (%d x %s %s)", len(c.Processors), c.Processors[0].Vendor, c.Processors[0].Model)
+		}
+		kv.row("CPU:", cpu)
+	}
+	if m := at.Memory; m != nil {
+		kv.row("Memory:", m.Total)
+	}
+	for _, b := range at.Block {
+		kv.row("Disk:", strings.TrimSpace(strings.Join([]string{b.Name, b.Size, b.DriveType, b.Model}, " ")))
+	}
+	for _, n := range at.Network {
+		kv.row("NIC:", strings.TrimSpace(strings.Join([]string{n.Name, n.MAC, n.Speed}, " ")))
+	}
+	if p := at.Product; p != nil {
+		kv.row("Product:", strings.TrimSpace(strings.Join([]string{p.Vendor, p.Name, p.SerialNumber}, " ")))
+	}
+	if b := at.BIOS; b != nil {
+		kv.row("BIOS:", strings.TrimSpace(strings.Join([]string{b.Vendor, b.Version}, " ")))
+	}
+	return kv.flush()
+}
+
+// agentStatus is the part of a hardware's stored status that a Tinkerbell
+// agent's attributes fill (protobuf JSON names).
+type agentStatus struct {
+	ID         string    `json:"id"`
+	ReportedAt time.Time `json:"reportedAt"`
+	Attributes struct {
+		CPU *struct {
+			TotalCores   uint32 `json:"totalCores"`
+			TotalThreads uint32 `json:"totalThreads"`
+			Processors   []struct {
+				Vendor string `json:"vendor"`
+				Model  string `json:"model"`
+			} `json:"processors"`
+		} `json:"cpu"`
+		Memory *struct {
+			Total string `json:"total"`
+		} `json:"memory"`
+		Block []struct {
+			Name      string `json:"name"`
+			Size      string `json:"size"`
+			DriveType string `json:"driveType"`
+			Model     string `json:"model"`
+		} `json:"block"`
+		Network []struct {
+			Name  string `json:"name"`
+			MAC   string `json:"mac"`
+			Speed string `json:"speed"`
+		} `json:"network"`
+		Product *struct {
+			Vendor       string `json:"vendor"`
+			Name         string `json:"name"`
+			SerialNumber string `json:"serialNumber"`
+		} `json:"product"`
+		BIOS *struct {
+			Vendor  string `json:"vendor"`
+			Version string `json:"version"`
+		} `json:"bios"`
+	} `json:"attributes"`
 }
 
 // hardwareRow is a machine's line: its first interface, and the state of the

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/api/apitest"
 	"github.com/tinkops/tinkops/api/client"
+	"github.com/tinkops/tinkops/state"
 )
 
 // tinkAt runs tink against a server.
@@ -198,4 +201,40 @@ func TestCLITokens(t *testing.T) {
 	code, _, errOut = runTink(t, "hardware", "push", "--file", f)
 	require.Equal(t, 1, code)
 	require.Equal(t, "tink: hardware/node-01: token viewer has role viewer; POST /v1/hardware needs operator\n", errOut)
+}
+
+// TestHardwareGetAgentAttributes: what a Tinkerbell agent reported about
+// its machine (kept on the hardware's status by tink-server) is shown by
+// tink hardware get.
+func TestHardwareGetAgentAttributes(t *testing.T) {
+	s := apitest.MustRunServer(t)
+	s.PutGit(t, "hardware/node-01.yaml", apitest.HardwareYAML("node-01", "52:54:00:10:00:01", "10.10.1.11"))
+	ctx := context.Background()
+	key := state.ObjectKey{Kind: state.KindHardware, Name: "node-01"}
+	o, err := s.Store.GetObject(ctx, key)
+	require.NoError(t, err)
+	o.Status = json.RawMessage(`{"agent":{"id":"52:54:00:10:00:01","reportedAt":"` + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339) + `","attributes":{
+		"cpu":{"totalCores":8,"totalThreads":16,"processors":[{"vendor":"GenuineIntel","model":"Xeon"}]},
+		"memory":{"total":"64GB"},"block":[{"name":"sda","size":"480GB","driveType":"SSD"}],
+		"network":[{"name":"eth0","mac":"52:54:00:10:00:01","speed":"10Gbps"}],
+		"product":{"vendor":"Acme","name":"R1","serialNumber":"S123"}}}}`)
+	_, err = s.Store.PutObject(ctx, state.Worker("node-01"), o)
+	require.NoError(t, err)
+
+	code, out, errOut := tinkAt(t, s, "hardware", "get", "node-01")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "node-01   52:54:00:10:00:01   10.10.1.11")
+	require.Regexp(t, `\nAgent:     52:54:00:10:00:01 \(attributes reported 1m0\ds ago\)\n`, out)
+	for _, want := range []string{
+		"CPU:       8 cores, 16 threads (1 x GenuineIntel Xeon)",
+		"Memory:    64GB",
+		"Disk:      sda 480GB SSD",
+		"NIC:       eth0 52:54:00:10:00:01 10Gbps",
+		"Product:   Acme R1 S123",
+	} {
+		require.Contains(t, out, want+"\n")
+	}
+	code, out, _ = tinkAt(t, s, "hardware", "get", "node-01", "-o", "json")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"totalCores": 8`)
 }

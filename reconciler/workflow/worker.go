@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,8 +22,8 @@ type Report = state.WorkerReport
 const maxMessage = 4 << 10
 
 // Resolve finds the hardware a worker id names: its name (namespace/name
-// outside the default namespace), or one of its MACs. ENOTFOUND when none
-// does.
+// outside the default namespace), one of its MACs, or its spec.agentID
+// (the id Tinkerbell's agent sends). ENOTFOUND when none does.
 func (e *Engine) Resolve(ctx context.Context, id string) (*schema.Hardware, error) {
 	return e.hardwareFor(ctx, id)
 }
@@ -73,7 +74,7 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	key, known := e.macs[id]
 	e.macMu.Unlock()
 	if known {
-		if hw, err := get(key); err == nil && hw.HasMAC(id) {
+		if hw, err := get(key); err == nil && (hw.HasMAC(id) || hw.Spec.AgentID == id) {
 			return remember(hw), nil
 		}
 	}
@@ -93,6 +94,11 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 			}
 			for _, m := range h.(*schema.Hardware).MACs() {
 				macs[m] = o.Key()
+			}
+			if a := h.(*schema.Hardware).Spec.AgentID; a != "" {
+				if _, taken := macs[a]; !taken {
+					macs[a] = o.Key() // a MAC wins over another machine's agentID
+				}
 			}
 		}
 		e.macs, e.macsRead = macs, time.Now()
@@ -152,16 +158,36 @@ func (e *Engine) Next(ctx context.Context, id string, wait time.Duration) (*Assi
 		e.mu.Unlock()
 		a, err := e.tryNext(ctx, hw)
 		if err != nil || a != nil {
+			e.unwait(hk, ch)
 			return a, err
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
+			e.unwait(hk, ch)
 			return nil, nil
 		case <-ctx.Done():
+			e.unwait(hk, ch)
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// unwait removes a wait that ended without a notify: a machine that asks
+// without waiting (Tinkerbell's agent does, every few seconds) would
+// otherwise leave one per ask until work comes.
+func (e *Engine) unwait(hk string, ch chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ws := e.waiters[hk]
+	if i := slices.Index(ws, ch); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(e.waiters, hk)
+		return
+	}
+	e.waiters[hk] = ws
 }
 
 func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment, error) {
