@@ -15,7 +15,9 @@ import (
 // An object written through the API is checked with the set-wide rules Git
 // is checked with (schema.Loader.CheckIn, the code schema.Load runs): the
 // fleet is read from the store, as much of it as the rules need, and the
-// pushed object takes the place of its stored version. Two concurrent
+// pushed object takes the place of its stored version. For hardware, the
+// fleet index (fleetindex.go) names the few stored machines sharing a MAC
+// or IP address with it, the only ones its rules can find a clash with. Two concurrent
 // requests can still both pass (a MAC pushed twice at once); the next
 // sync's validation of Git reports such a clash, and the API does not lock
 // the store for a check a person repeats at worst.
@@ -27,8 +29,11 @@ func (s *Server) checkHardware(ctx context.Context, p *pushed) error {
 	if !ok {
 		return nil
 	}
-	set, err := s.fleet(ctx, nil)
-	if err != nil {
+	// Only the stored hardware sharing a MAC or IP address with hw can
+	// clash with it: the index finds those, so a write costs the same
+	// whatever the fleet's size.
+	set := &schema.Set{}
+	if err := s.index.view(ctx, s.store, func(ix *fleetIndex) { set.Hardware = ix.sharing(hw) }); err != nil {
 		return err
 	}
 	if ref := hw.Spec.BMCRef; ref != nil && ref.Name != "" {

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -47,6 +51,11 @@ type fleetIndex struct {
 	// byMAC maps a MAC to the workflows whose hardwareMap names it: their
 	// runs may hold that MAC's machine too (tasks on several machines).
 	byMAC map[string]map[state.ObjectKey]struct{}
+	// hwByMAC and hwByIP map a MAC and an IP address to the hardware whose
+	// interfaces have it: a hardware written through the API is checked
+	// against those sharing one with it (see checkHardware), not against
+	// the whole fleet.
+	hwByMAC, hwByIP map[string]map[state.ObjectKey]struct{}
 	// reloads and fetched count full listings and records read again, for
 	// tests.
 	reloads, fetched int
@@ -63,6 +72,9 @@ type indexEntry struct {
 	lastRun  int
 	// macs are a workflow's hardwareMap values.
 	macs []string
+	// interfaces are a hardware's interfaces, what the set-wide checks
+	// read of it.
+	interfaces []schema.Interface
 }
 
 // indexRun is a workflow's newest run.
@@ -167,6 +179,8 @@ func (ix *fleetIndex) reloadLocked(ctx context.Context, st state.Store, latest u
 	ix.runs = map[state.ObjectKey]indexRun{}
 	ix.machines = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
 	ix.byMAC = map[string]map[state.ObjectKey]struct{}{}
+	ix.hwByMAC = map[string]map[state.ObjectKey]struct{}{}
+	ix.hwByIP = map[string]map[state.ObjectKey]struct{}{}
 	q := state.ObjectQuery{Limit: maxListLimit}
 	for {
 		page, err := st.ListObjects(ctx, q)
@@ -218,6 +232,19 @@ func (ix *fleetIndex) setLocked(o *state.Object) {
 			addTo(ix.byMAC, mac, key)
 		}
 	}
+	if o.Kind == state.KindHardware {
+		e.interfaces = interfaces(o)
+		for _, iface := range e.interfaces {
+			if d := iface.DHCP; d != nil {
+				if d.MAC != "" {
+					addTo(ix.hwByMAC, d.MAC, key)
+				}
+				if d.IP != nil && d.IP.Address != "" {
+					addTo(ix.hwByIP, d.IP.Address, key)
+				}
+			}
+		}
+	}
 	ix.objects[key] = e
 }
 
@@ -231,7 +258,47 @@ func (ix *fleetIndex) removeLocked(key state.ObjectKey) {
 	for _, mac := range e.macs {
 		removeFrom(ix.byMAC, mac, key)
 	}
+	for _, iface := range e.interfaces {
+		if d := iface.DHCP; d != nil {
+			removeFrom(ix.hwByMAC, d.MAC, key)
+			if d.IP != nil {
+				removeFrom(ix.hwByIP, d.IP.Address, key)
+			}
+		}
+	}
 	delete(ix.objects, key)
+}
+
+// sharing returns the stored hardware that has a MAC or an IP address of
+// hw's interfaces: the only hardware the set-wide checks of hw can find a
+// clash with. They come in the store's listing order (namespace, then
+// name), the order of a full listing, so that a clash names the same
+// hardware as a check against the whole fleet would.
+func (ix *fleetIndex) sharing(hw *schema.Hardware) []*schema.Hardware {
+	keys := map[state.ObjectKey]struct{}{}
+	for _, iface := range hw.Spec.Interfaces {
+		if d := iface.DHCP; d != nil {
+			for k := range ix.hwByMAC[d.MAC] {
+				keys[k] = struct{}{}
+			}
+			if d.IP != nil {
+				for k := range ix.hwByIP[d.IP.Address] {
+					keys[k] = struct{}{}
+				}
+			}
+		}
+	}
+	out := make([]*schema.Hardware, 0, len(keys))
+	for k := range keys {
+		out = append(out, &schema.Hardware{
+			Metadata: schema.ObjectMeta{Name: k.Name, Namespace: k.Namespace},
+			Spec:     schema.HardwareSpec{Interfaces: ix.objects[k].interfaces},
+		})
+	}
+	slices.SortFunc(out, func(a, b *schema.Hardware) int {
+		return cmp.Or(strings.Compare(a.Metadata.Namespace, b.Metadata.Namespace), strings.Compare(a.Metadata.Name, b.Metadata.Name))
+	})
+	return out
 }
 
 // addTo adds key to the set m[k].
