@@ -72,8 +72,9 @@ type indexEntry struct {
 	lastRun  int
 	// macs are a workflow's hardwareMap values.
 	macs []string
-	// interfaces are a hardware's interfaces, what the set-wide checks
-	// read of it.
+	// interfaces are a hardware's interfaces as the set-wide checks read
+	// them: each DHCP's MAC and IP address, in their places, and nothing
+	// else (a fleet's index is held for the server's life).
 	interfaces []schema.Interface
 }
 
@@ -233,7 +234,7 @@ func (ix *fleetIndex) setLocked(o *state.Object) {
 		}
 	}
 	if o.Kind == state.KindHardware {
-		e.interfaces = interfaces(o)
+		e.interfaces = addresses(o)
 		for _, iface := range e.interfaces {
 			if d := iface.DHCP; d != nil {
 				if d.MAC != "" {
@@ -330,6 +331,32 @@ func hardwareMapMACs(o *state.Object) []string {
 	out := make([]string, 0, len(spec.HardwareMap))
 	for _, mac := range spec.HardwareMap {
 		out = append(out, mac)
+	}
+	return out
+}
+
+// addresses reads a stored hardware's interfaces down to what the
+// set-wide checks compare: each DHCP's MAC and IP address.
+func addresses(o *state.Object) []schema.Interface {
+	var spec struct {
+		Interfaces []struct {
+			DHCP *struct {
+				MAC string `json:"mac"`
+				IP  *struct {
+					Address string `json:"address"`
+				} `json:"ip"`
+			} `json:"dhcp"`
+		} `json:"interfaces"`
+	}
+	_ = json.Unmarshal(o.Spec, &spec) // a stored hardware was validated when written
+	out := make([]schema.Interface, len(spec.Interfaces))
+	for i, iface := range spec.Interfaces {
+		if d := iface.DHCP; d != nil {
+			out[i].DHCP = &schema.DHCP{MAC: d.MAC}
+			if d.IP != nil {
+				out[i].DHCP.IP = &schema.IP{Address: d.IP.Address}
+			}
+		}
 	}
 	return out
 }
