@@ -17,10 +17,10 @@ import (
 // fleet is read from the store, as much of it as the rules need, and the
 // pushed object takes the place of its stored version. For hardware, the
 // fleet index (fleetindex.go) names the few stored machines sharing a MAC
-// or IP address with it, the only ones its rules can find a clash with. Two concurrent
-// requests can still both pass (a MAC pushed twice at once); the next
-// sync's validation of Git reports such a clash, and the API does not lock
-// the store for a check a person repeats at worst.
+// or IP address with it, the only ones its rules can find a clash with.
+// Two concurrent requests can still both pass (a MAC pushed twice at
+// once); the next sync's validation of Git reports such a clash, and the
+// API does not lock the store for a check a person repeats at worst.
 
 // checkHardware refuses MACs and IP addresses used twice, and a bmcRef to
 // a Machine that does not exist.

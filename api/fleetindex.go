@@ -274,7 +274,9 @@ func (ix *fleetIndex) removeLocked(key state.ObjectKey) {
 // hw's interfaces: the only hardware the set-wide checks of hw can find a
 // clash with. They come in the store's listing order (namespace, then
 // name), the order of a full listing, so that a clash names the same
-// hardware as a check against the whole fleet would.
+// hardware as a check against the whole fleet would. Their interfaces are
+// the index's own, read after its lock is released: an entry's interfaces
+// are replaced, never changed in place.
 func (ix *fleetIndex) sharing(hw *schema.Hardware) []*schema.Hardware {
 	keys := map[state.ObjectKey]struct{}{}
 	for _, iface := range hw.Spec.Interfaces {
