@@ -44,15 +44,7 @@ func (e *Engine) prepare(ctx context.Context, key state.RunKey) {
 			return // shutting down: the next engine prepares again
 		}
 		_ = e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
-			if r.State != state.RunPreparing {
-				return false, nil
-			}
-			if err != nil {
-				finish(r, state.RunFailed, "boot actions failed: "+bmcMessage(err), e.now())
-				return true, nil
-			}
-			r.State, r.Reason = state.RunRunning, "boot actions done"
-			return true, nil
+			return prepared(r, err, e.now()), nil
 		})
 	}()
 }

@@ -14,7 +14,6 @@ package workflow
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -204,16 +203,9 @@ func (e *Engine) Step(ctx context.Context) {
 		case !r.Deadline.IsZero() && now.After(r.Deadline):
 			ended := -1 // the action whose attempt the timeout ends
 			run, err := e.transitionRun(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
-				if r.State != state.RunRunning || r.Deadline.IsZero() || !e.now().After(r.Deadline) {
-					return false, nil
-				}
-				if i := r.CurrentAction; i < len(r.Actions) && r.Actions[i].State == state.RunRunning {
-					a := &r.Actions[i]
-					a.State, a.FinishedAt, a.Message = state.RunTimeout, e.now(), "the run's global timeout passed"
-					ended = i
-				}
-				finish(r, state.RunTimeout, fmt.Sprintf("global timeout of %ds passed", r.GlobalTimeout), e.now())
-				return true, nil
+				changed, i := timeoutRun(r, e.now())
+				ended = i
+				return changed, nil
 			})
 			if err == nil && ended >= 0 {
 				e.actionEnded(run, ended, state.RunTimeout)
@@ -224,12 +216,8 @@ func (e *Engine) Step(ctx context.Context) {
 				idx, attempt := r.CurrentAction, a.Attempt
 				ended := false
 				run, err := e.transitionRun(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
-					if r.State != state.RunRunning || r.CurrentAction != idx || r.Actions[idx].Attempt != attempt || r.Actions[idx].State != state.RunRunning {
-						return false, nil
-					}
-					e.endAttempt(r, state.RunTimeout, fmt.Sprintf("no report within the action's timeout of %ds", r.Actions[idx].Timeout))
-					ended = true
-					return true, nil
+					ended = timeoutAttempt(r, idx, attempt, e.now())
+					return ended, nil
 				})
 				if err == nil && ended {
 					e.actionEnded(run, idx, state.RunTimeout)

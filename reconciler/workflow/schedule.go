@@ -169,26 +169,7 @@ func (e *Engine) start(ctx context.Context, key state.RunKey, busy map[string]ho
 			r.Reason = waitReason(h)
 			return true, nil
 		}
-		r.Actions = flatten(doc)
-		r.CurrentAction = 0
-		r.GlobalTimeout = doc.GlobalTimeout
-		r.StartedAt = now
-		if doc.GlobalTimeout > 0 {
-			r.Deadline = now.Add(time.Duration(doc.GlobalTimeout) * time.Second)
-		}
-		if b := wf.Spec.BootOptions; b != nil && b.ToggleAllowNetboot {
-			r.AllowPXE = new(true)
-		}
-		r.State, r.Reason = state.RunRunning, fmt.Sprintf("started: template %s rendered for %s, %d actions", t.Metadata.Name, hw.Metadata.Name, len(r.Actions))
-		if len(machines) > 0 {
-			r.Reason += fmt.Sprintf(", tasks also on %s", strings.Join(machines, ", "))
-		}
-		if len(r.Actions) == 0 {
-			finish(r, state.RunSuccess, "the template has no actions", now)
-		}
-		if e.prep != nil && needsBoot(wf) && r.State == state.RunRunning {
-			r.State, r.Reason = state.RunPreparing, "preparing: BMC boot actions"
-		}
+		begin(r, doc, wf, t, hw, machines, e.prep != nil, now)
 		return true, nil
 	})
 }

@@ -2,35 +2,13 @@ package workflow
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tinkops/tinkops/state"
 )
-
-// finish ends a run.
-func finish(r *state.WorkflowRun, s state.RunState, reason string, now time.Time) {
-	r.State, r.Reason, r.FinishedAt = s, reason, now
-}
-
-// endAttempt ends the current action's attempt as FAILED or TIMEOUT: the
-// action is tried again while it has retries left, else the run ends.
-func (e *Engine) endAttempt(r *state.WorkflowRun, s state.RunState, msg string) {
-	now := e.now()
-	a := &r.Actions[r.CurrentAction]
-	a.FinishedAt, a.Message = now, msg
-	if a.Attempt <= a.Retries {
-		a.State, a.Deadline = state.RunPending, time.Time{}
-		r.Reason = fmt.Sprintf("action %s attempt %d %s; retrying (%d of %d retries left)", a.Name, a.Attempt, strings.ToLower(string(s)), a.Retries-a.Attempt+1, a.Retries)
-		return
-	}
-	a.State = s
-	finish(r, s, fmt.Sprintf("action %s %s after %d attempt(s): %s", a.Name, strings.ToLower(string(s)), a.Attempt, msg), now)
-}
 
 // actionEnded tells the observer that the attempt of action i of run, as
 // written, ended with result.
