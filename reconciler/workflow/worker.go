@@ -211,17 +211,7 @@ func (e *Engine) tryNext(ctx context.Context, hw *schema.Hardware) (*Assignment,
 			if !worksFor(r.Namespace, a.Worker, hw) {
 				return false, nil
 			}
-			write := false
-			if a.State == state.RunPending {
-				now := e.now()
-				a.State, a.Attempt, a.StartedAt, a.FinishedAt, a.Message = state.RunRunning, a.Attempt+1, now, time.Time{}, ""
-				a.Deadline = time.Time{}
-				if a.Timeout > 0 {
-					a.Deadline = now.Add(time.Duration(a.Timeout) * time.Second)
-				}
-				r.Reason = fmt.Sprintf("action %s handed to %s (attempt %d)", a.Name, hw.Metadata.Name, a.Attempt)
-				write = true
-			}
+			write := handOut(r, hw, e.now())
 			out = &Assignment{Namespace: r.Namespace, Workflow: r.Workflow, Run: r.Number, Task: a.Task, Action: r.CurrentAction,
 				Attempt: a.Attempt, Name: a.Name, Image: a.Image, Command: a.Command, Environment: a.Environment,
 				Volumes: a.Volumes, Pid: a.Pid, Timeout: a.Timeout, Background: a.Background, Deadline: a.Deadline}
@@ -261,56 +251,9 @@ func (e *Engine) Report(ctx context.Context, id string, rep Report) (*state.Work
 	key := state.RunKey{Namespace: rep.Namespace, Workflow: rep.Workflow, Number: rep.Run}
 	var ended state.RunState // how the attempt ended, if this report ends it
 	run, err := e.transitionRun(ctx, key, workerActor(hw), func(r *state.WorkflowRun) (bool, error) {
-		if rep.Action < 0 || rep.Action >= len(r.Actions) {
-			return false, state.Errorf(state.EINVALID, "%s has no action %d", key, rep.Action)
-		}
-		a := &r.Actions[rep.Action]
-		if !worksFor(r.Namespace, a.Worker, hw) {
-			return false, state.Errorf(state.ECONFLICT, "%s: action %s belongs to worker %s, not %s", key, a.Name, a.Worker, hardwareID(hw))
-		}
-		// The same report again changes nothing.
-		duplicate := a.State == rep.State && !(a.Background && rep.State == state.RunRunning) ||
-			a.Background && rep.State == state.RunRunning && a.State == state.RunSuccess
-		if a.Attempt == rep.Attempt && duplicate {
-			return false, nil
-		}
-		switch {
-		case r.State.Terminal():
-			return false, state.Errorf(state.ECONFLICT, "%s is %s (%s); stop", key, r.State, r.Reason)
-		case rep.Action != r.CurrentAction:
-			return false, state.Errorf(state.ECONFLICT, "%s: action %d is not current (current: %d)", key, rep.Action, r.CurrentAction)
-		case rep.Attempt != a.Attempt:
-			return false, state.Errorf(state.ECONFLICT, "%s: attempt %d of action %s is over (current attempt: %d)", key, rep.Attempt, a.Name, a.Attempt)
-		case a.State != state.RunRunning:
-			return false, state.Errorf(state.ECONFLICT, "%s: action %s is %s, not running", key, a.Name, a.State)
-		}
-		now := e.now()
-		a.Message = rep.Message
-		switch {
-		case rep.State == state.RunRunning && !a.Background:
-			if !rep.Started.IsZero() {
-				a.StartedAt = rep.Started
-			}
-			r.Reason = fmt.Sprintf("action %s running on %s", a.Name, hw.Metadata.Name)
-		case rep.State == state.RunSuccess || rep.State == state.RunRunning:
-			a.State, a.FinishedAt = state.RunSuccess, now
-			ended = state.RunSuccess
-			if !rep.Finished.IsZero() {
-				a.FinishedAt = rep.Finished
-			}
-			r.CurrentAction++
-			r.Reason = fmt.Sprintf("action %s succeeded", a.Name)
-			if a.Background {
-				r.Reason = fmt.Sprintf("action %s started in the background; counted as done", a.Name)
-			}
-			if r.CurrentAction == len(r.Actions) {
-				finish(r, state.RunSuccess, "every action succeeded", now)
-			}
-		default:
-			e.endAttempt(r, rep.State, rep.Message)
-			ended = rep.State
-		}
-		return true, nil
+		changed, how, err := applyReport(r, key, rep, hw, e.now())
+		ended = how
+		return changed, err
 	})
 	if err == nil && ended != "" {
 		e.actionEnded(run, rep.Action, ended)
@@ -403,15 +346,7 @@ func (e *Engine) Cancel(ctx context.Context, actor state.Actor, wf state.ObjectK
 	}
 	key := latest.Key()
 	err = e.transition(ctx, key, actor, func(r *state.WorkflowRun) (bool, error) {
-		if r.State.Terminal() {
-			return false, state.Errorf(state.ECONFLICT, "%s already ended %s", key, r.State)
-		}
-		now := e.now()
-		if i := r.CurrentAction; i < len(r.Actions) && r.Actions[i].State == state.RunRunning {
-			r.Actions[i].State, r.Actions[i].FinishedAt, r.Actions[i].Message = state.RunCancelled, now, "cancelled by "+string(actor)
-		}
-		finish(r, state.RunCancelled, "cancelled by "+string(actor), now)
-		return true, nil
+		return cancelRun(r, key, actor, e.now())
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,218 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
+	"github.com/tinkops/tinkops/state"
+)
+
+// cachedHardware is a hardware read at a time.
+type cachedHardware struct {
+	hw   *schema.Hardware
+	read time.Time
+}
+
+// hardwareTTL bounds how stale a cached hardware may be: a changed MAC is
+// seen by the engine within this time.
+const hardwareTTL = 2 * time.Second
+
+// load reads the runs that have not ended from the store (once).
+func (e *Engine) load(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loaded {
+		return nil
+	}
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}})
+	if err != nil {
+		return fmt.Errorf("read active runs: %w", err)
+	}
+	for _, r := range runs {
+		e.setRunLocked(r.Key(), r)
+	}
+	e.loaded = true
+	return nil
+}
+
+// setRunLocked records the current version of an active run (nil: it
+// ended) and keeps byWorker in step. The caller holds e.mu.
+func (e *Engine) setRunLocked(key state.RunKey, r *state.WorkflowRun) {
+	if old, ok := e.runs[key]; ok {
+		if w := currentWorker(old); w != "" {
+			delete(e.byWorker[w], key)
+			if len(e.byWorker[w]) == 0 {
+				delete(e.byWorker, w)
+			}
+		}
+	}
+	if r == nil {
+		delete(e.runs, key)
+		return
+	}
+	e.runs[key] = r
+	if w := currentWorker(r); w != "" {
+		if e.byWorker[w] == nil {
+			e.byWorker[w] = map[state.RunKey]bool{}
+		}
+		e.byWorker[w][key] = true
+	}
+}
+
+// currentWorker is the worker a RUNNING run waits on, or "".
+func currentWorker(r *state.WorkflowRun) string {
+	if r.State != state.RunRunning || r.CurrentAction >= len(r.Actions) {
+		return ""
+	}
+	return r.Actions[r.CurrentAction].Worker
+}
+
+// runsFor returns the RUNNING runs whose current action belongs to one of
+// a machine's worker names, oldest first.
+func (e *Engine) runsFor(names []string) []*state.WorkflowRun {
+	e.mu.Lock()
+	var out []*state.WorkflowRun
+	seen := map[state.RunKey]bool{}
+	for _, n := range names {
+		for k := range e.byWorker[n] {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, e.runs[k])
+			}
+		}
+	}
+	e.mu.Unlock()
+	sortRuns(out)
+	return out
+}
+
+// sortRuns orders runs oldest first, then by key.
+func sortRuns(runs []*state.WorkflowRun) {
+	sort.Slice(runs, func(i, j int) bool {
+		a, b := runs[i], runs[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Workflow != b.Workflow {
+			return a.Workflow < b.Workflow
+		}
+		return a.Number < b.Number
+	})
+}
+
+// watchPending follows the event log for runs written PENDING (by the
+// reconciler or the API), so Step reads waiting runs only when there are
+// new ones rather than scanning the whole run history every tick.
+func (e *Engine) watchPending(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := e.store.Watch(ctx, 0, state.EventFilter{Kind: state.KindWorkflow, Types: []state.EventType{state.EventRunState}})
+		if err != nil {
+			e.log.Warn("watch runs", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ev := range w.Events() {
+			if ev.State == state.RunPending {
+				e.mu.Lock()
+				e.pendingDirty = true
+				e.mu.Unlock()
+			}
+		}
+		w.Close()
+		// The watch ended (fell behind, store closing): read everything
+		// once more.
+		e.mu.Lock()
+		e.pendingDirty = true
+		e.mu.Unlock()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// pendingSafety is how often waiting runs are read even without news.
+const pendingSafety = 30 * time.Second
+
+// refreshPending picks up runs the reconciler or the API created: when the
+// event log said there are new ones, and every pendingSafety anyway.
+func (e *Engine) refreshPending(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.pendingDirty && time.Since(e.pendingRead) < pendingSafety {
+		e.mu.Unlock()
+		return nil
+	}
+	e.pendingRead, e.pendingDirty = time.Now(), false
+	e.mu.Unlock()
+	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending}})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range runs {
+		if _, ok := e.runs[r.Key()]; !ok {
+			e.setRunLocked(r.Key(), r)
+		}
+	}
+	return nil
+}
+
+// active returns the runs that have not ended, oldest first.
+func (e *Engine) active() []*state.WorkflowRun {
+	e.mu.Lock()
+	out := slices.Collect(maps.Values(e.runs))
+	e.mu.Unlock()
+	sortRuns(out)
+	return out
+}
+
+func hwKey(namespace, hardware string) string { return namespace + "/" + hardware }
+
+// inputs reads the run's workflow, template and hardware from the store.
+func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, *schema.Template, *schema.Hardware, error) {
+	get := func(kind, name string) (schema.Object, error) {
+		o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
+		}
+		return reconciler.FromState(o)
+	}
+	wo, err := get(state.KindWorkflow, r.Workflow)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wf := wo.(*schema.Workflow)
+	to, err := get(state.KindTemplate, wf.Spec.TemplateRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ho, err := get(state.KindHardware, wf.Spec.HardwareRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return wf, to.(*schema.Template), ho.(*schema.Hardware), nil
+}
+
+// knownMAC reports whether a MAC belongs to any stored hardware.
+func (e *Engine) knownMAC(ctx context.Context) func(string) bool {
+	return func(mac string) bool {
+		_, err := e.hardwareFor(ctx, mac)
+		return err == nil
+	}
+}
