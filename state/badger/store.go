@@ -54,13 +54,12 @@ type Store struct {
 	maxValue   int64 // per object or run
 
 	// ctx is cancelled first by Close: it stops background loops and
-	// watchers, which bg counts. watchMu orders registering a watcher
-	// against Close so that no watcher starts after Close waited.
-	ctx         context.Context
-	cancel      context.CancelFunc
-	bg          sync.WaitGroup
-	watchMu     sync.Mutex
-	watchClosed bool
+	// watchers, which bg counts; watches refuses new watchers once Close
+	// began, so that none starts after Close waited.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	watches eventring.Watches
 
 	compactMu sync.Mutex
 
@@ -381,9 +380,7 @@ func (s *Store) collectGarbage() {
 // which flushes its memtable, and releases the directory lock.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.watchMu.Lock()
-		s.watchClosed = true
-		s.watchMu.Unlock()
+		s.watches.Close()
 		s.cancel()
 		s.bg.Wait()
 

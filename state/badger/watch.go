@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/tinkops/tinkops/state"
-	"github.com/tinkops/tinkops/state/eventring"
 )
 
 // Watching: the writer publishes committed events to an eventring.Ring,
@@ -25,23 +24,7 @@ func (s *Store) Watch(ctx context.Context, from uint64, filter state.EventFilter
 		return nil, compacted(from, oldest)
 	}
 
-	wctx, cancel := context.WithCancel(ctx)
-	w := eventring.NewWatcher(filter, cancel, "state store "+s.dir+" closed")
-	s.watchMu.Lock()
-	if s.watchClosed {
-		s.watchMu.Unlock()
-		cancel()
-		return nil, state.Errorf(state.EINTERNAL, "state store %s is closed", s.dir)
-	}
-	s.bg.Add(1)
-	s.watchMu.Unlock()
-	stop := context.AfterFunc(s.ctx, cancel)
-	go func() {
-		defer s.bg.Done()
-		defer stop()
-		w.Run(wctx, ctx, s.hub, from, s.readLog)
-	}()
-	return w, nil
+	return s.watches.Start(ctx, s.ctx, &s.bg, s.hub, from, filter, s.dir, s.readLog)
 }
 
 func compacted(from, oldest uint64) error {

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tinkops/tinkops/state"
-	"github.com/tinkops/tinkops/state/eventring"
 )
 
 const defaultEventLimit = 1000
@@ -264,23 +263,7 @@ func (s *Store) Watch(ctx context.Context, from uint64, filter state.EventFilter
 	} else if from < oldest {
 		return nil, compacted(from, oldest)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	w := eventring.NewWatcher(filter, cancel, "state store "+s.where+" closed")
-	s.watchMu.Lock()
-	if s.watchClosed {
-		s.watchMu.Unlock()
-		cancel()
-		return nil, state.Errorf(state.EINTERNAL, "state store %s is closed", s.where)
-	}
-	s.bg.Add(1)
-	s.watchMu.Unlock()
-	stop := context.AfterFunc(s.ctx, cancel)
-	go func() {
-		defer s.bg.Done()
-		defer stop()
-		w.Run(wctx, ctx, s.hub, from, s.readLog)
-	}()
-	return w, nil
+	return s.watches.Start(ctx, s.ctx, &s.bg, s.hub, from, filter, s.where, s.readLog)
 }
 
 // listen follows other writers (other replicas) through LISTEN on a

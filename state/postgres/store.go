@@ -99,11 +99,10 @@ type Store struct {
 
 	hub *eventring.Ring
 
-	ctx         context.Context
-	cancel      context.CancelFunc
-	bg          sync.WaitGroup
-	watchMu     sync.Mutex
-	watchClosed bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	watches eventring.Watches
 
 	compactMu sync.Mutex
 	closeOnce sync.Once
@@ -238,9 +237,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // for in-flight calls and the writer, and closes the connection pool.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.watchMu.Lock()
-		s.watchClosed = true
-		s.watchMu.Unlock()
+		s.watches.Close()
 		s.cancel()
 		s.bg.Wait()
 
