@@ -110,7 +110,11 @@ func (s *Server) workflowsOf(ctx context.Context, hw state.ObjectKey) ([]*state.
 
 // latestRun returns a workflow's latest run, nil if it never ran.
 func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.WorkflowRun, error) {
-	n := reconciler.LastRun(wf)
+	return s.runNumber(ctx, wf, reconciler.LastRun(wf))
+}
+
+// runNumber returns run n of a workflow, nil if n is 0 or the run is gone.
+func (s *Server) runNumber(ctx context.Context, wf *state.Object, n int) (*state.WorkflowRun, error) {
 	if n == 0 {
 		return nil, nil
 	}
@@ -121,19 +125,28 @@ func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.Workfl
 	return run, err
 }
 
-// decorateWorkflows sets status.run: each workflow's latest run, with its
+// decorateWorkflows shows status.run: each workflow's latest run, with its
 // actions when one workflow is read.
-func (s *Server) decorateWorkflows(ctx context.Context, out []client.Object, objs []*state.Object, full bool) error {
+func (s *Server) decorateWorkflows(ctx context.Context, objs []*state.Object, full bool, kept []*listItem) ([]extras, error) {
+	out := make([]extras, len(objs))
 	for i, o := range objs {
-		run, err := s.latestRun(ctx, o)
+		n := 0
+		if it := kept[i]; it != nil {
+			n = it.derived.lastRun
+		} else {
+			n = reconciler.LastRun(o)
+		}
+		out[i].derived.lastRun = n
+		run, err := s.runNumber(ctx, o, n)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if run != nil {
-			out[i].Status.Run = runSummary(run, full)
+			out[i].run = runSummary(run, full)
+			out[i].stamp.run, out[i].stamp.runVersion = run.Number, run.ResourceVersion
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // runSummary shows a run without what its rendering may hide: commands and
