@@ -24,7 +24,7 @@ func (s *Server) hardwareKind() *kind {
 		return s.decorateHardware(ctx, objs, kept)
 	}
 	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
-		return s.refuseIfUsed(ctx, obj, "hardwareRef")
+		return s.refuseIfUsed(ctx, obj)
 	}
 	return k
 }
