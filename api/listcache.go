@@ -40,11 +40,15 @@ import (
 // extras is what a kind shows of an object beyond its stored form (see
 // kind.decorate), with what it was derived from.
 type extras struct {
-	run      *client.Run
-	workflow *client.HardwareWorkflow
-	allowPXE *bool
-	power    *client.PowerStatus
-	stamp    extrasStamp
+	// run is a workflow's latest run, shown with its actions when
+	// withActions is set; summarized only when an item is made (see
+	// runSummary).
+	run         *state.WorkflowRun
+	withActions bool
+	workflow    *client.HardwareWorkflow
+	allowPXE    *bool
+	power       *client.PowerStatus
+	stamp       extrasStamp
 	// derived is what was read from the object itself to find the extras,
 	// kept with its item for the next list.
 	derived derived
@@ -73,7 +77,10 @@ type derived struct {
 
 // apply sets the extras on an object's wire form.
 func (e *extras) apply(w *client.Object) {
-	w.Status.Run, w.Status.Workflow, w.Status.AllowPXE, w.Status.Power = e.run, e.workflow, e.allowPXE, e.power
+	if e.run != nil {
+		w.Status.Run = runSummary(e.run, e.withActions)
+	}
+	w.Status.Workflow, w.Status.AllowPXE, w.Status.Power = e.workflow, e.allowPXE, e.power
 }
 
 // stampHardware fills in the stamp of a machine's extras from their values.

@@ -110,11 +110,7 @@ func (s *Server) workflowsOf(ctx context.Context, hw state.ObjectKey) ([]*state.
 
 // latestRun returns a workflow's latest run, nil if it never ran.
 func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.WorkflowRun, error) {
-	return s.runNumber(ctx, wf, reconciler.LastRun(wf))
-}
-
-// runNumber returns run n of a workflow, nil if n is 0 or the run is gone.
-func (s *Server) runNumber(ctx context.Context, wf *state.Object, n int) (*state.WorkflowRun, error) {
+	n := reconciler.LastRun(wf)
 	if n == 0 {
 		return nil, nil
 	}
@@ -129,6 +125,8 @@ func (s *Server) runNumber(ctx context.Context, wf *state.Object, n int) (*state
 // actions when one workflow is read.
 func (s *Server) decorateWorkflows(ctx context.Context, objs []*state.Object, full bool, kept []*listItem) ([]extras, error) {
 	out := make([]extras, len(objs))
+	var keys []state.RunKey
+	var of []int // the object of each key
 	for i, o := range objs {
 		n := 0
 		if it := kept[i]; it != nil {
@@ -137,13 +135,40 @@ func (s *Server) decorateWorkflows(ctx context.Context, objs []*state.Object, fu
 			n = reconciler.LastRun(o)
 		}
 		out[i].derived.lastRun = n
-		run, err := s.runNumber(ctx, o, n)
-		if err != nil {
-			return nil, err
+		if n > 0 {
+			keys = append(keys, state.RunKey{Namespace: o.Namespace, Workflow: o.Name, Number: n})
+			of = append(of, i)
 		}
+	}
+	runs, err := s.getRuns(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for j, run := range runs {
 		if run != nil {
-			out[i].run = runSummary(run, full)
-			out[i].stamp.run, out[i].stamp.runVersion = run.Number, run.ResourceVersion
+			e := &out[of[j]]
+			e.run, e.withActions = run, full
+			e.stamp.run, e.stamp.runVersion = run.Number, run.ResourceVersion
+		}
+	}
+	return out, nil
+}
+
+// getRuns reads runs, nil where there is none: in one snapshot when the
+// store can (state.RunsGetter).
+func (s *Server) getRuns(ctx context.Context, keys []state.RunKey) ([]*state.WorkflowRun, error) {
+	if g, ok := s.store.(state.RunsGetter); ok {
+		return g.GetRuns(ctx, keys)
+	}
+	out := make([]*state.WorkflowRun, len(keys))
+	for i, key := range keys {
+		run, err := s.store.GetRun(ctx, key)
+		switch state.ErrorCode(err) {
+		case "":
+			out[i] = run
+		case state.ENOTFOUND:
+		default:
+			return nil, err
 		}
 	}
 	return out, nil

@@ -13,8 +13,8 @@ import (
 	"github.com/tinkops/tinkops/state/badger"
 )
 
-// TestSharedReads: reads with state.SharedReads return what a plain read
-// returns, after every kind of write (put, update, delete, a batch split
+// TestSharedReads: reads with state.SharedReads (GetRuns among them)
+// return what a plain read returns, after every kind of write (put, update, delete, a batch split
 // over several transactions, a run update), while handing the same
 // decoding to shared readers of an unchanged record; plain reads still get
 // copies of their own.
@@ -43,11 +43,16 @@ func TestSharedReads(t *testing.T) {
 			got, err := state.AllRuns(shared, s, state.RunQuery{Limit: 3})
 			require.NoError(t, err)
 			require.Equal(t, runs, got, step)
+			keys := []state.RunKey{{Workflow: "wf-none", Number: 1}}
 			for _, r := range runs {
 				one, err := s.GetRun(shared, r.Key())
 				require.NoError(t, err)
 				require.Equal(t, r, one, step)
+				keys = append(keys, r.Key())
 			}
+			many, err := s.GetRuns(shared, keys)
+			require.NoError(t, err)
+			require.Equal(t, append([]*state.WorkflowRun{nil}, runs...), many, step)
 		}
 	}
 

@@ -32,6 +32,30 @@ func (s *Store) GetRun(ctx context.Context, key state.RunKey) (*state.WorkflowRu
 	return run, nil
 }
 
+// GetRuns implements state.RunsGetter: one snapshot for all the keys.
+func (s *Store) GetRuns(ctx context.Context, keys []state.RunKey) ([]*state.WorkflowRun, error) {
+	for _, key := range keys {
+		if err := key.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	shared := state.ReadsShared(ctx)
+	out := make([]*state.WorkflowRun, len(keys))
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		for i, key := range keys {
+			var err error
+			if out[i], err = getDecoded[state.WorkflowRun](s, shared, txn, runKey(key), func() string { return key.String() + ": stored run" }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapInternal(err, "get %d runs", len(keys))
+	}
+	return out, nil
+}
+
 // readRun returns the run at bk, or nil if there is none.
 func readRun(txn *badgerdb.Txn, bk []byte, key state.RunKey) (*state.WorkflowRun, error) {
 	v, ok, err := get(txn, bk)

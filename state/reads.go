@@ -20,3 +20,12 @@ func ReadsShared(ctx context.Context) bool {
 	v, _ := ctx.Value(sharedKey{}).(bool)
 	return v
 }
+
+// RunsGetter is implemented by stores that read several runs in one
+// snapshot for less than a GetRun each (state/badger): a list reads the
+// latest runs of its page with it.
+type RunsGetter interface {
+	// GetRuns returns the runs with keys, in their order, nil for a key
+	// with no run. EINVALID if a key is malformed.
+	GetRuns(ctx context.Context, keys []RunKey) ([]*WorkflowRun, error)
+}
