@@ -92,7 +92,9 @@ const indexEventPage = 2000
 func (ix *fleetIndex) view(ctx context.Context, st state.Store, fn func(ix *fleetIndex)) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if err := ix.catchUpLocked(ctx, st); err != nil {
+	// The index keeps what it derives, not what it reads: its reads of
+	// the store are its own.
+	if err := ix.catchUpLocked(state.OwnReads(ctx), st); err != nil {
 		ix.loaded = false
 		return err
 	}

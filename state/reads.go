@@ -29,3 +29,15 @@ type RunsGetter interface {
 	// with no run. EINVALID if a key is malformed.
 	GetRuns(ctx context.Context, keys []RunKey) ([]*WorkflowRun, error)
 }
+
+// OwnReads returns ctx without SharedReads' promise: reads with it get
+// decodings of their own, and add none to what a store keeps for shared
+// readers. The API's fleet index reads the whole store with it when a
+// list builds the index, which would otherwise push a page's records out
+// of that cache with every other record.
+func OwnReads(ctx context.Context) context.Context {
+	if !ReadsShared(ctx) {
+		return ctx
+	}
+	return context.WithValue(ctx, sharedKey{}, false)
+}

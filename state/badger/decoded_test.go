@@ -78,6 +78,9 @@ func TestSharedReads(t *testing.T) {
 	p, err := s.GetObject(ctx, key)
 	require.NoError(t, err)
 	require.NotSame(t, a, p)
+	own, err := s.GetObject(state.OwnReads(shared), key)
+	require.NoError(t, err)
+	require.NotSame(t, a, own, "OwnReads takes the promise back")
 	p.Labels["rack"] = "changed by a plain reader"
 	same("a plain reader changed its copy")
 
