@@ -1,12 +1,9 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/tinkops/tinkops/api/client"
@@ -48,6 +45,9 @@ type fleetIndex struct {
 	// machines maps a hardware key to the workflows whose hardwareRef
 	// names it.
 	machines map[state.ObjectKey]map[state.ObjectKey]struct{}
+	// templates maps a template key to the workflows whose templateRef
+	// names it.
+	templates map[state.ObjectKey]map[state.ObjectKey]struct{}
 	// byMAC maps a MAC to the workflows whose hardwareMap names it: their
 	// runs may hold that MAC's machine too (tasks on several machines).
 	byMAC map[string]map[state.ObjectKey]struct{}
@@ -66,10 +66,10 @@ type indexEntry struct {
 	source state.Source
 	// drift is set when an API override differs from Git.
 	drift *client.Drift
-	// hardware and lastRun are a workflow's hardwareRef and the number of
-	// its latest run (0: never ran).
-	hardware state.ObjectKey
-	lastRun  int
+	// hardware, template and lastRun are a workflow's hardwareRef and
+	// templateRef and the number of its latest run (0: never ran).
+	hardware, template state.ObjectKey
+	lastRun            int
 	// macs are a workflow's hardwareMap values.
 	macs []string
 	// interfaces are a hardware's interfaces as the set-wide checks read
@@ -92,7 +92,9 @@ const indexEventPage = 2000
 func (ix *fleetIndex) view(ctx context.Context, st state.Store, fn func(ix *fleetIndex)) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if err := ix.catchUpLocked(ctx, st); err != nil {
+	// The index keeps what it derives, not what it reads: its reads of
+	// the store are its own.
+	if err := ix.catchUpLocked(state.OwnReads(ctx), st); err != nil {
 		ix.loaded = false
 		return err
 	}
@@ -179,6 +181,7 @@ func (ix *fleetIndex) reloadLocked(ctx context.Context, st state.Store, latest u
 	ix.objects = map[state.ObjectKey]*indexEntry{}
 	ix.runs = map[state.ObjectKey]indexRun{}
 	ix.machines = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
+	ix.templates = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
 	ix.byMAC = map[string]map[state.ObjectKey]struct{}{}
 	ix.hwByMAC = map[string]map[state.ObjectKey]struct{}{}
 	ix.hwByIP = map[string]map[state.ObjectKey]struct{}{}
@@ -224,11 +227,13 @@ func (ix *fleetIndex) setLocked(o *state.Object) {
 			By: string(ov.By), At: ov.At, Reason: ov.Reason, Fields: specDrift(ov.GitSpec, o.Spec)}
 	}
 	if o.Kind == state.KindWorkflow {
-		_, hw := workflowRefs(o)
+		tmpl, hw := workflowRefs(o)
 		e.hardware = state.ObjectKey{Kind: state.KindHardware, Namespace: o.Namespace, Name: hw}
+		e.template = state.ObjectKey{Kind: state.KindTemplate, Namespace: o.Namespace, Name: tmpl}
 		e.lastRun = reconciler.LastRun(o)
 		e.macs = hardwareMapMACs(o)
 		addTo(ix.machines, e.hardware, key)
+		addTo(ix.templates, e.template, key)
 		for _, mac := range e.macs {
 			addTo(ix.byMAC, mac, key)
 		}
@@ -256,6 +261,7 @@ func (ix *fleetIndex) removeLocked(key state.ObjectKey) {
 		return
 	}
 	removeFrom(ix.machines, e.hardware, key)
+	removeFrom(ix.templates, e.template, key)
 	for _, mac := range e.macs {
 		removeFrom(ix.byMAC, mac, key)
 	}
@@ -298,9 +304,7 @@ func (ix *fleetIndex) sharing(hw *schema.Hardware) []*schema.Hardware {
 			Spec:     schema.HardwareSpec{Interfaces: ix.objects[k].interfaces},
 		})
 	}
-	slices.SortFunc(out, func(a, b *schema.Hardware) int {
-		return cmp.Or(strings.Compare(a.Metadata.Namespace, b.Metadata.Namespace), strings.Compare(a.Metadata.Name, b.Metadata.Name))
-	})
+	sortHardware(out)
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinkops/tinkops/api/client"
 	"github.com/tinkops/tinkops/reconciler"
+	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -19,11 +20,11 @@ func (s *Server) hardwareKind() *kind {
 		return s.checkHardware(ctx, p)
 	}
 	k.authorize = authorizeBMC
-	k.decorate = func(ctx context.Context, out []client.Object, objs []*state.Object, _ bool) error {
-		return s.decorateHardware(ctx, out, objs)
+	k.decorate = func(ctx context.Context, objs []*state.Object, _ bool, kept []*listItem) ([]extras, error) {
+		return s.decorateHardware(ctx, objs, kept)
 	}
 	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
-		return s.refuseIfUsed(ctx, obj, "hardwareRef")
+		return s.refuseIfUsed(ctx, obj)
 	}
 	return k
 }
@@ -70,18 +71,23 @@ func authorizeBMC(old *state.Object, p *pushed, who *Principal) error {
 // isNull reports whether a spec field is absent or null.
 func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
-// decorateHardware sets status.workflow: for each machine, the run that
+// decorateHardware shows status.workflow: for each machine, the run that
 // has it now (one running on it, or running a task on it for a workflow of
-// another machine, or else one waiting for it), else the run created last.
-func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs []*state.Object) error {
+// another machine, or else one waiting for it), else the run created last;
+// and the netboot permission and power state.
+func (s *Server) decorateHardware(ctx context.Context, objs []*state.Object, kept []*listItem) ([]extras, error) {
+	out := make([]extras, len(objs))
 	want := make(map[state.ObjectKey]int, len(objs))
 	byMAC := map[string]int{}
 	for i, o := range objs {
 		want[o.Key()] = i
-		for _, iface := range interfaces(o) {
-			if iface.DHCP != nil && iface.DHCP.MAC != "" {
-				byMAC[iface.DHCP.MAC] = i
-			}
+		if it := kept[i]; it != nil {
+			out[i].derived.macs = it.derived.macs
+		} else {
+			out[i].derived.macs = (&schema.Hardware{Spec: schema.HardwareSpec{Interfaces: interfaces(o)}}).MACs()
+		}
+		for _, mac := range out[i].derived.macs {
+			byMAC[mac] = i
 		}
 	}
 	// The workflows that name the page's machines (by hardwareRef, or by
@@ -127,7 +133,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	best := make(map[int]*state.WorkflowRun)
 	own := make(map[int][]*state.WorkflowRun) // runs of the machine's own workflows
@@ -138,7 +144,7 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok {
 			if b := best[i]; b == nil || newerRun(run, b) {
@@ -157,21 +163,24 @@ func (s *Server) decorateHardware(ctx context.Context, out []client.Object, objs
 		}
 	}
 	for i, run := range best {
-		out[i].Status.Workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
+		out[i].workflow = &client.HardwareWorkflow{Name: run.Workflow, Run: run.Number, State: string(run.State)}
 	}
 	for i, runs := range own {
 		if p := reconciler.NetbootRun(runs); p != nil {
-			out[i].Status.AllowPXE = p.AllowPXE
+			out[i].allowPXE = p.AllowPXE
 		}
 	}
 	if s.bmc != nil {
 		for i, o := range objs {
 			if p, ok := s.bmc.PowerStatus(o.Key()); ok {
-				out[i].Status.Power = p
+				out[i].power = p
 			}
 		}
 	}
-	return nil
+	for i := range out {
+		out[i].stampHardware()
+	}
+	return out, nil
 }
 
 // holding reports whether a run has its machines now (PREPARING or

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/tinkops/tinkops/api/client"
-	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -37,10 +36,12 @@ type kind struct {
 	// runs returns the runs a write starts, and sets what they change in
 	// the object's status (workflows only).
 	runs func(ctx context.Context, old *state.Object, p *pushed, who *Principal) ([]*state.WorkflowRun, error)
-	// decorate adds what the kind shows beyond the stored object (a
-	// workflow's run, a machine's workflow). full is set when one object
-	// is read rather than a list.
-	decorate func(ctx context.Context, out []client.Object, objs []*state.Object, full bool) error
+	// decorate returns what the kind shows beyond each stored object (a
+	// workflow's run, a machine's workflow), stamped with what it was made
+	// from (see listcache.go). full is set when one object is read rather
+	// than a list. kept holds, per object, the list item made from its
+	// version or nil: its derived values spare reading the object again.
+	decorate func(ctx context.Context, objs []*state.Object, full bool, kept []*listItem) ([]extras, error)
 	// beforeDelete refuses a deletion that would leave other objects
 	// broken (ECONFLICT).
 	beforeDelete func(ctx context.Context, obj *state.Object) error
@@ -64,19 +65,22 @@ func (k *kind) noun(key state.ObjectKey) string {
 
 // wire converts stored objects to the API's shape and decorates them.
 func (k *kind) wire(ctx context.Context, objs []*state.Object, full bool) ([]client.Object, error) {
+	ex, err := k.extrasOf(ctx, objs, full, nil)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]client.Object, len(objs))
 	for i, o := range objs {
 		out[i] = toWire(o)
-	}
-	if k.decorate != nil && len(objs) > 0 {
-		if err := k.decorate(ctx, out, objs, full); err != nil {
-			return nil, err
-		}
+		ex[i].apply(&out[i])
 	}
 	return out, nil
 }
 
 func (k *kind) list(w http.ResponseWriter, r *http.Request, c *call) error {
+	// Nothing read for a list is changed: the store may share its
+	// decodings.
+	ctx := state.SharedReads(r.Context())
 	q := r.URL.Query()
 	sel, err := state.ParseSelector(q.Get("labelSelector"))
 	if err != nil {
@@ -87,30 +91,25 @@ func (k *kind) list(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	if hw := q.Get("hardware"); hw != "" && k.byHardware != nil {
-		return k.listByHardware(w, r, state.ObjectKey{Kind: state.KindHardware, Namespace: q.Get("namespace"), Name: hw}, sel)
+		return k.listByHardware(ctx, w, state.ObjectKey{Kind: state.KindHardware, Namespace: q.Get("namespace"), Name: hw}, sel)
 	}
-	page, err := k.s.store.ListObjects(r.Context(), state.ObjectQuery{
+	page, err := k.s.store.ListObjects(ctx, state.ObjectQuery{
 		Kind: k.kind, Namespace: q.Get("namespace"), Selector: sel, Limit: limit, Continue: q.Get("continue"),
 	})
 	if err != nil {
 		return err
 	}
-	items, err := k.wire(r.Context(), page.Objects, false)
+	items, err := k.listItems(ctx, page.Objects)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, client.List{
-		APIVersion: schema.APIVersion,
-		Kind:       k.kind + "List",
-		Metadata:   client.ListMeta{Continue: page.Continue},
-		Items:      items,
-	})
+	return k.s.writeList(w, k.kind, page.Continue, items)
 }
 
 // listByHardware answers a list filtered by machine: every object that
 // names it (one page: a machine has few), in name order.
-func (k *kind) listByHardware(w http.ResponseWriter, r *http.Request, hw state.ObjectKey, sel state.Selector) error {
-	objs, err := k.byHardware(r.Context(), hw)
+func (k *kind) listByHardware(ctx context.Context, w http.ResponseWriter, hw state.ObjectKey, sel state.Selector) error {
+	objs, err := k.byHardware(ctx, hw)
 	if err != nil {
 		return err
 	}
@@ -120,19 +119,20 @@ func (k *kind) listByHardware(w http.ResponseWriter, r *http.Request, hw state.O
 			kept = append(kept, o)
 		}
 	}
-	items, err := k.wire(r.Context(), kept, false)
+	items, err := k.listItems(ctx, kept)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, client.List{APIVersion: schema.APIVersion, Kind: k.kind + "List", Items: items})
+	return k.s.writeList(w, k.kind, "", items)
 }
 
 func (k *kind) get(w http.ResponseWriter, r *http.Request, c *call) error {
-	obj, err := k.load(r.Context(), k.key(r, c))
+	ctx := state.SharedReads(r.Context()) // nothing read is changed
+	obj, err := k.load(ctx, k.key(r, c))
 	if err != nil {
 		return err
 	}
-	out, err := k.wire(r.Context(), []*state.Object{obj}, true)
+	out, err := k.wire(ctx, []*state.Object{obj}, true)
 	if err != nil {
 		return err
 	}

@@ -146,10 +146,14 @@ type Server struct {
 	hooks   webhookGuard
 	// index keeps the counts of /v1/status and the machines' workflows
 	// current from the event log.
-	index  fleetIndex
-	router *httprouter.Router
-	routes []route
-	csrf   *http.CrossOriginProtection
+	index fleetIndex
+	// items keeps encoded list items, listBuffers the buffers lists are
+	// written from (listcache.go).
+	items       listCache
+	listBuffers sync.Pool
+	router      *httprouter.Router
+	routes      []route
+	csrf        *http.CrossOriginProtection
 
 	idPrefix string
 	idSeq    atomic.Uint64

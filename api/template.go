@@ -17,7 +17,7 @@ func (s *Server) templateKind() *kind {
 		return s.checkTemplate(ctx, p)
 	}
 	k.beforeDelete = func(ctx context.Context, obj *state.Object) error {
-		return s.refuseIfUsed(ctx, obj, "templateRef")
+		return s.refuseIfUsed(ctx, obj)
 	}
 	return k
 }

@@ -121,19 +121,57 @@ func (s *Server) latestRun(ctx context.Context, wf *state.Object) (*state.Workfl
 	return run, err
 }
 
-// decorateWorkflows sets status.run: each workflow's latest run, with its
+// decorateWorkflows shows status.run: each workflow's latest run, with its
 // actions when one workflow is read.
-func (s *Server) decorateWorkflows(ctx context.Context, out []client.Object, objs []*state.Object, full bool) error {
+func (s *Server) decorateWorkflows(ctx context.Context, objs []*state.Object, full bool, kept []*listItem) ([]extras, error) {
+	out := make([]extras, len(objs))
+	var keys []state.RunKey
+	var of []int // the object of each key
 	for i, o := range objs {
-		run, err := s.latestRun(ctx, o)
-		if err != nil {
-			return err
+		n := 0
+		if it := kept[i]; it != nil {
+			n = it.derived.lastRun
+		} else {
+			n = reconciler.LastRun(o)
 		}
-		if run != nil {
-			out[i].Status.Run = runSummary(run, full)
+		out[i].derived.lastRun = n
+		if n > 0 {
+			keys = append(keys, state.RunKey{Namespace: o.Namespace, Workflow: o.Name, Number: n})
+			of = append(of, i)
 		}
 	}
-	return nil
+	runs, err := s.getRuns(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for j, run := range runs {
+		if run != nil {
+			e := &out[of[j]]
+			e.run, e.withActions = run, full
+			e.stamp.run, e.stamp.runVersion = run.Number, run.ResourceVersion
+		}
+	}
+	return out, nil
+}
+
+// getRuns reads runs, nil where there is none: in one snapshot when the
+// store can (state.RunsGetter).
+func (s *Server) getRuns(ctx context.Context, keys []state.RunKey) ([]*state.WorkflowRun, error) {
+	if g, ok := s.store.(state.RunsGetter); ok {
+		return g.GetRuns(ctx, keys)
+	}
+	out := make([]*state.WorkflowRun, len(keys))
+	for i, key := range keys {
+		run, err := s.store.GetRun(ctx, key)
+		switch state.ErrorCode(err) {
+		case "":
+			out[i] = run
+		case state.ENOTFOUND:
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // runSummary shows a run without what its rendering may hide: commands and

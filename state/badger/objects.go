@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
 
@@ -15,10 +16,11 @@ func (s *Store) GetObject(ctx context.Context, key state.ObjectKey) (*state.Obje
 	if err := key.Validate(); err != nil {
 		return nil, err
 	}
+	shared := state.ReadsShared(ctx)
 	var obj *state.Object
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		obj, err = readObject(txn, objectKey(key), key)
+		obj, err = getDecoded[state.Object](s, shared, txn, objectKey(key), func() string { return key.String() + ": stored object" })
 		return err
 	})
 	if err != nil {
@@ -49,15 +51,16 @@ func readObject(txn *badgerdb.Txn, bk []byte, key state.ObjectKey) (*state.Objec
 // after it even if objects were added or removed in between.
 func (s *Store) ListObjects(ctx context.Context, q state.ObjectQuery) (*state.ObjectPage, error) {
 	prefix := objectPrefix(q.Kind, q.Namespace)
-	objs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(key, v []byte) (*state.Object, bool, error) {
-		var obj state.Object
-		if err := json.Unmarshal(v, &obj); err != nil {
-			return nil, false, state.Errorf(state.EINTERNAL, "stored object %q does not decode: %v", key, err)
+	shared := state.ReadsShared(ctx)
+	objs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(item *badgerdb.Item) (*state.Object, bool, error) {
+		obj, err := decodeItem[state.Object](s, shared, item, func() string { return fmt.Sprintf("stored object %q", item.Key()) })
+		if err != nil {
+			return nil, false, err
 		}
 		if q.Namespace != "" && obj.Namespace != q.Namespace {
 			return nil, false, nil
 		}
-		return &obj, q.Selector.Matches(obj.Labels), nil
+		return obj, q.Selector.Matches(obj.Labels), nil
 	})
 	if err != nil {
 		return nil, wrapInternal(err, "list objects")
@@ -66,10 +69,10 @@ func (s *Store) ListObjects(ctx context.Context, q state.ObjectQuery) (*state.Ob
 }
 
 // scan walks the keys under prefix after the continue token and decodes each
-// with fn, which reports whether the item is selected. After limit selected
+// item with fn, which reports whether it is selected. After limit selected
 // items it looks ahead for one more and, if there is one, returns a token to
 // resume after the last selected key.
-func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, limit int, fn func(key, v []byte) (T, bool, error)) ([]T, string, error) {
+func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, limit int, fn func(item *badgerdb.Item) (T, bool, error)) ([]T, string, error) {
 	start := prefix
 	var after []byte
 	if token != "" {
@@ -82,7 +85,9 @@ func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, lim
 	var out []T
 	var cont string
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		// A shared reader finds most values decoded already (decoded.go):
+		// reading them ahead would be wasted.
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: !state.ReadsShared(ctx), PrefetchSize: 100})
 		defer it.Close()
 		var last []byte
 		n := 0
@@ -94,13 +99,7 @@ func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, lim
 			if after != nil && bytes.Equal(item.Key(), after) {
 				continue
 			}
-			var x T
-			var ok bool
-			err := item.Value(func(v []byte) error {
-				var err error
-				x, ok, err = fn(item.Key(), v)
-				return err
-			})
+			x, ok, err := fn(item)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -15,10 +16,11 @@ func (s *Store) GetRun(ctx context.Context, key state.RunKey) (*state.WorkflowRu
 	if err := key.Validate(); err != nil {
 		return nil, err
 	}
+	shared := state.ReadsShared(ctx)
 	var run *state.WorkflowRun
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		run, err = readRun(txn, runKey(key), key)
+		run, err = getDecoded[state.WorkflowRun](s, shared, txn, runKey(key), func() string { return key.String() + ": stored run" })
 		return err
 	})
 	if err != nil {
@@ -28,6 +30,30 @@ func (s *Store) GetRun(ctx context.Context, key state.RunKey) (*state.WorkflowRu
 		return nil, state.Errorf(state.ENOTFOUND, "%s: not found", key)
 	}
 	return run, nil
+}
+
+// GetRuns implements state.RunsGetter: one snapshot for all the keys.
+func (s *Store) GetRuns(ctx context.Context, keys []state.RunKey) ([]*state.WorkflowRun, error) {
+	for _, key := range keys {
+		if err := key.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	shared := state.ReadsShared(ctx)
+	out := make([]*state.WorkflowRun, len(keys))
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		for i, key := range keys {
+			var err error
+			if out[i], err = getDecoded[state.WorkflowRun](s, shared, txn, runKey(key), func() string { return key.String() + ": stored run" }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapInternal(err, "get %d runs", len(keys))
+	}
+	return out, nil
 }
 
 // readRun returns the run at bk, or nil if there is none.
@@ -47,12 +73,13 @@ func readRun(txn *badgerdb.Txn, bk []byte, key state.RunKey) (*state.WorkflowRun
 // and sort by run number, so "the runs of wf-7" is a prefix scan.
 func (s *Store) ListRuns(ctx context.Context, q state.RunQuery) (*state.RunPage, error) {
 	prefix := runPrefix(q.Namespace, q.Workflow, q.Workflow != "")
-	runs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(key, v []byte) (*state.WorkflowRun, bool, error) {
-		var run state.WorkflowRun
-		if err := json.Unmarshal(v, &run); err != nil {
-			return nil, false, state.Errorf(state.EINTERNAL, "stored run %q does not decode: %v", key, err)
+	shared := state.ReadsShared(ctx)
+	runs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(item *badgerdb.Item) (*state.WorkflowRun, bool, error) {
+		run, err := decodeItem[state.WorkflowRun](s, shared, item, func() string { return fmt.Sprintf("stored run %q", item.Key()) })
+		if err != nil {
+			return nil, false, err
 		}
-		return &run, len(q.States) == 0 || slices.Contains(q.States, run.State), nil
+		return run, len(q.States) == 0 || slices.Contains(q.States, run.State), nil
 	})
 	if err != nil {
 		return nil, wrapInternal(err, "list runs")

@@ -71,6 +71,9 @@ type Store struct {
 	hook func(point string)
 
 	stats Stats
+
+	// decoded keeps decodings for shared readers (decoded.go).
+	decoded decodedCache
 }
 
 // Stats counts what the store did, for tests and monitoring.
