@@ -122,16 +122,21 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 		return nil, nil, err
 	}
 	opts := r.opts.forRepository(set.Config)
-	var actual Actual
-	var need runNeeds
+	// The plan is made under the mirror's lock, from its map of the
+	// store's objects, rather than from a copy of them.
+	var plan *Plan
 	var setErrs schema.ErrorList
+	var runErr error
 	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
-		actual.Objects = make([]*state.Object, 0, len(objects))
-		for _, o := range objects {
-			actual.Objects = append(actual.Objects, o)
+		need := needsRuns(desired, objects, opts)
+		if setErrs = checkSets(set, desired, objects); len(setErrs) > 0 {
+			return
 		}
-		need = needsRuns(desired, objects, opts)
-		setErrs = checkSets(set, desired, objects)
+		var actual Actual
+		if actual.Runs, actual.RunNumbers, runErr = readRuns(ctx, r.store, need); runErr != nil {
+			return
+		}
+		plan = makePlan(set, desired, snap.Revision, objects, actual, opts)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -139,10 +144,10 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if len(setErrs) > 0 {
 		return nil, setErrs, nil
 	}
-	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
-		return nil, nil, err
+	if runErr != nil {
+		return nil, nil, runErr
 	}
-	return makePlan(set, desired, snap.Revision, actual, opts), nil, nil
+	return plan, nil, nil
 }
 
 // apply writes a batch of the reconciler's and keeps the mirror of the
