@@ -227,8 +227,10 @@ func BenchmarkFleetSync(b *testing.B) {
 			f.reset(b)
 			runtime.GC()
 			stop := schematest.SampleHeap(&peak)
+			stopProfile := profileLiveHeap(b)
 			b.StartTimer()
 			total += f.fullSync(b)
+			stopProfile()
 			stop()
 		}
 		b.ReportMetric(total.Seconds()/float64(b.N), "s/sync")
@@ -273,6 +275,47 @@ func BenchmarkFleetSync(b *testing.B) {
 			b.ReportMetric(100*median(syncs).Seconds()/f.full.Seconds(), "sync-%-of-full")
 		}
 	})
+}
+
+// profileLiveHeap, when BENCH_HEAPPROFILE names a file, writes there a
+// heap profile of what is live (after a collection) each time the heap in
+// use grows by 32 MiB past its highest yet: the last one written shows
+// what the peak holds, where a -memprofile at the end shows what is left.
+// The collections perturb the timing: profile, do not measure, with it.
+func profileLiveHeap(b *testing.B) (stop func()) {
+	file := os.Getenv("BENCH_HEAPPROFILE")
+	if file == "" {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		var best uint64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse < best+32<<20 {
+				continue
+			}
+			best = ms.HeapInuse
+			out, err := os.Create(file)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			runtime.GC()
+			_ = pprof.Lookup("heap").WriteTo(out, 0)
+			_ = out.Close()
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func median(ds []time.Duration) time.Duration {
