@@ -12,6 +12,7 @@ import (
 	"github.com/tinkops/tinkops/schema"
 	"github.com/tinkops/tinkops/schema/schematest"
 	"github.com/tinkops/tinkops/state"
+	"github.com/tinkops/tinkops/state/badger"
 )
 
 // TestCreatedFieldsMatchSequential: the fields of new objects, computed
@@ -81,4 +82,26 @@ func TestDesiredCacheMatchesFresh(t *testing.T) {
 		require.LessOrEqual(t, len(c.entries), set.Len()+maxStale(set.Len()), "sync %d", i)
 	}
 	require.Less(t, c.encoded.Load(), int64(300*3), "unchanged objects come from the cache")
+}
+
+// TestSyncPlanLeavesOutCreatedFields: the plan a Sync applies is the plan
+// PlanSnapshot shows (the same changes, runs and consequences) but for the
+// field lists of the objects it creates, which only PlanSnapshot's has.
+func TestSyncPlanLeavesOutCreatedFields(t *testing.T) {
+	ctx := context.Background()
+	r := New(Config{Store: openStore(t, badger.Options{})})
+	s := snap("r1", fleet(3))
+	shown, errs, err := r.PlanSnapshot(ctx, s)
+	require.NoError(t, err)
+	require.Empty(t, errs)
+	out := mustSync(t, r, s)
+	require.Len(t, out.Plan.Changes, len(shown.Changes))
+	require.Equal(t, shown.Consequences(), out.Plan.Consequences())
+	require.Equal(t, shown.runs, out.Plan.runs)
+	for i, c := range out.Plan.Changes {
+		require.Equal(t, OpCreate, c.Op)
+		require.Equal(t, shown.Changes[i].Key, c.Key)
+		require.NotEmpty(t, shown.Changes[i].Fields, "%s", c.Key)
+		require.Empty(t, c.Fields, "%s", c.Key)
+	}
 }
