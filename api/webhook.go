@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -32,6 +33,13 @@ type Webhook struct {
 	Secret string
 	// Trigger asks the Git source to fetch now; it must not block.
 	Trigger func()
+	// Push, if set, is called instead of Trigger for a push whose payload
+	// names the ref pushed and its new head (GitHub's and GitLab's "ref"
+	// and "after"), so the source can fetch without listing the remote's
+	// refs first (gitsource.Git.TriggerPush). The payload is signed but
+	// may be late or replayed: Push must treat head as a hint, not as
+	// where the ref points. It must not block.
+	Push func(ref, head string)
 	// RefusalInterval is the least time between two summary events of
 	// refused requests (default DefaultRefusalInterval).
 	RefusalInterval time.Duration
@@ -160,11 +168,25 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, c *call) 
 	default:
 		return writeJSON(w, http.StatusAccepted, map[string]string{"result": fmt.Sprintf("%s event %q ignored", host, event)})
 	}
-	s.webhook.Trigger()
+	s.trigger(body)
 	if _, err := s.store.Apply(r.Context(), &state.Batch{Actor: "webhook", Events: []state.Event{{Type: state.EventSync, Message: host + " push received; fetching now"}}}); err != nil {
 		s.log.Error("record webhook", "err", err)
 	}
 	return writeJSON(w, http.StatusAccepted, map[string]string{"result": "fetch triggered"})
+}
+
+// trigger asks the source to fetch, naming the pushed head when the
+// payload gives it.
+func (s *Server) trigger(body []byte) {
+	var push struct {
+		Ref   string `json:"ref"`
+		After string `json:"after"`
+	}
+	if s.webhook.Push != nil && json.Unmarshal(body, &push) == nil && push.Ref != "" && lowerHex(push.After, 40) {
+		s.webhook.Push(push.Ref, push.After)
+		return
+	}
+	s.webhook.Trigger()
 }
 
 // refuseWebhook counts a refused request and, at most once per interval and

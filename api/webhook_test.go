@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,6 +87,45 @@ func TestWebhook(t *testing.T) {
 	metrics := scrapeMetrics(t, s)
 	require.Contains(t, metrics, `tink_webhook_refused_total{reason="signature"} 4`)
 	require.Contains(t, metrics, `tink_webhook_refused_total{reason="replay"} 0`)
+}
+
+// TestWebhookNamesPushedHead: a verified push whose payload names its ref
+// and a 40-digit head reaches Push with both; a payload without them (or
+// with a head that is not a commit hash) is a plain trigger; a refused
+// delivery reaches neither.
+func TestWebhookNamesPushedHead(t *testing.T) {
+	var fetches atomic.Int32
+	var pushes []string
+	var mu sync.Mutex
+	const secret = "hook-secret-456"
+	s := apitest.MustRunServer(t, apitest.WithTokens(), apitest.WithWebhook(secret, func() { fetches.Add(1) }),
+		apitest.WithWebhookPush(func(ref, head string) {
+			mu.Lock()
+			pushes = append(pushes, ref+" "+head)
+			mu.Unlock()
+		}))
+	head := strings.Repeat("abcdef0123", 4)
+	body := []byte(`{"ref":"refs/heads/main","before":"` + strings.Repeat("f", 40) + `","after":"` + head + `"}`)
+	resp := postHook(t, s, github("push", sign(secret, body), "p-1"), body)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	resp = postHook(t, s, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}, body)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	resp = postHook(t, s, github("push", sign("wrong", body), "p-2"), body)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	mu.Lock()
+	require.Equal(t, []string{"refs/heads/main " + head, "refs/heads/main " + head}, pushes)
+	mu.Unlock()
+	require.Zero(t, fetches.Load())
+
+	for i, b := range []string{`{"ref":"refs/heads/main","after":"abc"}`, `{"after":"` + head + `"}`, `not json`, `{"ref":"refs/heads/main","after":"` + strings.ToUpper(head[:10]) + head[10:] + `"}`} {
+		resp = postHook(t, s, github("push", sign(secret, []byte(b)), fmt.Sprintf("p-%d", i+3)), []byte(b))
+		require.Equal(t, http.StatusAccepted, resp.StatusCode)
+		require.Equal(t, int32(i+1), fetches.Load(), b)
+	}
+	require.Equal(t, int32(4), fetches.Load(), "payloads without a ref and a head trigger a plain fetch")
+	mu.Lock()
+	require.Len(t, pushes, 2)
+	mu.Unlock()
 }
 
 // TestWebhookSignatureAsGitHubWritesIt: only sha256= and 64 lowercase hex

@@ -15,12 +15,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -46,6 +50,17 @@ type Git struct {
 	remoteHash plumbing.Hash
 	// maxPacks is the pack count beyond which the cache is started afresh.
 	maxPacks int
+	// pushed is the commit a webhook last said the followed branch was
+	// pushed to, not yet served by a sync; nil when there is none.
+	pushed atomic.Pointer[plumbing.Hash]
+	// last is what the latest build read, for the next (git_tree.go);
+	// guarded by t.syncing.
+	last *lastBuild
+	// repo is the cache, kept open between the syncs of a Run (keepOpen):
+	// opening it reads every pack's index again, 8 ms a sync. Both are
+	// guarded by t.syncing.
+	repo     *git.Repository
+	keepOpen bool
 }
 
 var _ Source = (*Git)(nil)
@@ -147,6 +162,25 @@ func (g *Git) Changes() <-chan struct{} { return g.t.changes }
 // Trigger makes Run sync now.
 func (g *Git) Trigger() { g.t.doTrigger() }
 
+// TriggerPush is Trigger for a push a webhook reports: ref (a full ref
+// name, refs/heads/<branch>) now points at head (a 40-digit commit hash).
+// When ref is the branch followed, the sync skips listing the remote's
+// refs and fetches the branch at once: the fetch lists them anyway, and
+// ls-remote cost a round trip and a second upload-pack on the server. What
+// the branch points at after that fetch is what is synced, whatever head
+// says: a delivery may arrive late, out of order or replayed, and the
+// cache may already hold an older head. Any other push is a plain
+// Trigger. It never blocks.
+func (g *Git) TriggerPush(ref, head string) {
+	if g.kind == "branch" && plumbing.ReferenceName(ref) == g.refName() && commitHash.MatchString(head) {
+		h := plumbing.NewHash(head)
+		if !h.IsZero() { // an all-zero head: the branch was deleted
+			g.pushed.Store(&h)
+		}
+	}
+	g.t.doTrigger()
+}
+
 // Status reports the state of the source.
 func (g *Git) Status() Status { return g.t.getStatus() }
 
@@ -157,6 +191,7 @@ func (g *Git) Run(ctx context.Context) error {
 		return err
 	}
 	defer g.t.stopRun()
+	defer g.releaseCache()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -169,6 +204,7 @@ func (g *Git) Run(ctx context.Context) error {
 		if g.t.lockSync(ctx) != nil {
 			return nil
 		}
+		g.keepOpen = true
 		// This sync serves any trigger already waiting; one that arrives
 		// during it is served by another.
 		select {
@@ -233,11 +269,17 @@ func (g *Git) syncLocked(ctx context.Context) error {
 		return cred.red.error(fmt.Errorf("sync %s: credentials: %w", g.display, err))
 	}
 	want := plumbing.NewHash(g.name)
-	if g.kind == "commit" {
+	pushed := g.pushed.Swap(nil)
+	switch {
+	case g.kind == "commit":
 		if g.t.snapshot() != nil {
 			return nil // a pinned commit never changes
 		}
-	} else {
+	case pushed != nil && g.t.snapshot() != nil:
+		// A webhook named the new head: fetch the branch without asking
+		// first where it points (TriggerPush).
+		return g.syncPushed(ctx, cred, *pushed)
+	default:
 		want, err = g.lsRemote(ctx, cred)
 		if err != nil {
 			return cred.red.error(err)
@@ -247,9 +289,26 @@ func (g *Git) syncLocked(ctx context.Context) error {
 			return nil
 		}
 	}
-	snap, remoteHash, err := g.materialize(ctx, cred, want)
+	snap, remoteHash, err := g.materialize(ctx, cred, want, false)
 	if err != nil {
 		return cred.red.error(err)
+	}
+	g.remoteHash = remoteHash
+	if g.t.publish(snap, time.Now()) {
+		g.log.Info("new revision", "revision", snap.Revision, "files", len(snap.Files))
+	}
+	return nil
+}
+
+// syncPushed fetches the branch after a push a webhook reported and
+// publishes what it points at then, which need not be pushed.
+func (g *Git) syncPushed(ctx context.Context, cred credentials, pushed plumbing.Hash) error {
+	snap, remoteHash, err := g.materialize(ctx, cred, pushed, true)
+	if err != nil {
+		return cred.red.error(err)
+	}
+	if remoteHash != pushed {
+		g.log.Debug("the branch is not where the webhook said", "branch", g.name, "webhook", pushed.String(), "fetched", remoteHash.String())
 	}
 	g.remoteHash = remoteHash
 	if g.t.publish(snap, time.Now()) {
@@ -338,17 +397,21 @@ func describeTransportError(err error) error {
 }
 
 // materialize makes the snapshot of want (a commit, or an annotated tag),
-// fetching what the cache lacks. When the cache fails in a way a fresh
-// cache might not, it is deleted and the work done once more.
-func (g *Git) materialize(ctx context.Context, cred credentials, want plumbing.Hash) (*Snapshot, plumbing.Hash, error) {
+// fetching what the cache lacks; with mustFetch it fetches the ref even
+// when the cache holds want, and makes the snapshot of wherever the ref
+// points then. When the cache fails in a way a fresh cache might not, it
+// is deleted and the work done once more.
+func (g *Git) materialize(ctx context.Context, cred credentials, want plumbing.Hash, mustFetch bool) (*Snapshot, plumbing.Hash, error) {
 	reset := false
 	for {
-		repo, closeRepo, fresh, err := g.openCache(reset)
+		repo, fresh, err := g.cache(reset)
 		if err != nil {
 			return nil, plumbing.ZeroHash, err
 		}
-		snap, got, err := g.materializeIn(ctx, repo, cred, want)
-		closeRepo()
+		snap, got, err := g.materializeIn(ctx, repo, cred, want, mustFetch)
+		if err != nil || !g.keepOpen {
+			g.closeCache()
+		}
 		if err == nil || fresh || !cacheError(ctx, err) {
 			return snap, got, err
 		}
@@ -376,8 +439,8 @@ var (
 	errPathNotFound = errors.New("path not found")
 )
 
-func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred credentials, want plumbing.Hash) (*Snapshot, plumbing.Hash, error) {
-	if _, err := repo.Storer.EncodedObject(plumbing.AnyObject, want); err == nil {
+func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred credentials, want plumbing.Hash, mustFetch bool) (*Snapshot, plumbing.Hash, error) {
+	if _, err := repo.Storer.EncodedObject(plumbing.AnyObject, want); err == nil && !mustFetch {
 		return g.snapshotOf(repo, want)
 	}
 	// Incremental first when the cache holds the commit fetched last: go-git
@@ -401,6 +464,9 @@ func (g *Git) materializeIn(ctx context.Context, repo *git.Repository, cred cred
 				return nil, plumbing.ZeroHash, fmt.Errorf("fetch %s %s %s: %w", g.display, g.kind, g.name, err)
 			}
 			got = ref.Hash()
+			if cur := g.t.snapshot(); cur != nil && got == g.remoteHash {
+				return cur, got, nil // the ref has not moved after all
+			}
 		}
 		snap, got, err := g.snapshotOf(repo, got)
 		if incremental && errors.Is(err, plumbing.ErrObjectNotFound) {
@@ -497,12 +563,45 @@ func (g *Git) fetchOnce(ctx context.Context, repo *git.Repository, opts *git.Fet
 	return err
 }
 
+// cache returns the open cache, opening it (see openCache) unless it is
+// open already and reset is not asked for.
+func (g *Git) cache(reset bool) (repo *git.Repository, fresh bool, err error) {
+	if g.repo != nil && !reset && countPacks(g.cacheDir) <= g.maxPacks {
+		return g.repo, false, nil
+	}
+	g.closeCache()
+	repo, fresh, err = g.openCache(reset)
+	if err != nil {
+		return nil, false, err
+	}
+	g.repo = repo
+	return repo, fresh, nil
+}
+
+// closeCache closes the cache if it is open. The caller holds t.syncing.
+func (g *Git) closeCache() {
+	if g.repo != nil {
+		closeStorer(g.repo)
+		g.repo = nil
+	}
+}
+
+// releaseCache closes the cache as Run returns, once any sync a Snapshot
+// call runs has ended.
+func (g *Git) releaseCache() {
+	if g.t.lockSync(context.Background()) == nil {
+		g.keepOpen = false
+		g.closeCache()
+		g.t.unlockSync()
+	}
+}
+
 // openCache opens the bare repository that caches fetched objects,
 // creating it, or replacing it when reset is set or it is unusable. fresh
 // reports a cache created by this call.
-func (g *Git) openCache(reset bool) (repo *git.Repository, closeRepo func(), fresh bool, err error) {
+func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error) {
 	if !reset {
-		repo, err = git.PlainOpen(g.cacheDir)
+		repo, err = git.Open(cacheStorage(g.cacheDir), nil)
 		if err == nil && countPacks(g.cacheDir) > g.maxPacks {
 			g.log.Info("starting the repository cache afresh: too many pack files", "dir", g.cacheDir)
 			closeStorer(repo)
@@ -514,22 +613,36 @@ func (g *Git) openCache(reset bool) (repo *git.Repository, closeRepo func(), fre
 	}
 	if reset || err != nil {
 		if err := os.RemoveAll(g.cacheDir); err != nil {
-			return nil, nil, false, fmt.Errorf("reset repository cache: %w", err)
+			return nil, false, fmt.Errorf("reset repository cache: %w", err)
 		}
 		if err := os.MkdirAll(g.cacheDir, 0o700); err != nil {
-			return nil, nil, false, fmt.Errorf("create repository cache: %w", err)
+			return nil, false, fmt.Errorf("create repository cache: %w", err)
 		}
-		repo, err = git.PlainInit(g.cacheDir, true)
+		repo, err = git.Init(cacheStorage(g.cacheDir), nil)
 		if err == nil {
 			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{g.url}})
 		}
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("create repository cache in %s: %w", g.cacheDir, err)
+			return nil, false, fmt.Errorf("create repository cache in %s: %w", g.cacheDir, err)
 		}
 		fresh = true
 	}
-	return repo, func() { closeStorer(repo) }, fresh, nil
+	return repo, fresh, nil
 }
+
+// cacheStorage is the object store of the cache at dir. It keeps each pack
+// file open until closeStorer: go-git otherwise opens (and lstats its way
+// to) the pack again for every object read, which cost a full sync 0.6 s of
+// CPU and 150 MB of garbage reading 20,000 blobs. Its object cache is
+// small: the store stays open between syncs, and go-git's default (96 MiB)
+// would keep that much of the last snapshot's blobs, which the snapshot
+// holds already; a few MiB of recent objects serve the delta bases.
+func cacheStorage(dir string) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{KeepDescriptors: true})
+}
+
+// objectCacheSize bounds the decoded objects the cache keeps in memory.
+const objectCacheSize = 8 * cache.MiByte
 
 func closeStorer(repo *git.Repository) {
 	if c, ok := repo.Storer.(io.Closer); ok {

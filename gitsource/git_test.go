@@ -551,3 +551,59 @@ func newestPackSize(tb testing.TB, cache string) int64 {
 	require.NotNil(tb, newest, "no pack in %s", cache)
 	return newest.Size()
 }
+
+// TestGit_TriggerPush: a push a webhook names is fetched without listing
+// the remote's refs first, and what is synced is always where the branch
+// points after the fetch: a late or replayed delivery naming an older head
+// (which the cache holds), or a head that is not on the branch at all,
+// never moves the snapshot away from the branch's tip.
+func TestGit_TriggerPush(t *testing.T) {
+	t.Parallel()
+	repo := gittest.NewRepo(t)
+	first := repo.Commit("first", map[string]string{"a.yaml": "v: 1\n"})
+	d := gittest.ServeDaemon(t, repo.Base)
+	g := newGit(t, gitsource.Config{Repo: d.URL + repo.Name, PollInterval: time.Hour})
+	_, err := g.Snapshot(context.Background())
+	require.NoError(t, err)
+	runSource(t, g)
+	// Run checks the remote once as it starts.
+	eventually(t, 5*time.Second, func() bool { return g.Status().Checks == 2 }, "Run did not check the remote")
+	before := g.Status()
+
+	second := repo.Commit("second", map[string]string{"a.yaml": "v: 2\n"})
+	g.TriggerPush("refs/heads/main", second)
+	snap := waitRevision(t, g, "main@sha1:"+second, 5*time.Second)
+	require.Equal(t, "v: 2\n", readAll(t, snap, "a.yaml"))
+	st := g.Status()
+	require.Equal(t, before.Checks, st.Checks, "no ls-remote for a push naming its head")
+	require.Equal(t, before.Fetches+1, st.Fetches)
+
+	// A replayed delivery of the first push: the cache holds that commit,
+	// but the branch is at second, so nothing changes.
+	g.TriggerPush("refs/heads/main", first)
+	eventually(t, 5*time.Second, func() bool { return g.Status().Fetches == st.Fetches+1 }, "no fetch after the replayed push")
+	noChange(t, g, 200*time.Millisecond)
+	snap, err = g.Snapshot(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "main@sha1:"+second, snap.Revision, "an old head named by a webhook is not synced")
+
+	// The branch moved on past the head a delivery names: the tip wins.
+	third := repo.Commit("third", map[string]string{"a.yaml": "v: 3\n"})
+	fourth := repo.Commit("fourth", map[string]string{"a.yaml": "v: 4\n"})
+	g.TriggerPush("refs/heads/main", third)
+	snap = waitRevision(t, g, "main@sha1:"+fourth, 5*time.Second)
+	require.Equal(t, "v: 4\n", readAll(t, snap, "a.yaml"))
+
+	// The branch went back (a force-push) and the delivery names a commit
+	// no branch has: the branch's tip is synced.
+	repo.SetBranch(second)
+	g.TriggerPush("refs/heads/main", strings.Repeat("ab", 20))
+	snap = waitRevision(t, g, "main@sha1:"+second, 5*time.Second)
+	require.Equal(t, "v: 2\n", readAll(t, snap, "a.yaml"))
+
+	// A push to another branch is a plain trigger: the refs are listed.
+	checks := g.Status().Checks
+	g.TriggerPush("refs/heads/other", fourth)
+	eventually(t, 5*time.Second, func() bool { return g.Status().Checks == checks+1 }, "no ls-remote after a push to another branch")
+	noChange(t, g, 200*time.Millisecond)
+}

@@ -1,8 +1,11 @@
 package gitsource
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -29,13 +32,19 @@ func peelToCommit(s storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit
 	return nil, fmt.Errorf("%s: too many nested tags", h)
 }
 
-// build reads the files of commit under the configured path.
+// build reads the files of commit under the configured path. It starts
+// from what the previous build read (g.last): a directory whose tree hash
+// did not change is taken whole, and of a directory that changed only the
+// entries whose hash did are read. A one-file commit to a fleet of 20,000
+// files then decodes no tree but the changed directories' and reads one
+// blob.
 func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, error) {
-	tree, err := c.Tree()
-	if err != nil {
-		return nil, err
-	}
+	root := c.TreeHash
 	if g.path != "." {
+		tree, err := c.Tree()
+		if err != nil {
+			return nil, err
+		}
 		e, err := tree.FindEntry(g.path)
 		if errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) || (err == nil && e.Mode != filemode.Dir) {
 			return nil, fmt.Errorf("%w: %q is not a directory in this commit", errPathNotFound, g.path)
@@ -43,45 +52,13 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 		if err != nil {
 			return nil, err
 		}
-		if tree, err = object.GetTree(s, e.Hash); err != nil {
-			return nil, fmt.Errorf("directory %s: %w", g.path, err)
-		}
+		root = e.Hash
 	}
-	prev := g.t.snapshot().byHash()
-	var files []*fileData
-	var total int64
-	var walk func(t *object.Tree, prefix string) error
-	walk = func(t *object.Tree, prefix string) error {
-		for _, e := range t.Entries {
-			if hidden(e.Name) {
-				continue
-			}
-			p := prefix + e.Name
-			switch e.Mode {
-			case filemode.Dir:
-				sub, err := object.GetTree(s, e.Hash)
-				if err != nil {
-					return fmt.Errorf("directory %s: %w", p, err)
-				}
-				if err := walk(sub, p+"/"); err != nil {
-					return err
-				}
-			case filemode.Regular, filemode.Executable, filemode.Deprecated:
-				fd, err := g.readBlob(s, e.Hash, p, prev)
-				if err != nil {
-					return err
-				}
-				total += int64(len(fd.data))
-				if total > g.cfg.MaxTotalSize {
-					return fmt.Errorf("%w: the files under %s hold more than %d bytes", errTooLarge, g.path, g.cfg.MaxTotalSize)
-				}
-				files = append(files, fd)
-			}
-			// Symbolic links and submodules are left out.
-		}
-		return nil
+	b := &treeBuild{g: g, s: s, dirs: map[string]*treeRec{}}
+	if g.last != nil {
+		b.prev = g.last.dirs
 	}
-	if err := walk(tree, ""); err != nil {
+	if err := b.walk(root, ""); err != nil {
 		return nil, err
 	}
 	snap := &Snapshot{
@@ -97,7 +74,213 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 	default:
 		snap.Revision = g.name + "@sha1:" + snap.Commit
 	}
-	return newSnapshot(snap, files), nil
+	patched := g.last != nil && !b.structural && patchSnapshot(snap, g.last.snap, b.changed)
+	if !patched {
+		newSnapshot(snap, b.files)
+	}
+	g.last = &lastBuild{snap: snap, dirs: b.dirs, patched: patched}
+	return snap, nil
+}
+
+// lastBuild is what the previous build made: its snapshot, and each
+// directory it read by prefix ("" for the configured path, "hardware/").
+// It is the Git's own (held under t.syncing), and content-addressed, so it
+// stays right whatever the cache or the remote do.
+type lastBuild struct {
+	snap *Snapshot
+	dirs map[string]*treeRec
+	// patched: snap was made from the snapshot before (patchSnapshot).
+	patched bool
+}
+
+// treeRec is one directory as a build read it: its tree hash, its files
+// (those a snapshot keeps, in name order) and its subdirectories.
+type treeRec struct {
+	hash    plumbing.Hash
+	files   []recFile
+	subdirs []recDir
+}
+
+type recFile struct {
+	name string
+	hash plumbing.Hash
+	fd   *fileData
+}
+
+type recDir struct {
+	name string
+	hash plumbing.Hash
+}
+
+// treeBuild is one build's walk.
+type treeBuild struct {
+	g     *Git
+	s     storer.EncodedObjectStorer
+	prev  map[string]*treeRec
+	dirs  map[string]*treeRec
+	files []*fileData
+	total int64
+	// changed are the files at a path the previous build had, with new
+	// contents; structural is set when a file was added or removed.
+	changed    []*fileData
+	structural bool
+	// byHash is the previous snapshot's contents by blob hash, built once
+	// many blobs were read (a branch switched, a revert).
+	byHash map[string][]byte
+	reads  int
+}
+
+// walk reads the directory with tree hash h at prefix.
+func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
+	prev := b.prev[prefix]
+	if prev != nil && prev.hash == h {
+		b.dirs[prefix] = prev
+		for _, f := range prev.files {
+			if err := b.add(f.fd); err != nil {
+				return err
+			}
+		}
+		return b.walkSubdirs(prev, prefix)
+	}
+	rec := &treeRec{hash: h}
+	var old []recFile
+	if prev != nil {
+		old = prev.files
+	}
+	err := eachTreeEntry(b.s, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
+		if len(name) == 0 || name[0] == '.' {
+			return nil // hidden
+		}
+		switch mode {
+		case filemode.Dir:
+			rec.subdirs = append(rec.subdirs, recDir{name: string(name), hash: eh})
+			return nil
+		case filemode.Regular, filemode.Executable, filemode.Deprecated:
+		default:
+			return nil // symbolic links and submodules are left out
+		}
+		for len(old) > 0 && old[0].name < string(name) {
+			old, b.structural = old[1:], true // removed
+		}
+		f := recFile{hash: eh}
+		if len(old) > 0 && old[0].name == string(name) {
+			f.name, f.fd = old[0].name, old[0].fd
+			if old[0].hash != eh {
+				f.fd = nil
+			}
+			old = old[1:]
+		} else {
+			f.name, b.structural = string(name), true // added
+		}
+		if f.fd == nil {
+			fd, err := b.read(eh, prefix+f.name)
+			if err != nil {
+				return err
+			}
+			f.fd = fd
+			if !b.structural {
+				b.changed = append(b.changed, fd)
+			}
+		}
+		rec.files = append(rec.files, f)
+		return b.add(f.fd)
+	})
+	if err != nil {
+		return err
+	}
+	if len(old) > 0 || prev == nil || !slices.EqualFunc(prev.subdirs, rec.subdirs, func(a, b recDir) bool { return a.name == b.name }) {
+		// Files or directories went, or the directory is new.
+		b.structural = true
+	}
+	b.dirs[prefix] = rec
+	return b.walkSubdirs(rec, prefix)
+}
+
+func (b *treeBuild) walkSubdirs(rec *treeRec, prefix string) error {
+	for _, d := range rec.subdirs {
+		if err := b.walk(d.hash, prefix+d.name+"/"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add counts a file into the snapshot.
+func (b *treeBuild) add(fd *fileData) error {
+	b.total += int64(len(fd.data))
+	if b.total > b.g.cfg.MaxTotalSize {
+		return fmt.Errorf("%w: the files under %s hold more than %d bytes", errTooLarge, b.g.path, b.g.cfg.MaxTotalSize)
+	}
+	b.files = append(b.files, fd)
+	return nil
+}
+
+// read reads a blob the previous build did not have at that path.
+func (b *treeBuild) read(h plumbing.Hash, p string) (*fileData, error) {
+	b.reads++
+	if b.byHash == nil && b.reads > 64 && b.g.last != nil {
+		b.byHash = b.g.last.snap.byHash()
+	}
+	return b.g.readBlob(b.s, h, p, b.byHash)
+}
+
+// readTree reads the content of the tree object h.
+func readTree(s storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
+	o, err := s.EncodedObject(plumbing.TreeObject, h)
+	if err != nil {
+		return nil, err
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return readAllInto(r, make([]byte, 0, o.Size()))
+}
+
+// eachTreeEntry calls fn for each entry of the tree h, in the tree's
+// order, without go-git's decoding (a string and an entry allocated per
+// name, 13 ms for a directory of 10,000 files): the names are only looked
+// at, and copied only when new.
+// Errors reading the tree name dir ("" for the top).
+func eachTreeEntry(s storer.EncodedObjectStorer, h plumbing.Hash, dir string, fn func(mode filemode.FileMode, name []byte, h plumbing.Hash) error) error {
+	raw, err := readTree(s, h)
+	if err != nil {
+		if dir != "" {
+			err = fmt.Errorf("directory %s: %w", dir, err)
+		}
+		return err
+	}
+	malformed := fmt.Errorf("tree %s is malformed", h)
+	if dir != "" {
+		malformed = fmt.Errorf("directory %s: %w", dir, malformed)
+	}
+	for len(raw) > 0 {
+		sp := bytes.IndexByte(raw, ' ')
+		if sp <= 0 {
+			return malformed
+		}
+		var mode uint32
+		for _, c := range raw[:sp] {
+			if c < '0' || c > '7' {
+				return malformed
+			}
+			mode = mode<<3 | uint32(c-'0')
+		}
+		raw = raw[sp+1:]
+		nul := bytes.IndexByte(raw, 0)
+		if nul < 0 || len(raw) < nul+1+len(plumbing.ZeroHash) {
+			return malformed
+		}
+		name := raw[:nul]
+		var eh plumbing.Hash
+		copy(eh[:], raw[nul+1:])
+		raw = raw[nul+1+len(eh):]
+		if err := fn(filemode.FileMode(mode), name, eh); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readBlob reads one file's content, or reuses the previous snapshot's

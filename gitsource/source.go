@@ -22,7 +22,8 @@
 //
 // A Snapshot is immutable. Its contents are read into memory when it is
 // made (a blob whose hash the previous snapshot also had shares that
-// snapshot's bytes), so a later fetch, a cache reset or an edit in a watched
+// snapshot's bytes; Git reads only the trees whose hash changed since the
+// last snapshot, and of those only the changed entries), so a later fetch, a cache reset or an edit in a watched
 // directory never changes what a reader of an older Snapshot sees. Files
 // larger than MaxFileSize (1 MiB by default, schema.MaxFileSize) are listed
 // with their real size but their content is not kept: Stat reports the
@@ -45,7 +46,9 @@
 // Git follows one branch, tag or commit of a repository reached over
 // https://, http://, ssh://, scp-like user@host:path, git:// or file://. Each
 // sync first lists the remote's refs (ls-remote) and does nothing more when
-// the ref still points where the last snapshot came from. Otherwise it
+// the ref still points where the last snapshot came from; after a push a
+// webhook reports (TriggerPush) it fetches the branch at once instead, and
+// syncs wherever the branch points after that fetch. Otherwise it
 // fetches that one ref, depth 1, no tags, with force, into a bare
 // repository in a subdirectory of CacheDir that is kept between syncs and
 // restarts. A commit already in the cache (a branch moved back, a restart)

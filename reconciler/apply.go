@@ -72,6 +72,22 @@ func needsRuns(desired []*state.Object, have map[state.ObjectKey]*state.Object, 
 	if !opts.Prune {
 		return n // orphans are kept whatever their runs
 	}
+	// Only when some Git-managed object is no longer declared is it worth
+	// finding which (as in makePlan).
+	gitCount, matched := 0, 0
+	for _, a := range have {
+		if a.Source == state.SourceGit {
+			gitCount++
+		}
+	}
+	for _, d := range desired {
+		if a := have[d.Key()]; a != nil && a.Source == state.SourceGit {
+			matched++
+		}
+	}
+	if matched == gitCount {
+		return n
+	}
 	declared := make(map[state.ObjectKey]bool, len(desired))
 	for _, d := range desired {
 		declared[d.Key()] = true

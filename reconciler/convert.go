@@ -97,60 +97,120 @@ type desiredCache struct {
 	encoded atomic.Int64
 }
 
-// objects is desiredObjects, from the cache where it can be.
+// objects is desiredObjects, from the cache where it can be. When few
+// objects changed, the next cache is the last one with the new objects
+// added (a bulk copy, not 20,000 insertions), and the objects it no longer
+// serves stay until they outnumber maxStale(n); then it is built anew from
+// the set alone.
 func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Object, error) {
 	c.mu.Lock()
 	cached := c.entries
 	c.mu.Unlock()
-	next := make(map[schema.Identity]*state.Object, set.Len())
-	out := make([]*state.Object, 0, set.Len())
-	add := func(o schema.Object) error {
+	n := set.Len()
+	out := make([]*state.Object, 0, n)
+	// One allocation for the per-sync copies, where there were n.
+	slab := make([]state.Object, 0, n)
+	type entry struct {
+		id schema.Identity
+		so *state.Object
+	}
+	var added []entry
+	hits := 0
+	sources := make([]*state.Object, 0, n) // the cached form of out[i]
+	err := eachObject(set, func(o schema.Object) error {
 		id := schema.IdentityOf(o)
 		so := cached[id]
-		if id.IsZero() || so == nil {
+		switch {
+		case id.IsZero() || so == nil:
 			var err error
 			if so, err = ToState(o, state.SourceGit, ""); err != nil {
 				return err
 			}
 			c.encoded.Add(1)
+			if !id.IsZero() {
+				added = append(added, entry{id, so})
+			}
+		default:
+			hits++
 		}
-		if !id.IsZero() {
-			next[id] = so
-		}
+		sources = append(sources, so)
 		// A copy per sync: planning writes its bookkeeping fields. Spec,
 		// labels and annotations are shared and only ever read.
-		d := *so
+		var d *state.Object
+		if len(slab) < cap(slab) {
+			slab = append(slab, *so)
+			d = &slab[len(slab)-1]
+		} else {
+			d = new(state.Object)
+			*d = *so
+		}
 		d.Revision = revision
-		out = append(out, &d)
+		out = append(out, d)
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, o := range set.Hardware {
-		if err := add(o); err != nil {
-			return nil, err
+	next := cached
+	switch {
+	case len(added) == 0 && hits == len(cached):
+		// Nothing new and nothing gone: the same map serves.
+	case len(cached)-hits <= maxStale(n):
+		next = maps.Clone(cached)
+		if next == nil {
+			next = make(map[schema.Identity]*state.Object, len(added))
 		}
-	}
-	for _, o := range set.Templates {
-		if err := add(o); err != nil {
-			return nil, err
+		for _, e := range added {
+			next[e.id] = e.so
 		}
-	}
-	for _, o := range set.Workflows {
-		if err := add(o); err != nil {
-			return nil, err
-		}
-	}
-	for _, o := range set.Machines {
-		if err := add(o); err != nil {
-			return nil, err
-		}
-	}
-	for _, o := range set.WorkflowSets {
-		if err := add(o); err != nil {
-			return nil, err
-		}
+	default:
+		next = make(map[schema.Identity]*state.Object, n)
+		i := 0
+		_ = eachObject(set, func(o schema.Object) error {
+			if id := schema.IdentityOf(o); !id.IsZero() {
+				next[id] = sources[i]
+			}
+			i++
+			return nil
+		})
 	}
 	c.mu.Lock()
 	c.entries = next
 	c.mu.Unlock()
 	return out, nil
+}
+
+// maxStale is how many objects the cache may keep beyond the n a sync
+// used before it is built anew.
+func maxStale(n int) int { return n/8 + 64 }
+
+// eachObject calls fn for every object of set, kinds in the order a plan
+// lists them.
+func eachObject(set *schema.Set, fn func(schema.Object) error) error {
+	for _, o := range set.Hardware {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	for _, o := range set.Templates {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	for _, o := range set.Workflows {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	for _, o := range set.Machines {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	for _, o := range set.WorkflowSets {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tinkops/tinkops/reconciler/bmc"
 	"github.com/tinkops/tinkops/schema"
@@ -108,6 +110,11 @@ type Options struct {
 	MaxPruneShare float64
 	// ForcePrune applies a plan beyond MaxPruneShare.
 	ForcePrune bool
+
+	// syncing leaves out the field lists of created objects: a plan made
+	// to be applied (Sync) shows them to nobody, and a first sync of a
+	// fleet of 20,000 objects held them all (18 MB) through its apply.
+	syncing bool
 }
 
 // Actual is what the store holds, as MakePlan needs it.
@@ -161,18 +168,21 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 	if err != nil {
 		return nil, err
 	}
-	return makePlan(set, desired, revision, actual, opts.forRepository(set.Config)), nil
-}
-
-// makePlan is MakePlan with the desired objects in their stored form
-// (desiredObjects); it writes their bookkeeping fields.
-func makePlan(set *schema.Set, desired []*state.Object, revision string, actual Actual, opts Options) *Plan {
-	if opts.MaxPruneShare <= 0 {
-		opts.MaxPruneShare = 0.5
-	}
 	have := make(map[state.ObjectKey]*state.Object, len(actual.Objects))
 	for _, o := range actual.Objects {
 		have[o.Key()] = o
+	}
+	return makePlan(set, desired, revision, have, actual, opts.forRepository(set.Config)), nil
+}
+
+// makePlan is MakePlan with the desired objects in their stored form
+// (desiredObjects), and the store's objects by key (have; actual.Objects
+// is not read): the reconciler's mirror keeps them so, and building the
+// map anew cost a one-file commit 20,000 insertions. It writes the desired
+// objects' bookkeeping fields.
+func makePlan(set *schema.Set, desired []*state.Object, revision string, have map[state.ObjectKey]*state.Object, actual Actual, opts Options) *Plan {
+	if opts.MaxPruneShare <= 0 {
+		opts.MaxPruneShare = 0.5
 	}
 	active := map[state.ObjectKey][]*state.WorkflowRun{} // by hardware
 	activeWF := map[state.ObjectKey]*state.WorkflowRun{}
@@ -217,8 +227,12 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 	}
 
 	p := &Plan{Revision: revision}
+	var created [][]FieldChange
+	if !opts.syncing {
+		created = createdFields(desired, have)
+	}
 	matchedGit := 0 // Git-managed objects still declared
-	for _, d := range desired {
+	for i, d := range desired {
 		key := d.Key()
 		a := have[key]
 		if a != nil && a.Source == state.SourceGit {
@@ -228,7 +242,9 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		switch {
 		case a == nil:
 			c.Op = OpCreate
-			c.Fields = diffObject(nil, d)
+			if created != nil {
+				c.Fields = created[i]
+			}
 		case a.Override != nil && state.JSONEqual(a.Override.GitSpec, d.Spec) && metaEqual(a, d):
 			// Git has not changed the object since the API override: the
 			// override stays in effect (shown as drift in status).
@@ -289,7 +305,7 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 	}
 
 	gitCount, deletes := 0, 0
-	for _, a := range actual.Objects {
+	for _, a := range have {
 		if a.Source == state.SourceGit {
 			gitCount++
 		}
@@ -303,8 +319,7 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 			seen[d.Key()] = true
 		}
 	}
-	for _, a := range actual.Objects {
-		key := a.Key()
+	for key, a := range have {
 		if seen == nil || a.Source != state.SourceGit || seen[key] {
 			continue
 		}
@@ -343,6 +358,44 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, actual 
 		return a.Name < b.Name
 	})
 	return p
+}
+
+// parallelFields is the number of new objects from which createdFields
+// shares the work out.
+const parallelFields = 512
+
+// createdFields lists the fields of each desired object the store does not
+// have (diffObject against nothing), by index in desired. Each is
+// independent of the others, and a first sync of a large fleet spends most
+// of its plan on them (0.25 s of CPU for 20,100 objects), so many are
+// shared out over the CPUs.
+func createdFields(desired []*state.Object, have map[state.ObjectKey]*state.Object) [][]FieldChange {
+	var todo []int
+	for i, d := range desired {
+		if have[d.Key()] == nil {
+			todo = append(todo, i)
+		}
+	}
+	out := make([][]FieldChange, len(desired))
+	workers := min(runtime.GOMAXPROCS(0), len(todo)/parallelFields)
+	if workers <= 1 {
+		for _, i := range todo {
+			out[i] = diffObject(nil, desired[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := w; j < len(todo); j += workers {
+				out[todo[j]] = diffObject(nil, desired[todo[j]])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // sameContent reports whether two objects have the same labels,

@@ -89,7 +89,9 @@ type Outcome struct {
 	Revision string
 	// Errors are the repository's errors; the revision was not applied.
 	Errors schema.ErrorList
-	Plan   *Plan
+	// Plan is the plan applied. It lists no fields of the objects it
+	// creates (PlanSnapshot's plan does), which nobody reads once applied.
+	Plan *Plan
 	// Applied is true when the plan was written.
 	Applied bool
 	// Changed is true when an applied sync changed something: objects,
@@ -102,6 +104,11 @@ type Outcome struct {
 // PlanSnapshot loads a snapshot and plans it against the store without
 // writing anything (what `tink diff` shows).
 func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, schema.ErrorList, error) {
+	return r.planSnapshot(ctx, snap, r.opts)
+}
+
+// planSnapshot is PlanSnapshot with the options given.
+func (r *Reconciler) planSnapshot(ctx context.Context, snap Snapshot, o Options) (*Plan, schema.ErrorList, error) {
 	set, err := r.loader.Load(ctx, snap.FS)
 	var list schema.ErrorList
 	if errors.As(err, &list) {
@@ -121,17 +128,22 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := r.opts.forRepository(set.Config)
-	var actual Actual
-	var need runNeeds
+	opts := o.forRepository(set.Config)
+	// The plan is made under the mirror's lock, from its map of the
+	// store's objects, rather than from a copy of them.
+	var plan *Plan
 	var setErrs schema.ErrorList
+	var runErr error
 	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
-		actual.Objects = make([]*state.Object, 0, len(objects))
-		for _, o := range objects {
-			actual.Objects = append(actual.Objects, o)
+		need := needsRuns(desired, objects, opts)
+		if setErrs = checkSets(set, desired, objects); len(setErrs) > 0 {
+			return
 		}
-		need = needsRuns(desired, objects, opts)
-		setErrs = checkSets(set, desired, objects)
+		var actual Actual
+		if actual.Runs, actual.RunNumbers, runErr = readRuns(ctx, r.store, need); runErr != nil {
+			return
+		}
+		plan = makePlan(set, desired, snap.Revision, objects, actual, opts)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -139,10 +151,10 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 	if len(setErrs) > 0 {
 		return nil, setErrs, nil
 	}
-	if actual.Runs, actual.RunNumbers, err = readRuns(ctx, r.store, need); err != nil {
-		return nil, nil, err
+	if runErr != nil {
+		return nil, nil, runErr
 	}
-	return makePlan(set, desired, snap.Revision, actual, opts), nil, nil
+	return plan, nil, nil
 }
 
 // apply writes a batch of the reconciler's and keeps the mirror of the
@@ -176,7 +188,10 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 	// applying; the batch then fails with a conflict and the plan is made
 	// again from the new state.
 	for attempt := 1; ; attempt++ {
-		plan, errs, err := r.PlanSnapshot(ctx, snap)
+		// The plan's field lists of created objects are left out.
+		o := r.opts
+		o.syncing = true
+		plan, errs, err := r.planSnapshot(ctx, snap, o)
 		if err != nil {
 			return nil, err
 		}

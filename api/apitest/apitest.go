@@ -109,6 +109,13 @@ func WithWebhook(secret string, trigger func()) Option {
 	return func(o *options) { o.webhook = api.Webhook{Secret: secret, Trigger: trigger} }
 }
 
+// WithWebhookPush sets the webhook's Push, called instead of its trigger
+// for a verified push whose payload names its ref and new head; use it
+// after WithWebhook.
+func WithWebhookPush(push func(ref, head string)) Option {
+	return func(o *options) { o.webhook.Push = push }
+}
+
 // WithRefusalInterval sets the least time between two summary events of
 // refused webhook requests.
 func WithRefusalInterval(d time.Duration) Option { return func(o *options) { o.refusals = d } }

@@ -284,7 +284,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.API, err = api.New(api.Config{Store: m.Store, Loader: loader, Syncer: replicaSyncer{m.Loop, m.Store, health, m.Elector, new(atomic.Bool)}, Workflows: m.Engine, Workers: workers{m.Engine}, Auth: auth,
-		Webhook: api.Webhook{Secret: c.WebhookSecret, Trigger: m.Source.Trigger}, Planner: rec, Log: m.log, Registry: reg,
+		Webhook: webhookOf(c.WebhookSecret, m.Source), Planner: rec, Log: m.log, Registry: reg,
 		BMC: bmcAPI{ctrl: m.BMC, store: m.Store}, Source: sourceStatus(m.Source),
 		GRPC:   agents.handler(),
 		Backup: storeBackup(m.Store), Replica: replicaStatus(m.Elector)})
@@ -361,6 +361,16 @@ func (m *Main) Close() error {
 
 // snapshotOf gives the dashboard's review page the source's latest
 // snapshot: the repository of the last attempted revision.
+// webhookOf connects the webhook to the source: a Git source is told the
+// head a push names, so it fetches without listing the remote's refs first.
+func webhookOf(secret string, src gitsource.Source) api.Webhook {
+	w := api.Webhook{Secret: secret, Trigger: src.Trigger}
+	if g, ok := src.(*gitsource.Git); ok {
+		w.Push = g.TriggerPush
+	}
+	return w
+}
+
 func snapshotOf(src gitsource.Source) func(r *http.Request) (string, fs.FS, error) {
 	return func(r *http.Request) (string, fs.FS, error) {
 		snap, err := src.Snapshot(r.Context())
