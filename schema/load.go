@@ -15,8 +15,9 @@ import (
 const (
 	// MaxFileSize is the largest repository file Load reads.
 	MaxFileSize = 1 << 20
-	// MaxObjects is the most objects one repository may declare.
-	MaxObjects = 100_000
+	// MaxObjects is the most objects one repository may declare: room for
+	// a fleet of 100,000 machines with a workflow each.
+	MaxObjects = 250_000
 	// ConfigFile is the optional repository configuration at the root.
 	ConfigFile = "tink.cue"
 )
