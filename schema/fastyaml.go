@@ -31,8 +31,23 @@ const fastMaxKey = 1000
 type fastYAML struct {
 	src   []byte
 	lines []fastLine
-	i     int // next line
+	i     int         // next line
+	slab  []yaml.Node // nodes are taken from here, a few allocations per file
 }
+
+// node returns a new node holding n.
+func (p *fastYAML) node(n yaml.Node) *yaml.Node {
+	if len(p.slab) == cap(p.slab) {
+		p.slab = make([]yaml.Node, 0, 32)
+	}
+	p.slab = append(p.slab, n)
+	return &p.slab[len(p.slab)-1]
+}
+
+// s returns part of the input as a string of its own. (One string of the
+// whole input, shared by its values, saved no measurable time and would
+// keep whole files alive in the objects decoded from them.)
+func (p *fastYAML) s(b []byte) string { return string(b) }
 
 // fastLine is one line of the input: its text without the line break,
 // its indentation and whether it holds only spaces.
@@ -68,7 +83,7 @@ func fastParse(src []byte) *yaml.Node {
 	if p.i != len(p.lines) {
 		return nil
 	}
-	return &yaml.Node{Kind: yaml.DocumentNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{root}}
+	return p.node(yaml.Node{Kind: yaml.DocumentNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{root}})
 }
 
 // split cuts the input into lines, refusing bytes fastParse does not
@@ -142,7 +157,7 @@ func (p *fastYAML) mapping(indent, depth int, inline bool) *yaml.Node {
 			return nil
 		}
 		if n == nil {
-			n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: k.Line, Column: k.Column}
+			n = p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: k.Line, Column: k.Column})
 		}
 		n.Content = append(n.Content, k, v)
 	}
@@ -169,7 +184,7 @@ func (p *fastYAML) entry(indent, depth int) (k, v *yaml.Node) {
 	if !plainStart(key) || !plainBody(key) {
 		return nil, nil
 	}
-	k = plainNode(string(key), line, indent+1)
+	k = p.plainNode(p.s(key), line, indent+1)
 	if k == nil {
 		return nil, nil
 	}
@@ -233,12 +248,12 @@ func (p *fastYAML) inlineValue(text []byte, at, line, indent, depth int) *yaml.N
 		if !p.endsScalar(indent) {
 			return nil
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: string(s), Line: line, Column: col}
+		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: p.s(s), Line: line, Column: col})
 	case '[':
 		if depth+1 > fastMaxDepth || !p.endsScalar(indent) {
 			return nil
 		}
-		return flowList(val, line, col)
+		return p.flowList(val, line, col)
 	case '|':
 		return p.literal(val, line, col, indent)
 	}
@@ -246,7 +261,7 @@ func (p *fastYAML) inlineValue(text []byte, at, line, indent, depth int) *yaml.N
 	if !plainStart(val) || !plainBody(val) || val[len(val)-1] == ':' || !p.endsScalar(indent) {
 		return nil
 	}
-	return plainNode(string(val), line, col)
+	return p.plainNode(p.s(val), line, col)
 }
 
 // endsScalar reports whether a one-line scalar value of a mapping at
@@ -279,7 +294,7 @@ func (p *fastYAML) sequence(indent, depth int) *yaml.Node {
 		}
 		line := p.i + 1
 		if n == nil {
-			n = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: indent + 1}
+			n = p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: indent + 1})
 		}
 		at := indent + 2
 		var item *yaml.Node
@@ -301,7 +316,7 @@ func (p *fastYAML) sequence(indent, depth int) *yaml.Node {
 				if !p.endsScalar(indent) {
 					return nil
 				}
-				item = plainNode(string(val), line, at+1)
+				item = p.plainNode(p.s(val), line, at+1)
 			}
 		}
 		if item == nil {
@@ -379,17 +394,17 @@ func (p *fastYAML) literal(head []byte, line, col, indent int) *yaml.Node {
 	if !strip {
 		b = append(b, '\n')
 	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.LiteralStyle, Value: string(b), Line: line, Column: col}
+	return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.LiteralStyle, Value: string(b), Line: line, Column: col})
 }
 
 // flowList reads a one-line flow sequence of simple plain scalars:
 // [a, b]. Nothing but spaces may follow it.
-func flowList(val []byte, line, col int) *yaml.Node {
+func (p *fastYAML) flowList(val []byte, line, col int) *yaml.Node {
 	end := bytes.IndexByte(val, ']')
 	if end < 0 || !onlySpaces(val[end+1:]) {
 		return nil
 	}
-	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: line, Column: col}
+	n := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: line, Column: col})
 	inner := val[1:end]
 	if onlySpaces(inner) {
 		if len(inner) > 0 {
@@ -412,7 +427,7 @@ func flowList(val []byte, line, col int) *yaml.Node {
 		if len(s) == 0 || !flowItem(s) {
 			return nil
 		}
-		c := plainNode(string(s), line, col+off+lead)
+		c := p.plainNode(p.s(s), line, col+off+lead)
 		if c == nil {
 			return nil
 		}
@@ -472,11 +487,11 @@ func plainBody(s []byte) bool {
 
 // plainNode builds a plain scalar node with the tag yaml.v3 resolves for
 // it; nil for a merge key (<<), which yaml.v3 treats apart.
-func plainNode(s string, line, col int) *yaml.Node {
+func (p *fastYAML) plainNode(s string, line, col int) *yaml.Node {
 	if s == "<<" {
 		return nil
 	}
-	n := &yaml.Node{Kind: yaml.ScalarNode, Value: s, Line: line, Column: col}
+	n := p.node(yaml.Node{Kind: yaml.ScalarNode, Value: s, Line: line, Column: col})
 	if plainIsString(s) {
 		n.Tag = "!!str"
 	} else {
