@@ -119,7 +119,11 @@ func newHashedFS(files map[string]string) *hashedFS {
 	m := fstest.MapFS(h.files)
 	_ = fs.WalkDir(m, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			h.dirs[p], _ = m.ReadDir(p)
+			entries, _ := m.ReadDir(p)
+			for _, e := range entries {
+				// Entries of their own, as a Git snapshot lists them.
+				h.dirs[p] = append(h.dirs[p], benchEntry{name: e.Name(), dir: e.IsDir()})
+			}
 			h.infos[p], err = m.Stat(p)
 		}
 		return err
@@ -164,6 +168,22 @@ func (h *hashedFS) Stat(name string) (fs.FileInfo, error) {
 	}
 	return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 }
+
+// benchEntry is a directory entry.
+type benchEntry struct {
+	name string
+	dir  bool
+}
+
+func (e benchEntry) Name() string { return e.name }
+func (e benchEntry) IsDir() bool  { return e.dir }
+func (e benchEntry) Type() fs.FileMode {
+	if e.dir {
+		return fs.ModeDir
+	}
+	return 0
+}
+func (e benchEntry) Info() (fs.FileInfo, error) { return nil, fs.ErrInvalid }
 
 // FileHash returns the content hash of name.
 func (h *hashedFS) FileHash(name string) (string, bool) {
