@@ -67,6 +67,9 @@ func fastParse(src []byte) *yaml.Node {
 	if !p.split() {
 		return nil
 	}
+	// Most lines make two nodes (a key and its value): one allocation
+	// for a whole file, more only for denser ones.
+	p.slab = make([]yaml.Node, 0, 2*len(p.lines)+2)
 	p.skipBlank()
 	if p.i >= len(p.lines) {
 		return nil

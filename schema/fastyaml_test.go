@@ -99,6 +99,8 @@ func fastYAMLCases() []string {
 		"a: {b: c}\n", "a: @x\n", "a: `x`\n", "a: %x\n", "a: ?x\n", "a: ,x\n", "a: x,y\n", "a: x[0]\n", "a[0]: x\n",
 		"? a\n: b\n", "a: b\na: c\n", strings.Repeat("k", 1100) + ": v\n", "\"a\": b\n", "a: \"\"\n", "a: ''\n",
 		"a:\n  b:\n  - c\n  d: e\n", "a:\n  b:\n  - c\n d: e\n", "- a: b\n  c:\n  - d\n- e\n", "a: |\n  x\n\n", "a: |-\n  x\n",
+		"a:: b\n", "a: b :\n", "a: b :c\n", "a: 'x' \n", "a:\n  - b\n  -c\n", "a: |\n  x  \n  y\n", "-a: b\n", "1: a\n2: [1, 2.5, true]\n",
+		"a:\n  b\n", "a: <x\n", "a: x=y\n", "a:\n- b:\n    c: d\n", "a: \"it's\"\n", "a: 'say \"x\"'\n", "a: b\n   \n  c\n",
 		"a:\n  - |\n    x\n", "a: 1:2\nb: 10.0.0.1\nc: 1_000\nd: 2001-01-01T10:00:00Z\ne: 1.2\nf: 52:54:00:ab:cd:ef\ng: 1..2\nh: 0o17\ni: 0b101\nj: +1\nk: .5\nl: NULL\nm: TRUE\nn: no\no: off\np: Nope\nq: 1.2.3-4\nr: 12:30:00\n", "a:\n  - \"x\"\n  - 'y'\n  - [z]\n", "a: 1\n- b\n", "- a: 1\n  - b\n", "a: /dev:/dev\n", "a: c:\\\\x\n",
 	}
 }
