@@ -42,13 +42,13 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 		dataCol:  1,
 	}
 	pos := Pos{File: file, Line: 1, Column: 1}
-	spots := map[string]Pos{"spec.data": pos}
+	marks := spots{{"spec.data", pos}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err == nil && len(root.Content) > 0 && deref(root.Content[0]).Kind == yaml.MappingNode {
 		t.dataNode = deref(root.Content[0])
 		if nameNode := scalarField(t.dataNode, "name"); nameNode != nil {
 			t.Metadata.Name = nameNode.Value
-			spots["metadata.name"] = Pos{File: file, Line: nameNode.Line, Column: nameNode.Column}
+			marks.set("metadata.name", Pos{File: file, Line: nameNode.Line, Column: nameNode.Column})
 		}
 	} else {
 		// Not YAML until rendered: read the name line as text.
@@ -57,12 +57,12 @@ func (l *Loader) loadBareTemplate(file string, b []byte) (*Template, ErrorList) 
 				v = strings.TrimSpace(v)
 				col := strings.Index(line, v) + 1
 				t.Metadata.Name = strings.Trim(v, `"'`)
-				spots["metadata.name"] = Pos{File: file, Line: i + 1, Column: col}
+				marks.set("metadata.name", Pos{File: file, Line: i + 1, Column: col})
 				break
 			}
 		}
 	}
-	t.source = source{pos: pos, spots: spots, id: l.ids.Add(1)}
+	t.source = source{pos: pos, spots: marks, id: l.ids.Add(1)}
 	if t.Metadata.Name == "" {
 		e.add(pos, "name", "a template document needs a name")
 		return nil, e.list

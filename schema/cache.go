@@ -10,8 +10,9 @@ import (
 // again only when its hash changed since the last Load, and renders a
 // workflow's template again only when the template, the hardware or the
 // workflow changed (see renderCache), so a commit that changes one file
-// costs one file's parse, the renderings it reaches and the set-wide
-// checks, which still run on the whole set.
+// costs one file's parse and the renderings it reaches; when the change
+// keeps every name, MAC, IP and reference, the set-wide checks too run
+// only on what it reaches (see loadIncremental), else on the whole set.
 type HashFS interface {
 	fs.FS
 	// FileHash returns the content hash of the named file.

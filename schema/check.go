@@ -349,6 +349,22 @@ func checkRefs(e *errs, w *Workflow, templates map[Key]*Template, hardware map[K
 // mistakes from one template rendered for many workflows are reported
 // once. keep publishes the renderings for the next Load.
 func (l *Loader) renderJobs(ctx context.Context, jobs []renderJob, macs map[string]*Hardware, keep bool) ErrorList {
+	renders, results := l.renderEach(ctx, jobs, macs)
+	if keep && ctx.Err() == nil {
+		next := make(map[renderKey]*rendering, len(jobs))
+		for i, j := range jobs {
+			if k, ok := keyFor(j.w, j.t, j.hw); ok && renders[i] != nil {
+				next[k] = renders[i]
+			}
+		}
+		l.renders.publish(next)
+	}
+	return groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })
+}
+
+// renderEach renders every job (from the cache where it can), sets each
+// workflow's Rendered and returns the renderings and each job's errors.
+func (l *Loader) renderEach(ctx context.Context, jobs []renderJob, macs map[string]*Hardware) ([]*rendering, []ErrorList) {
 	results := make([]ErrorList, len(jobs))
 	renders := make([]*rendering, len(jobs))
 	cached := l.renders.current()
@@ -367,16 +383,7 @@ func (l *Loader) renderJobs(ctx context.Context, jobs []renderJob, macs map[stri
 		}
 		results[i] = errs
 	})
-	if keep && ctx.Err() == nil {
-		next := make(map[renderKey]*rendering, len(jobs))
-		for i, j := range jobs {
-			if k, ok := keyFor(j.w, j.t, j.hw); ok && renders[i] != nil {
-				next[k] = renders[i]
-			}
-		}
-		l.renders.publish(next)
-	}
-	return groupRenderErrors(results, func(i int) string { return objectName(jobs[i].w) })
+	return renders, results
 }
 
 func orNone(l []string) []string {

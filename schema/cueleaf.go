@@ -33,6 +33,7 @@ const maxLeafResults = 1 << 20
 
 // leafConstraint is the definition's constraint at one normalised path.
 type leafConstraint struct {
+	key     string // the normalised path
 	v       cue.Value
 	exists  bool
 	trivial bool       // a bare type the decoder has already checked
@@ -44,8 +45,13 @@ type leafConstraint struct {
 type leafChecker struct {
 	d           *definitions
 	constraints map[string]*leafConstraint
-	results     *leafResults
-	noFast      bool // tests: always ask CUE
+	// children finds a constraint's child without building its path or
+	// its CUE selectors: a fleet's objects visit the same few hundred
+	// paths millions of times.
+	children map[childKey]*leafConstraint
+	tops     map[string]*leafConstraint // by kind
+	results  *leafResults
+	noFast   bool // tests: always ask CUE
 }
 
 // leafResults remembers what checking a value at a path gave, as plain data
@@ -77,7 +83,7 @@ func (lc *leafChecker) constraint(key string, parent *leafConstraint, sels ...cu
 	if c, ok := lc.constraints[key]; ok {
 		return c
 	}
-	c := &leafConstraint{}
+	c := &leafConstraint{key: key}
 	if parent != nil && parent.exists {
 		for _, sel := range sels {
 			if v := parent.v.LookupPath(cue.MakePath(sel)); v.Exists() {
@@ -112,13 +118,47 @@ func trivialConstraint(s string) bool {
 	return true
 }
 
+// childKey names a child constraint: a field label, or a list's items.
+type childKey struct {
+	parent *leafConstraint
+	label  string
+	items  bool
+}
+
+// child returns the constraint of parent's field label (items: of its
+// list items), from the cache when it has been looked up before.
+func (lc *leafChecker) child(parent *leafConstraint, label string, items bool) *leafConstraint {
+	ck := childKey{parent, label, items}
+	if c, ok := lc.children[ck]; ok {
+		return c
+	}
+	var c *leafConstraint
+	if items {
+		c = lc.constraint(parent.key+"[]", parent, cue.AnyIndex)
+	} else {
+		c = lc.constraint(parent.key+"."+label, parent, cue.Str(label).Optional(), cue.Str(label).Required(), cue.Str(label), cue.AnyString)
+	}
+	if lc.children == nil {
+		lc.children = map[childKey]*leafConstraint{}
+	}
+	lc.children[ck] = c
+	return c
+}
+
 // check validates every scalar of the document against its constraint.
 func (lc *leafChecker) check(kind string, def cue.Value, root *yaml.Node, file string) ErrorList {
 	var out ErrorList
 	var path []string
-	top := &leafConstraint{v: def, exists: true}
-	var walk func(n *yaml.Node, c *leafConstraint, key string, depth int)
-	walk = func(n *yaml.Node, c *leafConstraint, key string, depth int) {
+	top := lc.tops[kind]
+	if top == nil {
+		top = &leafConstraint{key: kind, v: def, exists: true}
+		if lc.tops == nil {
+			lc.tops = map[string]*leafConstraint{}
+		}
+		lc.tops[kind] = top
+	}
+	var walk func(n *yaml.Node, c *leafConstraint, depth int)
+	walk = func(n *yaml.Node, c *leafConstraint, depth int) {
 		n = deref(n)
 		if depth > 100 || !c.exists {
 			return
@@ -132,15 +172,14 @@ func (lc *leafChecker) check(kind string, def cue.Value, root *yaml.Node, file s
 					return
 				}
 				seen[k.Value] = true
-				ck := key + "." + k.Value
-				child := lc.constraint(ck, c, cue.Str(k.Value).Optional(), cue.Str(k.Value).Required(), cue.Str(k.Value), cue.AnyString)
+				child := lc.child(c, k.Value, false)
 				if !child.exists {
 					// A pattern key ([string]: X) is normalised so that every
 					// label shares one cache entry.
 					return
 				}
 				path = append(path, k.Value)
-				walk(v, child, ck, depth+1)
+				walk(v, child, depth+1)
 				path = path[:len(path)-1]
 			}
 			var merges []*yaml.Node
@@ -157,18 +196,17 @@ func (lc *leafChecker) check(kind string, def cue.Value, root *yaml.Node, file s
 				}
 			}
 		case yaml.SequenceNode:
-			ck := key + "[]"
-			child := lc.constraint(ck, c, cue.AnyIndex)
+			child := lc.child(c, "", true)
 			for i, item := range n.Content {
 				path = append(path, strconv.Itoa(i))
-				walk(item, child, ck, depth+1)
+				walk(item, child, depth+1)
 				path = path[:len(path)-1]
 			}
 		case yaml.ScalarNode:
 			if c.trivial || (c.fast != nil && c.fast(n)) {
 				return
 			}
-			rk := key + "\x00" + n.Tag + "\x00" + n.Value
+			rk := c.key + "\x00" + n.Tag + "\x00" + n.Value
 			issues, ok := lc.results.load(rk)
 			if !ok {
 				v := lc.d.ctx.BuildExpr(scalarToCUE(n))
@@ -191,6 +229,6 @@ func (lc *leafChecker) check(kind string, def cue.Value, root *yaml.Node, file s
 			}
 		}
 	}
-	walk(root, top, kind, 0)
+	walk(root, top, 0)
 	return out
 }

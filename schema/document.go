@@ -45,6 +45,11 @@ func (l *Loader) loadBytes(defs *definitions, name string, b []byte) fileResult 
 		return fileResult{objects: []Object{t}, errs: errs}
 	}
 	var res fileResult
+	if doc := fastParse(b); doc != nil {
+		// The common file: one plain document, read as yaml.v3 would.
+		l.loadDocument(defs, name, b, doc.Content[0], &res, true)
+		return res
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for {
 		var doc yaml.Node

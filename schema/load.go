@@ -15,8 +15,9 @@ import (
 const (
 	// MaxFileSize is the largest repository file Load reads.
 	MaxFileSize = 1 << 20
-	// MaxObjects is the most objects one repository may declare.
-	MaxObjects = 100_000
+	// MaxObjects is the most objects one repository may declare: room for
+	// a fleet of 100,000 machines with a workflow each.
+	MaxObjects = 250_000
 	// ConfigFile is the optional repository configuration at the root.
 	ConfigFile = "tink.cue"
 )
@@ -61,6 +62,12 @@ type Loader struct {
 	// fullCUE checks each object as one CUE value instead of value by
 	// value; tests use it to show both ways find the same errors.
 	fullCUE bool
+	// last is the state of the last valid Load of a HashFS, from which
+	// the next one may check only what changed (see loadIncremental).
+	lastMu sync.Mutex
+	last   *loadState
+	// incremental counts Loads that took the incremental way, for tests.
+	incremental atomic.Int64
 }
 
 // NewLoader returns a Loader. It does no work until the first Load.
@@ -142,8 +149,14 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 	files, walkErrs := listFiles(fsys, cfg)
 	all = append(all, walkErrs...)
 
-	results := make([]fileResult, len(files))
 	hfs, hashed := fsys.(HashFS)
+	if hashed && len(all) == 0 {
+		if set := l.loadIncremental(ctx, hfs, cfg, files); set != nil {
+			l.incremental.Add(1)
+			return set, nil
+		}
+	}
+	results := make([]fileResult, len(files))
 	var hashes []string
 	var misses []int
 	if hashed {
@@ -179,25 +192,18 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 		count += len(r.objects)
 		if count > l.Limit() {
 			all = append(all, &Error{Pos: Pos{File: "."}, Message: fmt.Sprintf("the repository declares more than %d objects; split it or raise the limit", l.Limit())})
+			if hashed {
+				l.forget()
+			}
 			return nil, all.sort()
 		}
 		for _, o := range r.objects {
-			switch o := o.(type) {
-			case *Hardware:
-				set.Hardware = append(set.Hardware, o)
-			case *Template:
-				set.Templates = append(set.Templates, o)
-			case *Workflow:
-				set.Workflows = append(set.Workflows, o)
-			case *Machine:
-				set.Machines = append(set.Machines, o)
-			case *WorkflowSet:
-				set.WorkflowSets = append(set.WorkflowSets, o)
-			}
+			set.add(o)
 		}
 	}
 	applyDefaults(set, cfg)
-	if no := l.defaultsID(cfg); no != 0 {
+	no := l.defaultsID(cfg)
+	if no != 0 {
 		markDefaults(set, no)
 	}
 	set.sortSet()
@@ -210,9 +216,31 @@ func (l *Loader) Load(ctx context.Context, fsys fs.FS) (*Set, error) {
 		return nil, err
 	}
 	if len(all) > 0 {
+		if hashed {
+			l.forget()
+		}
 		return nil, all.sort()
 	}
+	if hashed {
+		l.remember(hfs, files, hashes, results, set, no)
+	}
 	return set, nil
+}
+
+// add appends o to its kind's list.
+func (s *Set) add(o Object) {
+	switch o := o.(type) {
+	case *Hardware:
+		s.Hardware = append(s.Hardware, o)
+	case *Template:
+		s.Templates = append(s.Templates, o)
+	case *Workflow:
+		s.Workflows = append(s.Workflows, o)
+	case *Machine:
+		s.Machines = append(s.Machines, o)
+	case *WorkflowSet:
+		s.WorkflowSets = append(s.WorkflowSets, o)
+	}
 }
 
 // defaultsID numbers the repository defaults of cfg: objects that got

@@ -238,7 +238,7 @@ func TestObjectLimit(t *testing.T) {
 	l.MaxObjects = 10
 	got := loadErrors(t, l, fsys)
 	require.Equal(t, []string{".: the repository declares more than 10 objects; split it or raise the limit"}, got)
-	require.Equal(t, 100_000, schema.NewLoader().Limit(), "the default limit")
+	require.Equal(t, 250_000, schema.NewLoader().Limit(), "the default limit: a 100,000-machine fleet with a workflow each fits")
 }
 
 func TestCancelledLoad(t *testing.T) {

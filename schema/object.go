@@ -67,7 +67,7 @@ type Object interface {
 // so it never reaches JSON or the decoder.
 type source struct {
 	pos   Pos
-	spots map[string]Pos
+	spots spots
 	// invalid is set when the object has errors of its own; checks that
 	// depend on it are skipped, so one mistake is reported once and not
 	// again by everything that refers to the object.
@@ -127,10 +127,41 @@ func (s *source) Origin() Pos { return s.pos }
 // at returns the position of a field path, or the object's own position
 // when the field was not recorded.
 func (s *source) at(path string) Pos {
-	if p, ok := s.spots[path]; ok {
+	if p, ok := s.spots.get(path); ok {
 		return p
 	}
 	return s.pos
+}
+
+// spots are the recorded positions of a few fields by path. A list, not a
+// map: an object records two to six, and a map of them was a fifth of the
+// memory a loaded fleet holds.
+type spots []spot
+
+type spot struct {
+	path string
+	pos  Pos
+}
+
+// get returns the position recorded for path.
+func (s spots) get(path string) (Pos, bool) {
+	for _, x := range s {
+		if x.path == path {
+			return x.pos, true
+		}
+	}
+	return Pos{}, false
+}
+
+// set records the position of path, replacing an earlier one.
+func (s *spots) set(path string, p Pos) {
+	for i := range *s {
+		if (*s)[i].path == path {
+			(*s)[i].pos = p
+			return
+		}
+	}
+	*s = append(*s, spot{path, p})
 }
 
 // Set is a validated desired state: every object in a repository.

@@ -299,18 +299,21 @@ func (p *templateErrorParser) parse(err error) (line, col int, msg string) {
 // "0644".
 func (l *Loader) parseDocument(file string, rendered []byte) (*TemplateDocument, *yaml.Node, ErrorList) {
 	var e errs
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(rendered))
-	if err := dec.Decode(&root); err != nil {
-		e.add(Pos{File: file, Line: yamlErrorLine(err)}, "", "rendered template is not valid YAML: %s", cleanYAMLError(err))
-		return nil, nil, e.list
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		e.add(Pos{File: file, Line: extra.Line}, "", "rendered template holds more than one YAML document")
+	root := fastParse(rendered) // one plain document, as yaml.v3 reads it
+	if root == nil {
+		root = &yaml.Node{}
+		dec := yaml.NewDecoder(bytes.NewReader(rendered))
+		if err := dec.Decode(root); err != nil {
+			e.add(Pos{File: file, Line: yamlErrorLine(err)}, "", "rendered template is not valid YAML: %s", cleanYAMLError(err))
+			return nil, nil, e.list
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); err == nil {
+			e.add(Pos{File: file, Line: extra.Line}, "", "rendered template holds more than one YAML document")
+		}
 	}
 	doc := &TemplateDocument{}
-	body := &root
+	body := root
 	if body.Kind == yaml.DocumentNode && len(body.Content) > 0 {
 		body = body.Content[0]
 	}

@@ -394,8 +394,17 @@ func sized(name string, fn any, est func(a []reflect.Value) int64) any {
 type Program struct {
 	tmpl  *template.Template
 	funcs template.FuncMap
-	pool  sync.Pool
+	// free holds idle runners. Not a sync.Pool: a Load of a large fleet
+	// collects garbage hundreds of times, and a pool emptied by each
+	// collection cloned the template and wrapped its ~200 functions again
+	// (a tenth of the Load's CPU). Bounded, so a burst of parallel runs
+	// leaves at most maxIdleRunners behind.
+	mu   sync.Mutex
+	free []*runner
 }
+
+// maxIdleRunners bounds the idle runners a Program keeps.
+const maxIdleRunners = 8
 
 type runner struct {
 	tmpl *template.Template
@@ -449,9 +458,14 @@ func call(name string, pos parse.Pos) *parse.ActionNode {
 }
 
 func (p *Program) get() (*runner, error) {
-	if r, ok := p.pool.Get().(*runner); ok {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		r := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
 		return r, nil
 	}
+	p.mu.Unlock()
 	c, err := p.tmpl.Clone()
 	if err != nil {
 		return nil, err
@@ -477,6 +491,10 @@ func (p *Program) execute(ctx context.Context, w *cappedWriter, data any) error 
 	r.b.reset(ctx)
 	err = r.tmpl.Execute(w, data)
 	r.b.ctx = nil // the runner must not keep a request's context alive
-	p.pool.Put(r)
+	p.mu.Lock()
+	if len(p.free) < maxIdleRunners {
+		p.free = append(p.free, r)
+	}
+	p.mu.Unlock()
 	return err
 }

@@ -16,9 +16,11 @@ import (
 // checked again on every Load from the rendering's worker list (see
 // rendering.finish), so adding or removing hardware elsewhere is seen.
 //
-// Each Load builds the next map from the renderings it used, so the cache
-// holds one entry per workflow and forgets the rest; a published map is
-// never written again, so a Load reads it without a lock.
+// Each full Load builds the next map from the renderings it used, so the
+// cache holds one entry per workflow and forgets the rest (an incremental
+// Load keeps its renderings in its remembered state and leaves the map
+// as it was; see loadIncremental); a published map is never written
+// again, so a Load reads it without a lock.
 type renderCache struct {
 	entries latest[map[renderKey]*rendering]
 	// executed counts templates executed (cache misses), for tests.

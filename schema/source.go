@@ -10,10 +10,10 @@ import (
 // setSource records where obj is declared and where the fields that set-wide
 // checks report on are.
 func setSource(obj Object, pos Pos, n *yaml.Node) {
-	spots := map[string]Pos{}
+	var marks spots
 	mark := func(p ...string) {
 		if node, resolved, ok := locate(n, p, false); ok {
-			spots[formatPath(resolved)] = Pos{File: pos.File, Line: node.Line, Column: node.Column}
+			marks.set(formatPath(resolved), Pos{File: pos.File, Line: node.Line, Column: node.Column})
 		}
 	}
 	mark("metadata", "name")
@@ -26,20 +26,20 @@ func setSource(obj Object, pos Pos, n *yaml.Node) {
 		mark("spec", "bmcRef", "name")
 		mark("spec", "bmcRef")
 		mark("spec", "bmc", "credentialsRef")
-		o.source = source{pos: pos, spots: spots}
+		o.source = source{pos: pos, spots: marks}
 	case *Workflow:
 		mark("spec", "templateRef")
 		mark("spec", "hardwareRef")
 		for k := range o.Spec.HardwareMap {
 			mark("spec", "hardwareMap", k)
 		}
-		o.source = source{pos: pos, spots: spots}
+		o.source = source{pos: pos, spots: marks}
 	case *Template:
 		mark("spec", "data")
-		o.source = source{pos: pos, spots: spots}
+		o.source = source{pos: pos, spots: marks}
 	case *Machine:
 		mark("spec", "connection", "authSecretRef")
-		o.source = source{pos: pos, spots: spots}
+		o.source = source{pos: pos, spots: marks}
 	case *WorkflowSet:
 		mark("spec", "templateRef")
 		mark("spec", "hardwareSelector")
@@ -47,10 +47,10 @@ func setSource(obj Object, pos Pos, n *yaml.Node) {
 			mark("spec", "hardwareMap", k)
 		}
 		// The workflows a set owns report their hardware at its selector.
-		if p, ok := spots["spec.hardwareSelector"]; ok {
-			spots["spec.hardwareRef"] = p
+		if p, ok := marks.get("spec.hardwareSelector"); ok {
+			marks.set("spec.hardwareRef", p)
 		}
-		o.source = source{pos: pos, spots: spots}
+		o.source = source{pos: pos, spots: marks}
 	}
 }
 

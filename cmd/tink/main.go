@@ -20,6 +20,10 @@ func main() {
 		// repository for a short-lived command (see BENCHMARKS.md).
 		debug.SetGCPercent(400)
 	}
+	// No memory limit: with GOGC=400 a 100,000-machine fleet (~600 MB
+	// live) peaks at 2.1-2.3 GB RSS, and a soft limit trades that for CPU
+	// (1 GiB: 18.7 s against 14.3 s, 1.07 GB; 2 GiB: 16.8 s, 2.0 GB),
+	// where the time is what a pull request waits for.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

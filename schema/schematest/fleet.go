@@ -2,7 +2,11 @@
 // fleet shaped like a real one, one object per file.
 package schematest
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
 
 // Fleet generates a repository of nHW hardware, nT templates and a workflow
 // per hardware (file path -> content), shaped like a real fleet's: one object
@@ -98,4 +102,22 @@ spec:
 		s += "  userData: " + userData + "\n"
 	}
 	return s
+}
+
+// Write writes files (path -> content, as Fleet returns) under dir.
+func Write(dir string, files map[string]string) error {
+	made := map[string]bool{}
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if d := filepath.Dir(p); !made[d] {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			made[d] = true
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
