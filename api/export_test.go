@@ -114,3 +114,6 @@ func (s *Server) IndexReloads() int {
 	defer s.index.mu.Unlock()
 	return s.index.reloads
 }
+
+// PlansRunning is how many plan slots are held now.
+func (s *Server) PlansRunning() int { return len(s.plans) }

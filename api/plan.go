@@ -58,19 +58,35 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	select {
 	case s.plans <- struct{}{}:
-		defer func() { <-s.plans }()
 	default:
 		w.Header().Set("Retry-After", "5")
 		return Errorf(EUNAVAILABLE, "%d plans are already running on this server, its limit; retry in a moment", MaxConcurrentPlans)
 	}
-	dir, err := os.MkdirTemp("", "tink-plan-")
+	// The slot and the unpacked files are given back before the answer is
+	// written: a client that sends its plans one after another must never
+	// find its own previous plan still holding a slot.
+	out, err := func() (client.PlanResult, error) {
+		defer func() { <-s.plans }()
+		return s.plan(r)
+	}()
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// plan unpacks the request's repository archive into a directory of its
+// own, plans it and removes the directory.
+func (s *Server) plan(r *http.Request) (client.PlanResult, error) {
+	var out client.PlanResult
+	dir, err := os.MkdirTemp("", "tink-plan-")
+	if err != nil {
+		return out, err
 	}
 	defer os.RemoveAll(dir)
 	sum, err := unpack(r.Context(), io.LimitReader(r.Body, MaxPlanBody+1), dir)
 	if err != nil {
-		return err
+		return out, err
 	}
 	rev := r.URL.Query().Get("revision")
 	if rev == "" {
@@ -78,9 +94,9 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	p, errs, err := s.planner.PlanSnapshot(r.Context(), reconciler.Snapshot{Revision: rev, FS: os.DirFS(dir)})
 	if err != nil {
-		return err
+		return out, err
 	}
-	out := client.PlanResult{Revision: rev}
+	out.Revision = rev
 	for _, e := range errs {
 		out.Errors = append(out.Errors, state.SyncError{File: e.File, Line: e.Line, Column: e.Column, Path: e.Path, Message: e.Message})
 	}
@@ -97,7 +113,7 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request, c *call) err
 		out.Empty = p.Empty()
 		out.Text, out.Markdown = p.FormatText(), p.FormatMarkdown()
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // unpack extracts a gzipped tar of regular files into dir, refusing paths
