@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,9 +31,9 @@ import (
 // p99 report latency, and the server's peak heap.
 func BenchmarkWorkers(b *testing.B) {
 	benchFleet(b, nil, func(b *testing.B, m *Main) machineDriver {
-		c, err := client.New("http://"+m.Addr(), "", nil)
-		require.NoError(b, err)
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
+			c, done := workerClient(m.Addr())
+			defer done()
 			id := fmt.Sprintf("node-%04d", i)
 			var mine []time.Duration
 			for done := 0; done < actions; {
@@ -51,6 +56,80 @@ func BenchmarkWorkers(b *testing.B) {
 			return mine, nil
 		}
 	})
+}
+
+// workerClient is one simulated worker's API client, over a connection of
+// its own as a real worker (a process of its own) has, and the function
+// that closes it. The 1,000 workers share the server's two cores, so
+// their HTTP is kept cheap: a shared default transport keeps two idle
+// connections per host and would make most requests dial (and the server
+// accept and close) a fresh TCP connection, and net/http's transport
+// spends two goroutines and their hand-offs per connection. connTransport
+// writes each request and reads its response on one kept-alive
+// connection, in the worker's goroutine: still HTTP/1.1 over loopback,
+// built and parsed by the real client.
+func workerClient(addr string) (*client.Client, func()) {
+	t := &connTransport{addr: addr}
+	c, err := client.New("http://"+addr, "", &http.Client{Transport: t})
+	if err != nil {
+		panic(err) // a constant URL
+	}
+	return c, t.close
+}
+
+// connTransport is an http.RoundTripper over one kept-alive connection,
+// for one caller at a time: a simulated worker asks one thing at a time.
+type connTransport struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// body is the last response's body: read to its end (the client
+	// does, or Close drains it) before the connection carries the next.
+	body io.ReadCloser
+	// reuse is false once a response said Connection: close.
+	reuse bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.body != nil {
+		_ = t.body.Close() // drains it: the connection is free again
+		t.body = nil
+	}
+	if t.conn != nil && !t.reuse {
+		t.close()
+	}
+	if t.conn == nil {
+		var d net.Dialer
+		conn, err := d.DialContext(req.Context(), "tcp", t.addr)
+		if err != nil {
+			return nil, err
+		}
+		t.conn, t.br, t.bw, t.reuse = conn, bufio.NewReader(conn), bufio.NewWriter(conn), true
+	}
+	if err := req.Write(t.bw); err != nil {
+		t.close()
+		return nil, err
+	}
+	if err := t.bw.Flush(); err != nil {
+		t.close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(t.br, req)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	t.body, t.reuse = resp.Body, !resp.Close
+	return resp, nil
+}
+
+func (t *connTransport) close() {
+	if t.conn != nil {
+		_ = t.conn.Close()
+	}
+	t.conn, t.body = nil, nil
 }
 
 // machineDriver runs machine i's workflow of actions to its end and
@@ -114,6 +193,8 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 				}
 			}
 		}()
+		stopProfile := profileDrive(b)
+		cpu0 := processCPU(b)
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make(chan error, machines)
@@ -133,6 +214,8 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
+		cpu := processCPU(b) - cpu0
+		stopProfile()
 		close(stop)
 		<-sampled
 		close(errs)
@@ -145,8 +228,35 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-report-ms")
 		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(elapsed.Seconds(), "s-total")
+		// CPU time (server and simulated workers alike) per transition:
+		// steadier than the rate on a machine others are using.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(2*machines*actions), "cpu-us/transition")
 		require.NoError(b, m.Close())
 	}
+}
+
+// profileDrive starts a CPU profile of the driven phase alone (not the
+// sync and start that precede it) into the file BENCH_CPUPROFILE names,
+// and returns what stops it; without BENCH_CPUPROFILE it does nothing.
+func profileDrive(b *testing.B) (stop func()) {
+	path := os.Getenv("BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(b, f.Close())
+	}
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchSize is 1,000 machines of 10 actions; BENCH_WORKERS scales it down
