@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,10 +31,10 @@ import (
 // second (each action is handed out and then succeeds: two writes), p50 /
 // p99 report latency, and the server's peak heap.
 func BenchmarkWorkers(b *testing.B) {
-	benchFleet(b, nil, func(b *testing.B, m *Main) machineDriver {
+	benchFleet(b, nil, benchActions, func(b *testing.B, m *Main) machineDriver {
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
-			c, done := workerClient(m.Addr())
-			defer done()
+			c, closeClient := workerClient(m.Addr())
+			defer closeClient()
 			id := fmt.Sprintf("node-%04d", i)
 			var mine []time.Duration
 			for done := 0; done < actions; {
@@ -55,7 +56,87 @@ func BenchmarkWorkers(b *testing.B) {
 			}
 			return mine, nil
 		}
+	}, reportClosedLoop)
+}
+
+// BenchmarkWorkersOpenLoop: the fleet of BenchmarkWorkers, driven open
+// loop: together the 1,000 workers send a steady 2,000 reports a second
+// (each worker one every 500 ms, their schedules spread evenly over that
+// interval), whatever the answers take. A report's latency counts from
+// when it was due, not from when it was sent, so a worker held up by a
+// slow answer counts the wait of the reports queued behind it (no
+// coordinated omission). Each workflow has 20 actions: 40 reports, 20 s
+// of driving. Reported: reports/s achieved, p50 and p99 report latency.
+func BenchmarkWorkersOpenLoop(b *testing.B) {
+	const rate = 2000.0 // reports a second, all workers together
+	machines := benchMachines()
+	every := time.Duration(float64(machines) / rate * float64(time.Second)) // one worker's
+	var t0 time.Time
+	var last atomic.Int64 // when the last report was answered, ns after t0
+	benchFleet(b, nil, 20, func(b *testing.B, m *Main) machineDriver {
+		// A moment from now, so that every worker is started by then.
+		t0 = time.Now().Add(200 * time.Millisecond)
+		last.Store(0)
+		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
+			c, closeClient := workerClient(m.Addr())
+			defer closeClient()
+			id := fmt.Sprintf("node-%04d", i)
+			due := t0.Add(time.Duration(i) * every / time.Duration(machines))
+			var mine []time.Duration
+			for done := 0; done < actions; {
+				a, err := c.NextAction(ctx, id, 5*time.Second)
+				if err != nil {
+					return nil, err
+				}
+				if a == nil {
+					continue
+				}
+				for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
+					time.Sleep(time.Until(due))
+					if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
+						return nil, err
+					}
+					answered := time.Since(t0)
+					mine = append(mine, answered-due.Sub(t0))
+					for {
+						l := last.Load()
+						if int64(answered) <= l || last.CompareAndSwap(l, int64(answered)) {
+							break
+						}
+					}
+					due = due.Add(every)
+				}
+				done++
+			}
+			return mine, nil
+		}
+	}, func(b *testing.B, r fleetRun) {
+		b.ReportMetric(float64(len(r.lat))/time.Duration(last.Load()).Seconds(), "reports/s")
+		b.ReportMetric(float64(r.lat[len(r.lat)/2].Microseconds())/1000, "p50-report-ms")
+		b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-report-ms")
+		b.ReportMetric(float64(r.cpu.Microseconds())/float64(len(r.lat)), "cpu-us/report")
 	})
+}
+
+// reportClosedLoop reports what BenchmarkWorkers documents.
+func reportClosedLoop(b *testing.B, r fleetRun) {
+	b.ReportMetric(float64(2*r.machines*r.actions)/r.elapsed.Seconds(), "transitions/s")
+	b.ReportMetric(float64(r.lat[len(r.lat)/2].Microseconds())/1000, "p50-report-ms")
+	b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-report-ms")
+	b.ReportMetric(float64(r.peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(r.elapsed.Seconds(), "s-total")
+	// CPU time (server and simulated workers alike) per transition:
+	// steadier than the rate on a machine others are using.
+	b.ReportMetric(float64(r.cpu.Microseconds())/float64(2*r.machines*r.actions), "cpu-us/transition")
+}
+
+// fleetRun is what one drive of the fleet measured.
+type fleetRun struct {
+	machines, actions int
+	lat               []time.Duration // of every report, sorted
+	elapsed           time.Duration   // from the first request to the last answer
+	cpu               time.Duration   // the process's, meanwhile
+	peakHeap          uint64
 }
 
 // workerClient is one simulated worker's API client, over a connection of
@@ -139,12 +220,12 @@ type machineDriver func(ctx context.Context, i int, actions int) ([]time.Duratio
 // benchMAC is machine i's MAC in the fleet benchmarks.
 func benchMAC(i int) string { return fmt.Sprintf("52:54:00:01:%02x:%02x", i>>8, i&0xff) }
 
-// benchFleet starts tink-server (with args) on a fleet of benchSize
-// machines, each with a workflow of instant actions, and drives every
-// machine at once with the driver newDriver returns, reporting what
-// BenchmarkWorkers documents.
-func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Main) machineDriver) {
-	machines, actions := benchSize()
+// benchFleet starts tink-server (with args) on a fleet of benchMachines
+// machines, each with a workflow of actions instant actions, drives every
+// machine at once with the driver newDriver returns, and reports what it
+// measured with report.
+func benchFleet(b *testing.B, args []string, actions int, newDriver func(b *testing.B, m *Main) machineDriver, report func(*testing.B, fleetRun)) {
+	machines := benchMachines()
 	repo := b.TempDir()
 	var tmpl strings.Builder
 	tmpl.WriteString("version: \"0.1\"\nname: instant\ntasks:\n  - name: main\n    worker: \"{{.device_1}}\"\n    actions:\n")
@@ -223,14 +304,7 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 			require.NoError(b, err)
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		b.ReportMetric(float64(2*machines*actions)/elapsed.Seconds(), "transitions/s")
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-report-ms")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-report-ms")
-		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-		b.ReportMetric(elapsed.Seconds(), "s-total")
-		// CPU time (server and simulated workers alike) per transition:
-		// steadier than the rate on a machine others are using.
-		b.ReportMetric(float64(cpu.Microseconds())/float64(2*machines*actions), "cpu-us/transition")
+		report(b, fleetRun{machines: machines, actions: actions, lat: lat, elapsed: elapsed, cpu: cpu, peakHeap: peak})
 		require.NoError(b, m.Close())
 	}
 }
@@ -259,14 +333,18 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchSize is 1,000 machines of 10 actions; BENCH_WORKERS scales it down
-// for profiling.
-func benchSize() (machines, actions int) {
+// benchActions is how many actions each machine's workflow has in
+// BenchmarkWorkers.
+const benchActions = 10
+
+// benchMachines is 1,000 machines; BENCH_WORKERS scales it down for
+// profiling.
+func benchMachines() int {
 	if v := os.Getenv("BENCH_WORKERS"); v != "" {
 		var n int
 		if _, err := fmt.Sscan(v, &n); err == nil && n > 0 {
-			return n, 10
+			return n
 		}
 	}
-	return 1000, 10
+	return 1000
 }

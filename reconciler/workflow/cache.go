@@ -45,6 +45,10 @@ func (e *Engine) load(ctx context.Context) error {
 // setRunLocked records the current version of an active run (nil: it
 // ended) and keeps byWorker in step. The caller holds e.mu.
 func (e *Engine) setRunLocked(key state.RunKey, r *state.WorkflowRun) {
+	if old, ok := e.runs[key]; ok && r != nil && currentWorker(old) == currentWorker(r) {
+		e.runs[key] = r // the same worker's: byWorker stays as it is
+		return
+	}
 	if old, ok := e.runs[key]; ok {
 		if w := currentWorker(old); w != "" {
 			delete(e.byWorker[w], key)
@@ -186,27 +190,38 @@ func hwKey(namespace, hardware string) string { return namespace + "/" + hardwar
 
 // inputs reads the run's workflow, template and hardware from the store.
 func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, *schema.Template, *schema.Hardware, error) {
-	get := func(kind, name string) (schema.Object, error) {
-		o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
-		}
-		return reconciler.FromState(o)
-	}
-	wo, err := get(state.KindWorkflow, r.Workflow)
+	wf, err := e.workflowOf(ctx, r)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	wf := wo.(*schema.Workflow)
-	to, err := get(state.KindTemplate, wf.Spec.TemplateRef)
+	to, err := e.runObject(ctx, r, state.KindTemplate, wf.Spec.TemplateRef)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ho, err := get(state.KindHardware, wf.Spec.HardwareRef)
+	ho, err := e.runObject(ctx, r, state.KindHardware, wf.Spec.HardwareRef)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return wf, to.(*schema.Template), ho.(*schema.Hardware), nil
+}
+
+// workflowOf reads the run's workflow from the store.
+func (e *Engine) workflowOf(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, error) {
+	wo, err := e.runObject(ctx, r, state.KindWorkflow, r.Workflow)
+	if err != nil {
+		return nil, err
+	}
+	return wo.(*schema.Workflow), nil
+}
+
+// runObject reads an object of the run's namespace, with an error that
+// names it.
+func (e *Engine) runObject(ctx context.Context, r *state.WorkflowRun, kind, name string) (schema.Object, error) {
+	o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
+	}
+	return reconciler.FromState(o)
 }
 
 // knownMAC reports whether a MAC belongs to any stored hardware.

@@ -110,6 +110,13 @@ type Engine struct {
 	locks        map[state.RunKey]*sync.Mutex // one writer per run
 	waiters      map[string][]chan struct{}   // by hardware key
 	loaded       bool
+	// writing and ended tell followRuns which events are of this engine's
+	// own writes, which it records itself (see replicas.go): writing holds
+	// the runs being written, with the highest version of an event of
+	// theirs that followRuns left to the write (0: none); ended the version
+	// of a write that ended its run, until followRuns has seen its event.
+	writing map[state.RunKey]uint64
+	ended   map[state.RunKey]uint64
 
 	preparing map[state.RunKey]bool // boot actions in flight
 	wg        sync.WaitGroup        // goroutines doing boot actions
@@ -130,7 +137,7 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
-		byWorker:  map[string]map[state.RunKey]bool{},
+		byWorker: map[string]map[state.RunKey]bool{}, writing: map[state.RunKey]uint64{}, ended: map[state.RunKey]uint64{},
 		preparing: map[state.RunKey]bool{}}
 	if e.loader == nil {
 		e.loader = schema.NewLoader()

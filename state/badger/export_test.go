@@ -20,3 +20,6 @@ func CachedRun(s *Store, key state.RunKey) *state.WorkflowRun { return s.w.runs[
 
 // MaxCachedRuns is how many runs the writer caches at most.
 const MaxCachedRuns = maxCachedRuns
+
+// OtherType is otherType, for its edge cases.
+var OtherType = otherType
