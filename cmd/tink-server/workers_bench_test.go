@@ -33,28 +33,11 @@ import (
 func BenchmarkWorkers(b *testing.B) {
 	benchFleet(b, nil, benchActions, func(b *testing.B, m *Main) machineDriver {
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
-			c, closeClient := workerClient(m.Addr())
-			defer closeClient()
-			id := fmt.Sprintf("node-%04d", i)
-			var mine []time.Duration
-			for done := 0; done < actions; {
-				a, err := c.NextAction(ctx, id, 5*time.Second)
-				if err != nil {
-					return nil, err
-				}
-				if a == nil {
-					continue
-				}
-				for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
-					t0 := time.Now()
-					if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
-						return nil, err
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				done++
-			}
-			return mine, nil
+			return workAs(ctx, m.Addr(), i, actions, func(report func() error) (time.Duration, error) {
+				t0 := time.Now()
+				err := report()
+				return time.Since(t0), err
+			})
 		}
 	}, reportClosedLoop)
 }
@@ -78,37 +61,23 @@ func BenchmarkWorkersOpenLoop(b *testing.B) {
 		t0 = time.Now().Add(200 * time.Millisecond)
 		last.Store(0)
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
-			c, closeClient := workerClient(m.Addr())
-			defer closeClient()
-			id := fmt.Sprintf("node-%04d", i)
 			due := t0.Add(time.Duration(i) * every / time.Duration(machines))
-			var mine []time.Duration
-			for done := 0; done < actions; {
-				a, err := c.NextAction(ctx, id, 5*time.Second)
-				if err != nil {
-					return nil, err
+			return workAs(ctx, m.Addr(), i, actions, func(report func() error) (time.Duration, error) {
+				time.Sleep(time.Until(due))
+				if err := report(); err != nil {
+					return 0, err
 				}
-				if a == nil {
-					continue
-				}
-				for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
-					time.Sleep(time.Until(due))
-					if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
-						return nil, err
+				answered := time.Since(t0)
+				for {
+					l := last.Load()
+					if int64(answered) <= l || last.CompareAndSwap(l, int64(answered)) {
+						break
 					}
-					answered := time.Since(t0)
-					mine = append(mine, answered-due.Sub(t0))
-					for {
-						l := last.Load()
-						if int64(answered) <= l || last.CompareAndSwap(l, int64(answered)) {
-							break
-						}
-					}
-					due = due.Add(every)
 				}
-				done++
-			}
-			return mine, nil
+				took := answered - due.Sub(t0)
+				due = due.Add(every)
+				return took, nil
+			})
 		}
 	}, func(b *testing.B, r fleetRun) {
 		b.ReportMetric(float64(len(r.lat))/time.Duration(last.Load()).Seconds(), "reports/s")
@@ -116,6 +85,37 @@ func BenchmarkWorkersOpenLoop(b *testing.B) {
 		b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-report-ms")
 		b.ReportMetric(float64(r.cpu.Microseconds())/float64(len(r.lat)), "cpu-us/report")
 	})
+}
+
+// workAs runs machine i's workflow of actions as its worker does, over a
+// client of its own (the server at addr): it asks for each action, then
+// reports it RUNNING and SUCCESS, each report through send, which makes it
+// when it is due and returns its latency.
+func workAs(ctx context.Context, addr string, i, actions int, send func(report func() error) (time.Duration, error)) ([]time.Duration, error) {
+	c, closeClient := workerClient(addr)
+	defer closeClient()
+	id := fmt.Sprintf("node-%04d", i)
+	var mine []time.Duration
+	for done := 0; done < actions; {
+		a, err := c.NextAction(ctx, id, 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if a == nil {
+			continue
+		}
+		for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
+			took, err := send(func() error {
+				return c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s})
+			})
+			if err != nil {
+				return nil, err
+			}
+			mine = append(mine, took)
+		}
+		done++
+	}
+	return mine, nil
 }
 
 // reportClosedLoop reports what BenchmarkWorkers documents.
