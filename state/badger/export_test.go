@@ -23,3 +23,9 @@ const MaxCachedRuns = maxCachedRuns
 
 // OtherType is otherType, for its edge cases.
 var OtherType = otherType
+
+// AppendRun and AppendEvent are the writer's record encoders.
+var (
+	AppendRun   = appendRun
+	AppendEvent = appendEvent
+)

@@ -339,14 +339,18 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 			p.del(objectKey(key))
 			continue
 		}
-		v, err := w.encode(key, obj)
+		v, err := w.encode(key, obj, nil)
 		if err != nil {
 			return nil, err
 		}
 		p.set(objectKey(key), v)
 	}
 	for _, run := range st.Result.Runs {
-		v, err := w.encode(run.Key(), run)
+		v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
+		if !ok {
+			v = nil // json.Marshal says what is wrong
+		}
+		v, err := w.encode(run.Key(), run, v)
 		if err != nil {
 			return nil, err
 		}
@@ -361,9 +365,12 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 		p.set([]byte(keySync), v)
 	}
 	for i := range st.Result.Events {
-		v, err := json.Marshal(&st.Result.Events[i])
-		if err != nil {
-			return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
+		v, ok := appendEvent(make([]byte, 0, 256), &st.Result.Events[i])
+		if !ok {
+			var err error
+			if v, err = json.Marshal(&st.Result.Events[i]); err != nil {
+				return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
+			}
 		}
 		p.set(eventKey(st.Result.Events[i].Seq), v)
 	}
@@ -372,12 +379,14 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	return p, nil
 }
 
-// encode returns an object's or run's record, refusing one past the
-// store's value limit.
-func (w *writer) encode(key fmt.Stringer, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+// encode returns an object's or run's record (b when it is already
+// encoded), refusing one past the store's value limit.
+func (w *writer) encode(key fmt.Stringer, v any, b []byte) ([]byte, error) {
+	if b == nil {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+		}
 	}
 	if int64(len(b)) > w.s.maxValue {
 		return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(b), w.s.maxValue)
