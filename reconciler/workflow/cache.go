@@ -14,15 +14,55 @@ import (
 	"github.com/tinkops/tinkops/state"
 )
 
-// cachedHardware is a hardware read at a time.
+// cachedHardware is a hardware read at a time, when hwGen was gen.
 type cachedHardware struct {
 	hw   *schema.Hardware
 	read time.Time
+	gen  uint64
 }
 
-// hardwareTTL bounds how stale a cached hardware may be: a changed MAC is
-// seen by the engine within this time.
+// hardwareTTL bounds how stale a cached hardware may be while the
+// hardware's events are not followed (before Run, or between watches): a
+// changed MAC is seen by the engine within this time.
 const hardwareTTL = 2 * time.Second
+
+// freshLocked reports whether a cached hardware may still be used: while
+// the events are followed, if no hardware changed since it was read;
+// otherwise if it is younger than hwTTL. The caller holds e.macMu.
+func (e *Engine) freshLocked(c cachedHardware) bool {
+	if e.hwWatched {
+		return c.gen == e.hwGen
+	}
+	return time.Since(c.read) < e.hwTTL
+}
+
+// watchHardware follows the hardware's events: a hardware created,
+// changed or deleted drops the cached hardware (which is keyed by names
+// and MACs, any of which may have changed), so a worker request need not
+// read its machine again every hardwareTTL.
+func (e *Engine) watchHardware(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := e.store.Watch(ctx, 0, state.EventFilter{Kind: state.KindHardware})
+		if err != nil {
+			e.log.Warn("watch hardware", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		e.macMu.Lock()
+		e.hwGen++ // what was read before the watch began is not trusted
+		e.hwWatched = true
+		e.macMu.Unlock()
+		for range w.Events() {
+			e.macMu.Lock()
+			e.hwGen++
+			e.macMu.Unlock()
+		}
+		w.Close()
+		e.macMu.Lock()
+		e.hwWatched = false // the watch ended: back to hwTTL
+		e.macMu.Unlock()
+	}
+}
 
 // load reads the runs that have not ended from the store (once).
 func (e *Engine) load(ctx context.Context) error {

@@ -127,15 +127,20 @@ type Engine struct {
 	macMu    sync.Mutex
 	macs     map[string]state.ObjectKey // MAC -> hardware, rebuilt on a miss
 	macsRead time.Time
-	// hwCache keeps decoded hardware for a moment: every worker request
-	// names its machine, and reading and decoding it each time costs more
-	// than the transition itself.
-	hwCache map[string]cachedHardware
+	// hwCache keeps decoded hardware: every worker request names its
+	// machine, and reading and decoding it each time costs more than the
+	// transition itself. While watchHardware follows the hardware's
+	// events, an entry holds until a hardware changes (hwGen counts the
+	// changes seen); otherwise for hwTTL.
+	hwCache   map[string]cachedHardware
+	hwGen     uint64
+	hwWatched bool
+	hwTTL     time.Duration
 }
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate, hwTTL: hardwareTTL,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
 		byWorker: map[string]map[state.RunKey]bool{}, writing: map[state.RunKey]uint64{}, ended: map[state.RunKey]uint64{},
 		preparing: map[state.RunKey]bool{}}
@@ -163,10 +168,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.load(ctx); err != nil {
 		return err
 	}
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go func() {
 		defer e.wg.Done()
 		e.watchPending(ctx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.watchHardware(ctx)
 	}()
 	go func() {
 		defer e.wg.Done()
