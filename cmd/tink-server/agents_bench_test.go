@@ -30,7 +30,7 @@ func benchAgents(b *testing.B, grpcListen bool) {
 	if grpcListen {
 		args = append(args, "--grpc-listen", "127.0.0.1:0")
 	}
-	benchFleet(b, args, func(b *testing.B, m *Main) machineDriver {
+	benchFleet(b, args, benchActions, func(b *testing.B, m *Main) machineDriver {
 		addr := m.Addr()
 		if grpcListen {
 			addr = m.GRPCAddr()
@@ -66,5 +66,5 @@ func benchAgents(b *testing.B, grpcListen bool) {
 			}
 			return mine, nil
 		}
-	})
+	}, reportClosedLoop)
 }

@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,32 +31,186 @@ import (
 // second (each action is handed out and then succeeds: two writes), p50 /
 // p99 report latency, and the server's peak heap.
 func BenchmarkWorkers(b *testing.B) {
-	benchFleet(b, nil, func(b *testing.B, m *Main) machineDriver {
-		c, err := client.New("http://"+m.Addr(), "", nil)
-		require.NoError(b, err)
+	benchFleet(b, nil, benchActions, func(b *testing.B, m *Main) machineDriver {
 		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
-			id := fmt.Sprintf("node-%04d", i)
-			var mine []time.Duration
-			for done := 0; done < actions; {
-				a, err := c.NextAction(ctx, id, 5*time.Second)
-				if err != nil {
-					return nil, err
-				}
-				if a == nil {
-					continue
-				}
-				for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
-					t0 := time.Now()
-					if err := c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}); err != nil {
-						return nil, err
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				done++
-			}
-			return mine, nil
+			return workAs(ctx, m.Addr(), i, actions, func(report func() error) (time.Duration, error) {
+				t0 := time.Now()
+				err := report()
+				return time.Since(t0), err
+			})
 		}
+	}, reportClosedLoop)
+}
+
+// BenchmarkWorkersOpenLoop: the fleet of BenchmarkWorkers, driven open
+// loop: together the 1,000 workers send a steady 2,000 reports a second
+// (each worker one every 500 ms, their schedules spread evenly over that
+// interval), whatever the answers take. A report's latency counts from
+// when it was due, not from when it was sent, so a worker held up by a
+// slow answer counts the wait of the reports queued behind it (no
+// coordinated omission). Each workflow has 20 actions: 40 reports, 20 s
+// of driving. Reported: reports/s achieved, p50 and p99 report latency.
+func BenchmarkWorkersOpenLoop(b *testing.B) {
+	const rate = 2000.0 // reports a second, all workers together
+	machines := benchMachines()
+	every := time.Duration(float64(machines) / rate * float64(time.Second)) // one worker's
+	var t0 time.Time
+	var last atomic.Int64 // when the last report was answered, ns after t0
+	benchFleet(b, nil, 20, func(b *testing.B, m *Main) machineDriver {
+		// A moment from now, so that every worker is started by then.
+		t0 = time.Now().Add(200 * time.Millisecond)
+		last.Store(0)
+		return func(ctx context.Context, i int, actions int) ([]time.Duration, error) {
+			due := t0.Add(time.Duration(i) * every / time.Duration(machines))
+			return workAs(ctx, m.Addr(), i, actions, func(report func() error) (time.Duration, error) {
+				time.Sleep(time.Until(due))
+				if err := report(); err != nil {
+					return 0, err
+				}
+				answered := time.Since(t0)
+				for {
+					l := last.Load()
+					if int64(answered) <= l || last.CompareAndSwap(l, int64(answered)) {
+						break
+					}
+				}
+				took := answered - due.Sub(t0)
+				due = due.Add(every)
+				return took, nil
+			})
+		}
+	}, func(b *testing.B, r fleetRun) {
+		b.ReportMetric(float64(len(r.lat))/time.Duration(last.Load()).Seconds(), "reports/s")
+		b.ReportMetric(float64(r.lat[len(r.lat)/2].Microseconds())/1000, "p50-report-ms")
+		b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-report-ms")
+		b.ReportMetric(float64(r.cpu.Microseconds())/float64(len(r.lat)), "cpu-us/report")
 	})
+}
+
+// workAs runs machine i's workflow of actions as its worker does, over a
+// client of its own (the server at addr): it asks for each action, then
+// reports it RUNNING and SUCCESS, each report through send, which makes it
+// when it is due and returns its latency.
+func workAs(ctx context.Context, addr string, i, actions int, send func(report func() error) (time.Duration, error)) ([]time.Duration, error) {
+	c, closeClient := workerClient(addr)
+	defer closeClient()
+	id := fmt.Sprintf("node-%04d", i)
+	var mine []time.Duration
+	for done := 0; done < actions; {
+		a, err := c.NextAction(ctx, id, 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if a == nil {
+			continue
+		}
+		for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
+			took, err := send(func() error {
+				return c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s})
+			})
+			if err != nil {
+				return nil, err
+			}
+			mine = append(mine, took)
+		}
+		done++
+	}
+	return mine, nil
+}
+
+// reportClosedLoop reports what BenchmarkWorkers documents.
+func reportClosedLoop(b *testing.B, r fleetRun) {
+	b.ReportMetric(float64(2*r.machines*r.actions)/r.elapsed.Seconds(), "transitions/s")
+	b.ReportMetric(float64(r.lat[len(r.lat)/2].Microseconds())/1000, "p50-report-ms")
+	b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-report-ms")
+	b.ReportMetric(float64(r.peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(r.elapsed.Seconds(), "s-total")
+	// CPU time (server and simulated workers alike) per transition:
+	// steadier than the rate on a machine others are using.
+	b.ReportMetric(float64(r.cpu.Microseconds())/float64(2*r.machines*r.actions), "cpu-us/transition")
+}
+
+// fleetRun is what one drive of the fleet measured.
+type fleetRun struct {
+	machines, actions int
+	lat               []time.Duration // of every report, sorted
+	elapsed           time.Duration   // from the first request to the last answer
+	cpu               time.Duration   // the process's, meanwhile
+	peakHeap          uint64
+}
+
+// workerClient is one simulated worker's API client, over a connection of
+// its own as a real worker (a process of its own) has, and the function
+// that closes it. The 1,000 workers share the server's two cores, so
+// their HTTP is kept cheap: a shared default transport keeps two idle
+// connections per host and would make most requests dial (and the server
+// accept and close) a fresh TCP connection, and net/http's transport
+// spends two goroutines and their hand-offs per connection. connTransport
+// writes each request and reads its response on one kept-alive
+// connection, in the worker's goroutine: still HTTP/1.1 over loopback,
+// built and parsed by the real client.
+func workerClient(addr string) (*client.Client, func()) {
+	t := &connTransport{addr: addr}
+	c, err := client.New("http://"+addr, "", &http.Client{Transport: t})
+	if err != nil {
+		panic(err) // a constant URL
+	}
+	return c, t.close
+}
+
+// connTransport is an http.RoundTripper over one kept-alive connection,
+// for one caller at a time: a simulated worker asks one thing at a time.
+type connTransport struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// body is the last response's body: read to its end (the client
+	// does, or Close drains it) before the connection carries the next.
+	body io.ReadCloser
+	// reuse is false once a response said Connection: close.
+	reuse bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.body != nil {
+		_ = t.body.Close() // drains it: the connection is free again
+		t.body = nil
+	}
+	if t.conn != nil && !t.reuse {
+		t.close()
+	}
+	if t.conn == nil {
+		var d net.Dialer
+		conn, err := d.DialContext(req.Context(), "tcp", t.addr)
+		if err != nil {
+			return nil, err
+		}
+		t.conn, t.br, t.bw, t.reuse = conn, bufio.NewReader(conn), bufio.NewWriter(conn), true
+	}
+	if err := req.Write(t.bw); err != nil {
+		t.close()
+		return nil, err
+	}
+	if err := t.bw.Flush(); err != nil {
+		t.close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(t.br, req)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	t.body, t.reuse = resp.Body, !resp.Close
+	return resp, nil
+}
+
+func (t *connTransport) close() {
+	if t.conn != nil {
+		_ = t.conn.Close()
+	}
+	t.conn, t.body = nil, nil
 }
 
 // machineDriver runs machine i's workflow of actions to its end and
@@ -60,12 +220,12 @@ type machineDriver func(ctx context.Context, i int, actions int) ([]time.Duratio
 // benchMAC is machine i's MAC in the fleet benchmarks.
 func benchMAC(i int) string { return fmt.Sprintf("52:54:00:01:%02x:%02x", i>>8, i&0xff) }
 
-// benchFleet starts tink-server (with args) on a fleet of benchSize
-// machines, each with a workflow of instant actions, and drives every
-// machine at once with the driver newDriver returns, reporting what
-// BenchmarkWorkers documents.
-func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Main) machineDriver) {
-	machines, actions := benchSize()
+// benchFleet starts tink-server (with args) on a fleet of benchMachines
+// machines, each with a workflow of actions instant actions, drives every
+// machine at once with the driver newDriver returns, and reports what it
+// measured with report.
+func benchFleet(b *testing.B, args []string, actions int, newDriver func(b *testing.B, m *Main) machineDriver, report func(*testing.B, fleetRun)) {
+	machines := benchMachines()
 	repo := b.TempDir()
 	var tmpl strings.Builder
 	tmpl.WriteString("version: \"0.1\"\nname: instant\ntasks:\n  - name: main\n    worker: \"{{.device_1}}\"\n    actions:\n")
@@ -114,6 +274,8 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 				}
 			}
 		}()
+		stopProfile := profileDrive(b)
+		cpu0 := processCPU(b)
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make(chan error, machines)
@@ -133,6 +295,8 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
+		cpu := processCPU(b) - cpu0
+		stopProfile()
 		close(stop)
 		<-sampled
 		close(errs)
@@ -140,23 +304,47 @@ func benchFleet(b *testing.B, args []string, newDriver func(b *testing.B, m *Mai
 			require.NoError(b, err)
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		b.ReportMetric(float64(2*machines*actions)/elapsed.Seconds(), "transitions/s")
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-report-ms")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-report-ms")
-		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-		b.ReportMetric(elapsed.Seconds(), "s-total")
+		report(b, fleetRun{machines: machines, actions: actions, lat: lat, elapsed: elapsed, cpu: cpu, peakHeap: peak})
 		require.NoError(b, m.Close())
 	}
 }
 
-// benchSize is 1,000 machines of 10 actions; BENCH_WORKERS scales it down
-// for profiling.
-func benchSize() (machines, actions int) {
+// profileDrive starts a CPU profile of the driven phase alone (not the
+// sync and start that precede it) into the file BENCH_CPUPROFILE names,
+// and returns what stops it; without BENCH_CPUPROFILE it does nothing.
+func profileDrive(b *testing.B) (stop func()) {
+	path := os.Getenv("BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(b, f.Close())
+	}
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchActions is how many actions each machine's workflow has in
+// BenchmarkWorkers.
+const benchActions = 10
+
+// benchMachines is 1,000 machines; BENCH_WORKERS scales it down for
+// profiling.
+func benchMachines() int {
 	if v := os.Getenv("BENCH_WORKERS"); v != "" {
 		var n int
 		if _, err := fmt.Sscan(v, &n); err == nil && n > 0 {
-			return n, 10
+			return n
 		}
 	}
-	return 1000, 10
+	return 1000
 }

@@ -67,17 +67,18 @@ func needsBoot(wf *schema.Workflow) bool {
 
 // finish runs the after-run boot actions of an ended run in a goroutine the
 // engine owns; a failure is logged and an event (it does not change how
-// the run ended).
-func (e *Engine) finish(key state.RunKey) {
+// the run ended). run is the run as it ended, when the caller has it (the
+// engine's copy, not changed by anyone); nil reads it.
+func (e *Engine) finish(key state.RunKey, run *state.WorkflowRun) {
 	e.mu.Lock()
 	base := e.runCtx
 	e.mu.Unlock()
-	e.finishIn(base, key)
+	e.finishIn(base, key, run)
 }
 
 // finishIn is finish with the context the boot actions run under (the
 // leader's term on a replica, see replicas.go).
-func (e *Engine) finishIn(base context.Context, key state.RunKey) {
+func (e *Engine) finishIn(base context.Context, key state.RunKey, run *state.WorkflowRun) {
 	f, ok := e.prep.(Finisher)
 	if !ok {
 		return
@@ -90,9 +91,16 @@ func (e *Engine) finishIn(base context.Context, key state.RunKey) {
 		defer e.wg.Done()
 		ctx, cancel := context.WithTimeout(base, finishTimeout)
 		defer cancel()
-		run, err := e.store.GetRun(ctx, key)
-		if err != nil {
-			e.log.Error("after-run boot actions: read run", append(keyAttrs(key), "err", err)...)
+		if run == nil {
+			var err error
+			if run, err = e.store.GetRun(ctx, key); err != nil {
+				e.log.Error("after-run boot actions: read run", append(keyAttrs(key), "err", err)...)
+				return
+			}
+		}
+		run := cloneRun(run) // the Finisher's own
+		// Most workflows have no boot actions: the workflow alone says so.
+		if wf, err := e.workflowOf(ctx, run); err == nil && !needsBoot(wf) {
 			return
 		}
 		wf, _, hw, err := e.inputs(ctx, run)

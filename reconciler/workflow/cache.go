@@ -14,15 +14,55 @@ import (
 	"github.com/tinkops/tinkops/state"
 )
 
-// cachedHardware is a hardware read at a time.
+// cachedHardware is a hardware read at a time, when hwGen was gen.
 type cachedHardware struct {
 	hw   *schema.Hardware
 	read time.Time
+	gen  uint64
 }
 
-// hardwareTTL bounds how stale a cached hardware may be: a changed MAC is
-// seen by the engine within this time.
+// hardwareTTL bounds how stale a cached hardware may be while the
+// hardware's events are not followed (before Run, or between watches): a
+// changed MAC is seen by the engine within this time.
 const hardwareTTL = 2 * time.Second
+
+// freshLocked reports whether a cached hardware may still be used: while
+// the events are followed, if no hardware changed since it was read;
+// otherwise if it is younger than hwTTL. The caller holds e.macMu.
+func (e *Engine) freshLocked(c cachedHardware) bool {
+	if e.hwWatched {
+		return c.gen == e.hwGen
+	}
+	return time.Since(c.read) < e.hwTTL
+}
+
+// watchHardware follows the hardware's events: a hardware created,
+// changed or deleted drops the cached hardware (which is keyed by names
+// and MACs, any of which may have changed), so a worker request need not
+// read its machine again every hardwareTTL.
+func (e *Engine) watchHardware(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := e.store.Watch(ctx, 0, state.EventFilter{Kind: state.KindHardware})
+		if err != nil {
+			e.log.Warn("watch hardware", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		e.macMu.Lock()
+		e.hwGen++ // what was read before the watch began is not trusted
+		e.hwWatched = true
+		e.macMu.Unlock()
+		for range w.Events() {
+			e.macMu.Lock()
+			e.hwGen++
+			e.macMu.Unlock()
+		}
+		w.Close()
+		e.macMu.Lock()
+		e.hwWatched = false // the watch ended: back to hwTTL
+		e.macMu.Unlock()
+	}
+}
 
 // load reads the runs that have not ended from the store (once).
 func (e *Engine) load(ctx context.Context) error {
@@ -45,6 +85,10 @@ func (e *Engine) load(ctx context.Context) error {
 // setRunLocked records the current version of an active run (nil: it
 // ended) and keeps byWorker in step. The caller holds e.mu.
 func (e *Engine) setRunLocked(key state.RunKey, r *state.WorkflowRun) {
+	if old, ok := e.runs[key]; ok && r != nil && currentWorker(old) == currentWorker(r) {
+		e.runs[key] = r // the same worker's: byWorker stays as it is
+		return
+	}
 	if old, ok := e.runs[key]; ok {
 		if w := currentWorker(old); w != "" {
 			delete(e.byWorker[w], key)
@@ -186,27 +230,38 @@ func hwKey(namespace, hardware string) string { return namespace + "/" + hardwar
 
 // inputs reads the run's workflow, template and hardware from the store.
 func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, *schema.Template, *schema.Hardware, error) {
-	get := func(kind, name string) (schema.Object, error) {
-		o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
-		}
-		return reconciler.FromState(o)
-	}
-	wo, err := get(state.KindWorkflow, r.Workflow)
+	wf, err := e.workflowOf(ctx, r)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	wf := wo.(*schema.Workflow)
-	to, err := get(state.KindTemplate, wf.Spec.TemplateRef)
+	to, err := e.runObject(ctx, r, state.KindTemplate, wf.Spec.TemplateRef)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ho, err := get(state.KindHardware, wf.Spec.HardwareRef)
+	ho, err := e.runObject(ctx, r, state.KindHardware, wf.Spec.HardwareRef)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return wf, to.(*schema.Template), ho.(*schema.Hardware), nil
+}
+
+// workflowOf reads the run's workflow from the store.
+func (e *Engine) workflowOf(ctx context.Context, r *state.WorkflowRun) (*schema.Workflow, error) {
+	wo, err := e.runObject(ctx, r, state.KindWorkflow, r.Workflow)
+	if err != nil {
+		return nil, err
+	}
+	return wo.(*schema.Workflow), nil
+}
+
+// runObject reads an object of the run's namespace, with an error that
+// names it.
+func (e *Engine) runObject(ctx context.Context, r *state.WorkflowRun, kind, name string) (schema.Object, error) {
+	o, err := e.store.GetObject(ctx, state.ObjectKey{Kind: kind, Namespace: r.Namespace, Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %s", strings.ToLower(kind), name, state.ErrorMessage(err))
+	}
+	return reconciler.FromState(o)
 }
 
 // knownMAC reports whether a MAC belongs to any stored hardware.

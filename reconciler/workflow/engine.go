@@ -110,6 +110,13 @@ type Engine struct {
 	locks        map[state.RunKey]*sync.Mutex // one writer per run
 	waiters      map[string][]chan struct{}   // by hardware key
 	loaded       bool
+	// writing and ended tell followRuns which events are of this engine's
+	// own writes, which it records itself (see replicas.go): writing holds
+	// the runs being written, with the highest version of an event of
+	// theirs that followRuns left to the write (0: none); ended the version
+	// of a write that ended its run, until followRuns has seen its event.
+	writing map[state.RunKey]uint64
+	ended   map[state.RunKey]uint64
 
 	preparing map[state.RunKey]bool // boot actions in flight
 	wg        sync.WaitGroup        // goroutines doing boot actions
@@ -120,17 +127,22 @@ type Engine struct {
 	macMu    sync.Mutex
 	macs     map[string]state.ObjectKey // MAC -> hardware, rebuilt on a miss
 	macsRead time.Time
-	// hwCache keeps decoded hardware for a moment: every worker request
-	// names its machine, and reading and decoding it each time costs more
-	// than the transition itself.
-	hwCache map[string]cachedHardware
+	// hwCache keeps decoded hardware: every worker request names its
+	// machine, and reading and decoding it each time costs more than the
+	// transition itself. While watchHardware follows the hardware's
+	// events, an entry holds until a hardware changes (hwGen counts the
+	// changes seen); otherwise for hwTTL.
+	hwCache   map[string]cachedHardware
+	hwGen     uint64
+	hwWatched bool
+	hwTTL     time.Duration
 }
 
 // New returns an Engine; it does no I/O until Run (or the first call).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate,
+	e := &Engine{store: cfg.Store, loader: cfg.Loader, log: cfg.Log, now: cfg.Now, tick: cfg.Tick, prep: cfg.Preparer, obs: cfg.Observer, leader: cfg.Leader, gate: cfg.Gate, hwTTL: hardwareTTL,
 		runs: map[state.RunKey]*state.WorkflowRun{}, locks: map[state.RunKey]*sync.Mutex{}, waiters: map[string][]chan struct{}{},
-		byWorker:  map[string]map[state.RunKey]bool{},
+		byWorker: map[string]map[state.RunKey]bool{}, writing: map[state.RunKey]uint64{}, ended: map[state.RunKey]uint64{},
 		preparing: map[state.RunKey]bool{}}
 	if e.loader == nil {
 		e.loader = schema.NewLoader()
@@ -156,10 +168,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.load(ctx); err != nil {
 		return err
 	}
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go func() {
 		defer e.wg.Done()
 		e.watchPending(ctx)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.watchHardware(ctx)
 	}()
 	go func() {
 		defer e.wg.Done()

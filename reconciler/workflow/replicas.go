@@ -90,6 +90,9 @@ func (e *Engine) followRuns(ctx context.Context) {
 		}
 		for ev := range w.Events() {
 			key := state.RunKey{Namespace: ev.Namespace, Workflow: ev.Name, Number: ev.Run}
+			if e.ownEvent(key, ev) {
+				continue
+			}
 			e.mu.Lock()
 			cur, cached := e.runs[key]
 			e.mu.Unlock()
@@ -104,7 +107,7 @@ func (e *Engine) followRuns(ctx context.Context) {
 				continue
 			}
 			if ev.Type == state.EventRunState && ev.State.Terminal() && cached && !cur.State.Terminal() {
-				e.finishIfLeader(key)
+				e.finishIfLeader(key, nil)
 			}
 		}
 		w.Close()
@@ -113,9 +116,43 @@ func (e *Engine) followRuns(ctx context.Context) {
 			// may have changed meanwhile.
 			e.mu.Lock()
 			e.loaded = false
+			clear(e.ended)
 			e.mu.Unlock()
 			sleepCtx(ctx, time.Second)
 		}
+	}
+}
+
+// ownEvent reports whether ev is of a write of this engine's that the
+// engine records itself, so followRuns need not read the run again. The
+// event of a write can reach followRuns before the write's caller has
+// recorded it (the store publishes events before it answers): an event of
+// a run being written is left to that write, which reads the run again if
+// the event turns out not to be its own (transitionOnce).
+func (e *Engine) ownEvent(key state.RunKey, ev state.Event) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if seen, ok := e.writing[key]; ok {
+		e.writing[key] = max(seen, ev.ResourceVersion)
+		return true
+	}
+	rv, ok := e.ended[key]
+	if !ok || ev.ResourceVersion > rv {
+		delete(e.ended, key) // the run was written since: not ours
+		return false
+	}
+	if ev.Type == state.EventRunState && ev.ResourceVersion == rv {
+		delete(e.ended, key) // the last event that could be of it
+	}
+	return true
+}
+
+// refreshRunAfter reads a run again after a write of this engine's found
+// that another wrote it too; a failure is logged (the next conflict reads
+// it again).
+func (e *Engine) refreshRunAfter(ctx context.Context, key state.RunKey) {
+	if err := e.refreshRun(context.WithoutCancel(ctx), key); err != nil {
+		e.log.Warn("read run written by another", append(keyAttrs(key), "err", err)...)
 	}
 }
 
@@ -151,13 +188,13 @@ func (e *Engine) leaderStep(ctx context.Context) {
 }
 
 // finishIfLeader does a run's after-run boot actions on the leader, in its
-// term: they stop if it steps down.
-func (e *Engine) finishIfLeader(key state.RunKey) {
+// term: they stop if it steps down. run is as finish takes it.
+func (e *Engine) finishIfLeader(key state.RunKey, run *state.WorkflowRun) {
 	if e.leader == nil {
-		e.finish(key)
+		e.finish(key, run)
 		return
 	}
 	if term, ok := e.leader(); ok {
-		e.finishIn(term, key)
+		e.finishIn(term, key, run)
 	}
 }

@@ -72,16 +72,19 @@ func waitReason(h holder) string {
 // waiting run keeps its place in the queue of each of its machines, so a
 // younger run cannot overtake it there.
 func (e *Engine) startWaiting(ctx context.Context) {
-	busy := map[string]holder{}
 	runs := e.active()
+	var held map[state.RunKey]string
+	if e.gate != nil {
+		held = e.gate.Hold(ctx, runs)
+	}
+	if !slices.ContainsFunc(runs, func(r *state.WorkflowRun) bool { return r.State == state.RunPending }) {
+		return // nothing waits: who holds which machine does not matter
+	}
+	busy := map[string]holder{}
 	for _, r := range runs {
 		if r.State == state.RunPreparing || r.State == state.RunRunning {
 			hold(busy, r)
 		}
-	}
-	var held map[state.RunKey]string
-	if e.gate != nil {
-		held = e.gate.Hold(ctx, runs)
 	}
 	for _, r := range runs {
 		if r.State != state.RunPending {

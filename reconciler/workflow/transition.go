@@ -70,29 +70,44 @@ func (e *Engine) transitionOnce(ctx context.Context, key state.RunKey, actor sta
 		next.AllowPXE = new(false)
 		next.Reason += "; PXE no longer allowed"
 	}
+	e.mu.Lock()
+	e.writing[key] = 0
+	e.mu.Unlock()
 	written, err := e.store.PutRun(ctx, actor, next)
+	e.mu.Lock()
+	other := e.writing[key] // an event followRuns left to this write
+	delete(e.writing, key)
 	if err != nil {
 		if state.ErrorCode(err) == state.ECONFLICT {
 			// Someone else wrote the run (an API retry, a second engine):
 			// read it again next time.
-			e.mu.Lock()
 			e.setRunLocked(key, nil)
-			e.mu.Unlock()
+		}
+		e.mu.Unlock()
+		if other > 0 && state.ErrorCode(err) != state.ECONFLICT {
+			// The event was not ours: read what another wrote.
+			e.refreshRunAfter(ctx, key)
 		}
 		return nil, err
 	}
-	e.mu.Lock()
 	if written.State.Terminal() {
 		e.setRunLocked(key, nil)
 		delete(e.locks, key)
+		if !cur.State.Terminal() {
+			e.ended[key] = written.ResourceVersion // its run-state event is to come
+		}
 	} else {
 		e.setRunLocked(key, written)
 	}
 	e.mu.Unlock()
+	if other > written.ResourceVersion {
+		// Another replica wrote the run after this write did.
+		e.refreshRunAfter(ctx, key)
+	}
 	e.notify(hwKey(written.Namespace, written.Hardware))
 	e.logTransition(cur, written, actor)
 	if written.State.Terminal() && !cur.State.Terminal() {
-		e.finishIfLeader(written.Key())
+		e.finishIfLeader(written.Key(), written)
 	}
 	return written, nil
 }

@@ -45,8 +45,10 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 	}
 	e.macMu.Lock()
 	c, ok := e.hwCache[id]
+	fresh := ok && e.freshLocked(c)
+	gen := e.hwGen // a change seen after this makes what is read now stale
 	e.macMu.Unlock()
-	if ok && time.Since(c.read) < hardwareTTL {
+	if fresh {
 		return c.hw, nil
 	}
 	remember := func(hw *schema.Hardware) *schema.Hardware {
@@ -55,7 +57,7 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 		if e.hwCache == nil || len(e.hwCache) > 100_000 {
 			e.hwCache = map[string]cachedHardware{}
 		}
-		e.hwCache[id] = cachedHardware{hw: hw, read: time.Now()}
+		e.hwCache[id] = cachedHardware{hw: hw, read: time.Now(), gen: gen}
 		return hw
 	}
 	if ns, name, ok := strings.Cut(id, "/"); ok {
@@ -110,7 +112,7 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 			if e.hwCache == nil {
 				e.hwCache = map[string]cachedHardware{}
 			}
-			e.hwCache[id] = cachedHardware{hw: hw, read: time.Now()}
+			e.hwCache[id] = cachedHardware{hw: hw, read: time.Now(), gen: gen}
 			return hw, nil
 		}
 	}

@@ -82,6 +82,7 @@ func (w *writer) commitSplit(p *prepared) {
 
 	w.committed = p.after
 	w.next = p.after
+	w.cacheRuns([]*prepared{p})
 	s.stats.Splits.Add(1)
 	s.stats.Txns.Add(uint64(2*len(chunks) + 2))
 	w.acknowledge([]*prepared{p})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -63,6 +64,8 @@ type prepared struct {
 	size    int64 // Badger's estimate of the transaction size
 	result  *state.Result
 	after   counters // counters once this batch is committed
+	// runs are copies of result's runs for the writer's cache.
+	runs []*state.WorkflowRun
 }
 
 func (p *prepared) set(key, value []byte) {
@@ -89,6 +92,62 @@ type writer struct {
 	// disk. They differ only while a transaction is being built.
 	next, committed counters
 	group           []*request
+	// runs holds, decoded, the record last committed of runs that have
+	// not ended (at most maxCachedRuns of them), so that the next write of
+	// a run, a worker's report among thousands a second, checks its
+	// precondition and works out its events without reading and decoding
+	// the record it replaces (most of a write's cost). Only the writer
+	// writes runs (LoadDir fills a new store before any write), so an
+	// entry is exactly what is stored.
+	runs map[state.RunKey]*state.WorkflowRun
+}
+
+// maxCachedRuns bounds the writer's cache of runs: a fleet's runs in
+// progress at once, typically; beyond it, runs are read from Badger.
+const maxCachedRuns = 4096
+
+// storedRun returns run key as it is once t is committed: prepared in t,
+// else as last committed (from the cache, else from Badger).
+func (w *writer) storedRun(t *pendingTxn, key state.RunKey) (*state.WorkflowRun, error) {
+	if r, ok := t.runs[key]; ok {
+		return r, nil
+	}
+	if r, ok := w.runs[key]; ok {
+		return r, nil
+	}
+	return readRun(t.txn, runKey(key), key)
+}
+
+// cacheRuns records the runs of committed batches (the callers' copies,
+// which Apply hands back, are not shared with the cache).
+func (w *writer) cacheRuns(items []*prepared) {
+	if w.runs == nil {
+		w.runs = map[state.RunKey]*state.WorkflowRun{}
+	}
+	for _, p := range items {
+		for _, r := range p.runs {
+			key := r.Key()
+			if r.State.Terminal() {
+				delete(w.runs, key)
+				continue
+			}
+			if _, ok := w.runs[key]; !ok && len(w.runs) >= maxCachedRuns {
+				for k := range w.runs {
+					delete(w.runs, k) // any one: map order is random
+					break
+				}
+			}
+			w.runs[key] = r
+		}
+	}
+}
+
+// copyRun returns a copy of r that shares nothing Stage reads with r.
+func copyRun(r *state.WorkflowRun) *state.WorkflowRun {
+	c := *r
+	c.Actions = slices.Clone(r.Actions)
+	c.Machines = slices.Clone(r.Machines)
+	return &c
 }
 
 func (w *writer) run(ctx context.Context) {
@@ -120,10 +179,25 @@ type pendingTxn struct {
 	items []*prepared
 	size  int64
 	count int64
+	// runs are the runs its batches write, as written (see storedRun).
+	runs map[state.RunKey]*state.WorkflowRun
 }
 
 func (w *writer) begin() *pendingTxn {
 	return &pendingTxn{txn: w.s.db.NewTransaction(true)}
+}
+
+// add puts p, whose entries t.txn holds, into t.
+func (t *pendingTxn) add(p *prepared, n int64) {
+	t.items = append(t.items, p)
+	t.size += p.size
+	t.count += n
+	for _, r := range p.runs {
+		if t.runs == nil {
+			t.runs = map[state.RunKey]*state.WorkflowRun{}
+		}
+		t.runs[r.Key()] = r
+	}
 }
 
 func (w *writer) commitGroup(group []*request) {
@@ -137,7 +211,7 @@ func (w *writer) commitGroup(group []*request) {
 			r.reply(nil, e)
 			continue
 		}
-		p, err := w.prepare(t.txn, r.batch)
+		p, err := w.prepare(t, r.batch)
 		if err != nil {
 			r.reply(nil, err)
 			continue
@@ -170,9 +244,7 @@ func (w *writer) commitGroup(group []*request) {
 			t = w.begin()
 			continue
 		}
-		t.items = append(t.items, p)
-		t.size += p.size
-		t.count += n
+		t.add(p, n)
 	}
 	w.commit(t)
 }
@@ -213,6 +285,7 @@ func (w *writer) commit(t *pendingTxn) bool {
 	}
 	w.committed = last
 	w.s.stats.Txns.Add(1)
+	w.cacheRuns(t.items)
 	w.acknowledge(t.items)
 	return true
 }
@@ -249,13 +322,13 @@ func (w *writer) acknowledge(items []*prepared) {
 	}
 }
 
-// prepare checks b against the state visible in txn (which includes the
+// prepare checks b against the state visible in t (which includes the
 // batches before it in the same group) and turns it into key writes. On error
 // nothing is assigned: the counters are only advanced on success.
-func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
+func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	st, err := state.Stage(b, w.s.opts.Now(), state.Counters{NextSeq: w.next.NextSeq, NextRV: w.next.NextRV},
-		func(k state.ObjectKey) (*state.Object, error) { return readObject(txn, objectKey(k), k) },
-		func(k state.RunKey) (*state.WorkflowRun, error) { return readRun(txn, runKey(k), k) })
+		func(k state.ObjectKey) (*state.Object, error) { return readObject(t.txn, objectKey(k), k) },
+		func(k state.RunKey) (*state.WorkflowRun, error) { return w.storedRun(t, k) })
 	if err != nil {
 		return nil, err
 	}
@@ -266,18 +339,23 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 			p.del(objectKey(key))
 			continue
 		}
-		v, err := w.encode(key, obj)
+		v, err := w.encode(key, obj, nil)
 		if err != nil {
 			return nil, err
 		}
 		p.set(objectKey(key), v)
 	}
 	for _, run := range st.Result.Runs {
-		v, err := w.encode(run.Key(), run)
+		v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
+		if !ok {
+			v = nil // json.Marshal says what is wrong
+		}
+		v, err := w.encode(run.Key(), run, v)
 		if err != nil {
 			return nil, err
 		}
 		p.set(runKey(run.Key()), v)
+		p.runs = append(p.runs, copyRun(run))
 	}
 	if b.Sync != nil {
 		v, err := json.Marshal(b.Sync)
@@ -287,9 +365,12 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 		p.set([]byte(keySync), v)
 	}
 	for i := range st.Result.Events {
-		v, err := json.Marshal(&st.Result.Events[i])
-		if err != nil {
-			return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
+		v, ok := appendEvent(make([]byte, 0, 256), &st.Result.Events[i])
+		if !ok {
+			var err error
+			if v, err = json.Marshal(&st.Result.Events[i]); err != nil {
+				return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
+			}
 		}
 		p.set(eventKey(st.Result.Events[i].Seq), v)
 	}
@@ -298,12 +379,14 @@ func (w *writer) prepare(txn *badgerdb.Txn, b *state.Batch) (*prepared, error) {
 	return p, nil
 }
 
-// encode returns an object's or run's record, refusing one past the
-// store's value limit.
-func (w *writer) encode(key fmt.Stringer, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+// encode returns an object's or run's record (b when it is already
+// encoded), refusing one past the store's value limit.
+func (w *writer) encode(key fmt.Stringer, v any, b []byte) ([]byte, error) {
+	if b == nil {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, state.Errorf(state.EINVALID, "%s: encode: %v", key, err)
+		}
 	}
 	if int64(len(b)) > w.s.maxValue {
 		return nil, state.Errorf(state.EINVALID, "%s: %d bytes encoded, more than the limit of %d", key, len(b), w.s.maxValue)
