@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,10 +78,36 @@ func (s *Server) handleReportAction(w http.ResponseWriter, r *http.Request, c *c
 	if err := dec.Decode(&rep); err != nil {
 		return Errorf(state.EINVALID, "report: %v", err)
 	}
+	next := false
+	if v := r.URL.Query().Get("next"); v != "" {
+		if next, err = strconv.ParseBool(v); err != nil {
+			return Errorf(state.EINVALID, "next must be true or false")
+		}
+	}
 	if err := s.workers.Report(r.Context(), c.hardware, rep); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "accepted"})
+	ans := client.WorkerReportAnswer{Result: "accepted"}
+	// The next action rides on the answer to a report that ended one: the
+	// worker would ask for it right away, and the request it saves is a
+	// third of the protocol's work per action. Asking never waits: an
+	// action not ready at once is the long poll's to deliver. A shutting-
+	// down server hands out nothing more.
+	if next && endsAction(rep.State) && s.streams.Err() == nil {
+		a, err := s.workers.Next(r.Context(), c.hardware, 0)
+		if err != nil {
+			// The report was taken; the worker asks for its next action as
+			// it would have without next=true.
+			s.log.Warn("hand out the next action with a report's answer", "worker", c.hardware, "err", err)
+		}
+		ans.Next = a
+	}
+	return writeJSON(w, http.StatusOK, ans)
+}
+
+// endsAction reports whether a report in state st ends its action.
+func endsAction(st state.RunState) bool {
+	return st == state.RunSuccess || st == state.RunFailed || st == state.RunTimeout
 }
 
 // workerHardware resolves a worker route's id (a hardware name or a MAC)

@@ -34,8 +34,10 @@ type Server interface {
 	Next(ctx context.Context, id string, wait time.Duration) (*Action, error)
 	// Report delivers a report. An error that Rejected reports as true
 	// means the server will never take it (a stale report, a cancelled
-	// run): the worker drops it. Any other error is retried.
-	Report(ctx context.Context, id string, r Report) error
+	// run): the worker drops it. Any other error is retried. To a report
+	// that ends an action the server may answer with the machine's next
+	// action, which the worker then runs without asking Next (nil: ask).
+	Report(ctx context.Context, id string, r Report) (*Action, error)
 	// Rejected reports whether err is a final refusal.
 	Rejected(err error) bool
 }
@@ -74,7 +76,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil // ctx ended
 	}
 	backoff := w.RetryMin
+	var next *Action // handed out with the answer to the last report
 	for ctx.Err() == nil {
+		if next != nil {
+			a := next
+			next = w.runAction(ctx, a)
+			continue
+		}
 		a, err := w.Server.Next(ctx, w.ID, w.Wait)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -89,7 +97,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if a == nil {
 			continue
 		}
-		w.runAction(ctx, a)
+		next = w.runAction(ctx, a)
 	}
 	return nil
 }
@@ -110,49 +118,53 @@ func (w *Worker) defaults() {
 }
 
 // runAction reports the action started, runs it and reports the result.
-func (w *Worker) runAction(ctx context.Context, a *Action) {
+// It returns the next action when the server handed it out with its
+// answer to the result.
+func (w *Worker) runAction(ctx context.Context, a *Action) *Action {
 	log := w.Log.With("workflow", a.Workflow, "run", a.Run, "action", a.Name, "attempt", a.Attempt)
 	start := time.Now()
-	if err := w.deliver(ctx, Report{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: "RUNNING", Started: start}); err != nil {
+	if _, err := w.deliver(ctx, Report{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: "RUNNING", Started: start}); err != nil {
 		if errors.Is(err, errRejected) {
 			log.Info("the server refused the action; not running it", "err", err)
 		}
-		return
+		return nil
 	}
 	log.Info("running action", "image", a.Image)
 	res := w.Runtime.Run(ctx, a)
 	if ctx.Err() != nil && res.State != "SUCCESS" {
-		return // stopping: the server times the attempt out
+		return nil // stopping: the server times the attempt out
 	}
 	log.Info("action ended", "state", res.State, "duration", res.Finished.Sub(res.Started))
 	if a.Background {
-		return // the server counted it done when it started
+		return nil // the server counted it done when it started
 	}
-	_ = w.deliver(ctx, Report{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt,
+	next, _ := w.deliver(ctx, Report{Namespace: a.Namespace, Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt,
 		State: state.RunState(res.State), Message: res.Message, Started: res.Started, Finished: res.Finished})
+	return next
 }
 
 var errRejected = errors.New("rejected by the server")
 
 // deliver sends a report until the server takes or refuses it, keeping it
-// on disk meanwhile.
-func (w *Worker) deliver(ctx context.Context, r Report) error {
+// on disk meanwhile, and returns the next action the server handed out
+// with its answer, if it did.
+func (w *Worker) deliver(ctx context.Context, r Report) (*Action, error) {
 	if err := w.savePending(&r); err != nil {
 		w.Log.Error("keep report on disk", "err", err)
 	}
 	backoff := w.RetryMin
 	for {
-		err := w.Server.Report(ctx, w.ID, r)
+		next, err := w.Server.Report(ctx, w.ID, r)
 		switch {
 		case err == nil:
 			w.clearPending()
-			return nil
+			return next, nil
 		case w.Server.Rejected(err):
 			w.clearPending()
-			return fmt.Errorf("%w: %v", errRejected, err)
+			return nil, fmt.Errorf("%w: %v", errRejected, err)
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		w.Log.Warn("report not delivered; retrying", "err", err, "retry in", backoff)
 		sleep(ctx, jitter(backoff))
@@ -205,7 +217,9 @@ func (w *Worker) deliverPending(ctx context.Context) error {
 		return nil
 	}
 	w.Log.Info("delivering a report kept from before a restart", "workflow", r.Workflow, "action", r.Action, "state", r.State)
-	err = w.deliver(ctx, r)
+	// An action handed out with the answer is not run from here: the first
+	// Next hands the same action out again.
+	_, err = w.deliver(ctx, r)
 	if errors.Is(err, errRejected) {
 		return nil
 	}

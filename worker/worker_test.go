@@ -59,6 +59,11 @@ type fakeServer struct {
 	actions []*worker.Action
 	reports []worker.Report
 	down    int // fail this many calls
+	// withAnswer hands the next action out with the answer to a report
+	// that ends an action, as the API does when asked; asks counts Next.
+	withAnswer bool
+	asks       int
+	asksAt     []int // asks made before each report
 }
 
 var errDown = errors.New("connection refused")
@@ -70,6 +75,7 @@ func (s *fakeServer) Next(ctx context.Context, id string, wait time.Duration) (*
 		s.down--
 		return nil, errDown
 	}
+	s.asks++
 	if len(s.actions) == 0 {
 		s.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
@@ -81,15 +87,21 @@ func (s *fakeServer) Next(ctx context.Context, id string, wait time.Duration) (*
 	return a, nil
 }
 
-func (s *fakeServer) Report(ctx context.Context, id string, r worker.Report) error {
+func (s *fakeServer) Report(ctx context.Context, id string, r worker.Report) (*worker.Action, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down > 0 {
 		s.down--
-		return errDown
+		return nil, errDown
 	}
 	s.reports = append(s.reports, r)
-	return nil
+	s.asksAt = append(s.asksAt, s.asks)
+	if s.withAnswer && r.State != "RUNNING" && len(s.actions) > 0 {
+		a := s.actions[0]
+		s.actions = s.actions[1:]
+		return a, nil
+	}
+	return nil, nil
 }
 
 func (s *fakeServer) Rejected(err error) bool { return false }
@@ -139,4 +151,30 @@ func TestWorkerDeliversKeptReport(t *testing.T) {
 	require.Equal(t, 2, srv.reports[0].Action)
 	_, err := os.Stat(filepath.Join(dir, "pending-report.json"))
 	require.True(t, os.IsNotExist(err))
+}
+
+// TestWorkerRunsTheActionHandedWithTheAnswer: when the answer to a result
+// carries the next action, the worker runs it without asking again: three
+// actions, one ask.
+func TestWorkerRunsTheActionHandedWithTheAnswer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &fakeServer{withAnswer: true, actions: []*worker.Action{
+		{Workflow: "wf", Run: 1, Action: 0, Attempt: 1, Name: "a", Command: []string{"/bin/true"}, Timeout: 5},
+		{Workflow: "wf", Run: 1, Action: 1, Attempt: 1, Name: "b", Command: []string{"/bin/true"}, Timeout: 5},
+		{Workflow: "wf", Run: 1, Action: 2, Attempt: 1, Name: "c", Command: []string{"/bin/false"}, Timeout: 5},
+	}}
+	w := &worker.Worker{ID: "node-01", Server: srv, Runtime: &worker.Process{WorkDir: t.TempDir()}, WorkDir: t.TempDir(), Wait: time.Hour}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	require.Eventually(t, func() bool { return len(srv.states()) == 6 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, []string{"RUNNING", "SUCCESS", "RUNNING", "SUCCESS", "RUNNING", "FAILED"}, srv.states())
+	for i, r := range srv.reports {
+		require.Equal(t, i/2, r.Action, "report %d", i)
+	}
+	srv.mu.Lock()
+	require.Equal(t, []int{1, 1, 1, 1, 1, 1}, srv.asksAt, "one ask, for the first action")
+	srv.mu.Unlock()
+	cancel()
+	require.NoError(t, <-done)
 }

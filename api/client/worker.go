@@ -50,3 +50,26 @@ func (c *Client) NextAction(ctx context.Context, id string, wait time.Duration) 
 func (c *Client) ReportAction(ctx context.Context, id string, r WorkerReport) error {
 	return c.do(ctx, http.MethodPost, workerPath(id, "report"), nil, r, nil)
 }
+
+// WorkerReportAnswer is the server's answer to a report.
+type WorkerReportAnswer struct {
+	Result string `json:"result"`
+	// Next is the machine's next action, handed out with the answer: only
+	// when the report asked for it (next=true), ended an action, and the
+	// next action was ready at once.
+	Next *WorkerAction `json:"next,omitempty"`
+}
+
+// ReportActionNext is ReportAction that also asks for the machine's next
+// action in the same request, for a report that ends an action (SUCCESS,
+// FAILED, TIMEOUT): the action comes back with the answer when it is ready
+// at once, saving the worker a long poll per action. nil means none was
+// ready (ask with NextAction as usual). An action handed out this way and
+// lost with the answer is handed out again by the next NextAction.
+func (c *Client) ReportActionNext(ctx context.Context, id string, r WorkerReport) (*WorkerAction, error) {
+	var ans WorkerReportAnswer
+	if err := c.do(ctx, http.MethodPost, workerPath(id, "report"), url.Values{"next": {"true"}}, r, &ans); err != nil {
+		return nil, err
+	}
+	return ans.Next, nil
+}

@@ -87,26 +87,38 @@ func BenchmarkWorkersOpenLoop(b *testing.B) {
 	})
 }
 
-// workAs runs machine i's workflow of actions as its worker does, over a
-// client of its own (the server at addr): it asks for each action, then
-// reports it RUNNING and SUCCESS, each report through send, which makes it
-// when it is due and returns its latency.
+// workAs runs machine i's workflow of actions as tink-worker does, over a
+// client of its own (the server at addr): it reports each action RUNNING
+// and SUCCESS, each report through send, which makes it when it is due
+// and returns its latency; the next action comes with the answer to the
+// SUCCESS report when it is ready, else from a long poll.
 func workAs(ctx context.Context, addr string, i, actions int, send func(report func() error) (time.Duration, error)) ([]time.Duration, error) {
 	c, closeClient := workerClient(addr)
 	defer closeClient()
 	id := fmt.Sprintf("node-%04d", i)
 	var mine []time.Duration
+	var next *client.WorkerAction
 	for done := 0; done < actions; {
-		a, err := c.NextAction(ctx, id, 5*time.Second)
-		if err != nil {
-			return nil, err
-		}
+		a := next
+		next = nil
 		if a == nil {
-			continue
+			var err error
+			if a, err = c.NextAction(ctx, id, 5*time.Second); err != nil {
+				return nil, err
+			}
+			if a == nil {
+				continue
+			}
 		}
 		for _, s := range []state.RunState{state.RunRunning, state.RunSuccess} {
+			r := client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s}
 			took, err := send(func() error {
-				return c.ReportAction(ctx, id, client.WorkerReport{Workflow: a.Workflow, Run: a.Run, Action: a.Action, Attempt: a.Attempt, State: s})
+				if s == state.RunSuccess {
+					n, err := c.ReportActionNext(ctx, id, r)
+					next = n
+					return err
+				}
+				return c.ReportAction(ctx, id, r)
 			})
 			if err != nil {
 				return nil, err

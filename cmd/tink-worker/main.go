@@ -175,8 +175,14 @@ func (s apiServer) Next(ctx context.Context, id string, wait time.Duration) (*wo
 	return s.c.NextAction(ctx, id, wait)
 }
 
-func (s apiServer) Report(ctx context.Context, id string, r worker.Report) error {
-	return s.c.ReportAction(ctx, id, r)
+// Report delivers a report; one that ends an action also asks for the
+// next action in the same request.
+func (s apiServer) Report(ctx context.Context, id string, r worker.Report) (*worker.Action, error) {
+	switch r.State {
+	case state.RunSuccess, state.RunFailed, state.RunTimeout:
+		return s.c.ReportActionNext(ctx, id, r)
+	}
+	return nil, s.c.ReportAction(ctx, id, r)
 }
 
 // Rejected: the server refused the report for good (409) or it can never
