@@ -97,10 +97,13 @@ type idleFigures struct {
 func runIdle(b *testing.B, bin, repo, rev string, machines int) idleFigures {
 	b.Helper()
 	data := b.TempDir()
-	// 100,000 machines declare 200,100 objects, beyond the default limit.
+	// 100,000 machines declare 200,100 objects, beyond the default limit,
+	// and their sync may take longer than the default --sync-timeout (2m)
+	// on a loaded machine.
+	timeout := time.Duration(max(1, machines/10_000)) * 10 * time.Minute
 	cmd := exec.Command(bin, "--repo", repo, "--listen", "127.0.0.1:0", "--data-dir", data,
 		"--poll-interval", "1h", "--log-format", "json", "--log-level", "warn",
-		"--max-objects", strconv.Itoa(2*machines+100))
+		"--max-objects", strconv.Itoa(2*machines+100), "--sync-timeout", timeout.String())
 	stderr, err := os.Create(filepath.Join(b.TempDir(), "stderr"))
 	require.NoError(b, err)
 	defer stderr.Close()
@@ -120,9 +123,8 @@ func runIdle(b *testing.B, bin, repo, rev string, machines int) idleFigures {
 
 	// /readyz answers 200 once the first sync finished or failed; the
 	// status then tells which.
-	// Ten minutes for each 10,000 machines: the sync and the engine's
-	// preparing of every run, on a loaded 2-core machine.
-	timeout := time.Duration(max(1, machines/10_000)) * 10 * time.Minute
+	// Ten minutes for each 10,000 machines (timeout): the sync and the
+	// engine's preparing of every run, on a loaded 2-core machine.
 	waitFor(b, timeout, 20*time.Millisecond, logs, func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {

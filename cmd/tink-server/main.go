@@ -51,7 +51,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	gcDefaults(m.Getenv)
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

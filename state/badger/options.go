@@ -33,9 +33,7 @@ type Options struct {
 	// than this is committed in several transactions that readers still
 	// see all at once (see the package documentation); an object larger
 	// than half of it is refused. Default: half of what Badger accepts in
-	// one transaction (2.4 MB with the memtables of badgerOptions, so
-	// objects up to 1.2 MB: above the 1 MiB a repository file or an API
-	// request body may hold).
+	// one transaction (about 4.8 MB with Badger's default memtable size).
 	MaxTxnBytes int64
 	// MaxGroup caps how many concurrent Apply calls are committed together
 	// with one disk sync. Default 1000.
@@ -82,31 +80,20 @@ func (o Options) withDefaults() Options {
 
 // Badger's defaults suit databases of hundreds of gigabytes; ours holds a
 // fleet's objects, runs and events, about 15 MB of tables at 10,000
-// machines. Its memory, sized for that (issue 21: a server holding 10,000
-// machines idles under 300 MiB):
-//   - memtables: 32 MiB instead of 64. Each is a Go allocation of its size
-//     plus 30% (an 83 MB arena at 64 MiB, 42 MB at 32), live as long as
-//     the server, so it also raises the garbage collector's heap goal by as
-//     much; and its write-ahead log is mmapped. Badger accepts
-//     transactions up to 15% of it: 4.8 MB, so objects up to 1.2 MB (see
-//     MaxTxnBytes), above what a repository file or an API body may hold.
-//   - at most 3 memtables instead of 5: a sync of 100,000 machines fills
-//     them faster than they are flushed, and each waiting one is a full
-//     arena; writes wait for a flush instead.
-//   - block cache: 64 MiB instead of 256. It holds decompressed table
-//     blocks in the Go heap; 64 MiB is four times the 10,000-machine
-//     fleet's compressed tables, and a miss costs a read of the page cache.
-const (
-	memTableSize   = 32 << 20
-	numMemtables   = 3
-	blockCacheSize = 64 << 20
-)
+// machines. Its block cache holds decompressed table blocks in the Go heap,
+// up to 256 MiB by default, which also raises the garbage collector's heap
+// goal by as much; 64 MiB is four times the 10,000-machine fleet's
+// compressed tables, and a miss costs a read of the page cache.
+//
+// The memtables stay at Badger's 64 MiB (an 83 MB arena, live as long as
+// the server): at 32 MiB a full sync of 20,100 objects flushed one mid-way
+// and took 8.9-14.1 s instead of 6.3-7.0 s (BenchmarkFleetSync/full, load
+// average 10-16), for 90 MB less peak heap; and the largest object Badger
+// accepts (see MaxTxnBytes) is tied to their size.
+const blockCacheSize = 64 << 20
 
 func (o Options) badgerOptions(dir string) badgerdb.Options {
-	bo := badgerdb.DefaultOptions(dir).
-		WithMemTableSize(memTableSize).
-		WithNumMemtables(numMemtables).
-		WithBlockCacheSize(blockCacheSize)
+	bo := badgerdb.DefaultOptions(dir).WithBlockCacheSize(blockCacheSize)
 	if o.Badger != nil {
 		bo = o.Badger(bo)
 	}
