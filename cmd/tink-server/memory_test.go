@@ -26,11 +26,17 @@ func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB`).FindSubmatch(b)
-	require.NotNil(t, m, "no VmHWM in /proc/%d/status", pid)
+	return procStatusKB(t, b, "VmHWM") << 10
+}
+
+// procStatusKB reads one "Name:   123 kB" line of /proc/PID/status.
+func procStatusKB(tb testing.TB, status []byte, name string) int64 {
+	tb.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + `:\s+(\d+) kB`).FindSubmatch(status)
+	require.NotNil(tb, m, "no %s in /proc/PID/status", name)
 	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
-	require.NoError(t, err)
-	return kb << 10
+	require.NoError(tb, err)
+	return kb
 }
 
 // labelBomb is a Hardware of 868 KiB with 60,000 labels.

@@ -67,6 +67,10 @@ type Config struct {
 	// state.Retention; 0 keeps the default, negative removes the limit).
 	MaxEvents   int
 	MaxEventAge time.Duration
+	// MaxObjects is the most objects a repository (or a plan's tarball)
+	// may declare; the loader refuses more rather than spend unbounded
+	// memory on a mistaken commit. 0 is schema.MaxObjects.
+	MaxObjects int
 	// LogLevel and LogFormat shape the log (see newLogger).
 	LogLevel  string
 	LogFormat string
@@ -155,6 +159,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.BMCCACert, "bmc-ca-cert", c.BMCCACert, "PEM file of the CAs that sign Redfish BMC certificates (default: the system's roots; insecureTLS on a bmc block skips the check)")
 	fs.IntVar(&c.MaxEvents, "max-events", c.MaxEvents, "how many of the newest events the event log keeps (0: 1,000,000; negative: no limit)")
 	fs.DurationVar(&c.MaxEventAge, "max-event-age", c.MaxEventAge, "how long the event log keeps an event (0: 720h; negative: no limit)")
+	fs.IntVar(&c.MaxObjects, "max-objects", c.MaxObjects, fmt.Sprintf("the most objects the repository may declare (0: %d); a fleet of 100,000 machines with a workflow each needs 200,000 and more memory", schema.MaxObjects))
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
@@ -197,6 +202,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.BMCTimeout <= 0 {
 		return fmt.Errorf("--bmc-timeout must be positive, got %s", c.BMCTimeout)
+	}
+	if c.MaxObjects < 0 {
+		return fmt.Errorf("--max-objects must not be negative, got %d", c.MaxObjects)
 	}
 	if c.BMCRetries < 0 {
 		return fmt.Errorf("--bmc-retries must not be negative, got %d", c.BMCRetries)
@@ -258,6 +266,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("repository: %w", err)
 	}
 	loader := schema.NewLoader()
+	loader.MaxObjects = c.MaxObjects
 	rec := reconciler.New(reconciler.Config{Store: m.Store, Loader: loader, Log: m.log, Plan: reconciler.Options{Prune: c.Prune}})
 	m.Loop = reconciler.NewLoop(rec, m.Source, c.SyncTimeout)
 	m.Loop.OnSync = met.Reconciled
