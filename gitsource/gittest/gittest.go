@@ -94,12 +94,19 @@ func (r *Repo) Commit(msg string, files map[string]string) string {
 // someone else's change.
 func (r *Repo) CommitAs(author, msg string, files map[string]string) string {
 	r.tb.Helper()
+	// Deletions first: a commit may replace a file by a directory of the
+	// same name (hardware/b.yaml -> hardware/b.yaml/x.yaml), which map
+	// order alone would sometimes try the other way round.
 	for name, content := range files {
-		p := filepath.Join(r.Work, filepath.FromSlash(name))
 		if content == "" {
-			require.NoError(r.tb, os.Remove(p))
+			require.NoError(r.tb, os.Remove(filepath.Join(r.Work, filepath.FromSlash(name))))
+		}
+	}
+	for name, content := range files {
+		if content == "" {
 			continue
 		}
+		p := filepath.Join(r.Work, filepath.FromSlash(name))
 		require.NoError(r.tb, os.MkdirAll(filepath.Dir(p), 0o755))
 		require.NoError(r.tb, os.WriteFile(p, []byte(content), 0o644))
 	}
