@@ -98,6 +98,10 @@ type Engine struct {
 
 	mu   sync.Mutex
 	runs map[state.RunKey]*state.WorkflowRun // runs that have not ended
+	// runsGen counts changes to runs; sorted is runs oldest first as of
+	// change sortedGen (see active).
+	runsGen, sortedGen uint64
+	sorted             []*state.WorkflowRun
 	// byWorker indexes RUNNING runs by their current action's worker (a
 	// MAC or a hardware name), so a worker asking for work looks at its
 	// own runs, not the whole fleet's.
