@@ -174,25 +174,23 @@ func handOut(p *Set, cfg *Config, ignored int) *Set {
 		}
 		s.Hardware[i] = &hw[i]
 	}
-	ts := make([]Template, len(p.Templates))
-	s.Templates = make([]*Template, len(p.Templates))
-	for i, t := range p.Templates {
-		ts[i] = *t
-		s.Templates[i] = &ts[i]
-	}
-	ws := make([]Workflow, len(p.Workflows))
-	s.Workflows = make([]*Workflow, len(p.Workflows))
-	for i, w := range p.Workflows {
-		ws[i] = *w // Rendered included: the rendering is shared, as a full Load shares it
-		s.Workflows[i] = &ws[i]
-	}
-	ms := make([]Machine, len(p.Machines))
-	s.Machines = make([]*Machine, len(p.Machines))
-	for i, m := range p.Machines {
-		ms[i] = *m
-		s.Machines[i] = &ms[i]
-	}
+	s.Templates = shallowCopies(p.Templates)
+	// Rendered included: the rendering is shared, as a full Load shares it.
+	s.Workflows = shallowCopies(p.Workflows)
+	s.Machines = shallowCopies(p.Machines)
 	return s
+}
+
+// shallowCopies returns a copy of each object in one allocation, so the
+// caller may change the objects' fields without reaching the originals.
+func shallowCopies[T any](src []*T) []*T {
+	vals := make([]T, len(src))
+	out := make([]*T, len(src))
+	for i, v := range src {
+		vals[i] = *v
+		out[i] = &vals[i]
+	}
+	return out
 }
 
 // sameFleetKeys reports whether b keeps a's MACs, IP addresses and bmcRef,
