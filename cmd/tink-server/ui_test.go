@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinkops/tinkops/api"
+	"github.com/tinkops/tinkops/citest"
 	"github.com/tinkops/tinkops/state"
 )
 
@@ -32,10 +33,7 @@ func chromiumPath(tb testing.TB) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("chromium is not installed: the dashboard tests need a real browser (.ci/run installs Debian's chromium)")
-	}
-	tb.Skip("chromium is not installed (apt-get install chromium); the dashboard tests need it")
+	citest.Missing(tb, "chromium is not installed: the dashboard tests need a real browser (apt-get install chromium; .ci/run installs it)")
 	return ""
 }
 

@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinkops/tinkops/citest"
 )
 
 // missing is the message when PostgreSQL cannot be found.
@@ -85,10 +87,7 @@ func Require(tb testing.TB) string {
 	tb.Helper()
 	bin := Bin()
 	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("pgtest: " + missing)
-		}
-		tb.Skip("pgtest: " + missing)
+		citest.Missing(tb, "pgtest: "+missing)
 	}
 	return bin
 }
