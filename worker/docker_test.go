@@ -319,6 +319,12 @@ func TestDocker(t *testing.T) {
 			Command: []string{"/bin/sh", "-c", "echo run >> /out/count; sleep 60"}, Volumes: []string{dir + ":/out"}}
 		first, _ := newDocker(t, c)
 		old := runAndStop(t, c, first, a, false)
+		// Running is the container's state, not the shell's progress: wait
+		// for attempt 1's line so the count below shows both attempts ran.
+		require.Eventually(t, func() bool {
+			b, _ := os.ReadFile(filepath.Join(dir, "count"))
+			return string(b) == "run\n"
+		}, 20*time.Second, 20*time.Millisecond)
 
 		// The server gave up on attempt 1 while the worker was away and
 		// hands out attempt 2: the two must never run side by side.
