@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -467,7 +466,7 @@ func TestRestoreRefusesDamagedBackup(t *testing.T) {
 	src := MustOpen(t, t.TempDir(), badger.Options{})
 	for i := range 400 {
 		o := hw(fmt.Sprintf("node-%03d", i), nil)
-		o.Annotations = map[string]string{"padding": strings.Repeat("x", 4000)}
+		o.Annotations = map[string]string{"padding": incompressible(4000)}
 		_, err := src.PutObject(ctx, state.ActorGit, o)
 		require.NoError(t, err)
 	}
@@ -575,7 +574,7 @@ func TestBackupStopsOnCancel(t *testing.T) {
 	b := &state.Batch{Actor: state.ActorGit}
 	for i := range 3000 {
 		o := hw(fmt.Sprintf("node-%04d", i), nil)
-		o.Annotations = map[string]string{"padding": strings.Repeat("x", 500)}
+		o.Annotations = map[string]string{"padding": incompressible(500)}
 		b.Put(o, "")
 	}
 	_, err := src.Apply(ctx, b)

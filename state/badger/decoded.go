@@ -88,7 +88,11 @@ func decodeItem[T any](s *Store, shared bool, item *badgerdb.Item, what func() s
 	}
 	x := new(T)
 	err := item.Value(func(v []byte) error {
-		if err := json.Unmarshal(v, x); err != nil {
+		v, err := unpack(v)
+		if err == nil {
+			err = json.Unmarshal(v, x)
+		}
+		if err != nil {
 			return state.Errorf(state.EINTERNAL, "%s does not decode: %v", what(), err)
 		}
 		return nil

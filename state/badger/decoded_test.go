@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -100,7 +99,7 @@ func TestSharedReads(t *testing.T) {
 	all, err := state.AllObjects(ctx, s, state.ObjectQuery{})
 	require.NoError(t, err)
 	for _, o := range all {
-		o.Annotations = map[string]string{"padding": strings.Repeat("p", 1024)}
+		o.Annotations = map[string]string{"padding": incompressible(1024)}
 		o.Spec = json.RawMessage(`{"interfaces":[{"dhcp":{"mac":"00:00:00:00:00:02"}}]}`)
 		big.Put(o, "")
 	}

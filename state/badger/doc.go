@@ -7,10 +7,10 @@
 // variable-length parts (names cannot contain control characters), and
 // integers are big-endian so that byte order is numeric order.
 //
-//	o/<kind> 0x00 <namespace> 0x00 <name>      object (JSON of state.Object)
-//	r/<namespace> 0x00 <workflow> 0x00 <u64>    workflow run (JSON of state.WorkflowRun)
+//	o/<kind> 0x00 <namespace> 0x00 <name>      object (JSON of state.Object, packed)
+//	r/<namespace> 0x00 <workflow> 0x00 <u64>    workflow run (JSON of state.WorkflowRun, packed)
 //	e/<u64 seq>                                 event (JSON of state.Event)
-//	m/format                                    layout version, "tinkops-state/1"
+//	m/format                                    layout version, "tinkops-state/2"
 //	m/counters                                  next event seq and resourceVersion (2 x u64)
 //	m/oldest                                    oldest retained event seq (u64)
 //	m/sync                                      sync status (JSON of state.SyncStatus)
@@ -19,8 +19,11 @@
 //
 // So a kind, a kind in a namespace, the runs of a workflow and the event log
 // from a sequence number are each one prefix scan, in the order the API
-// returns them. Values are JSON so that a damaged record can be read by eye
-// (see the README); the store never interprets specs.
+// returns them. Values are JSON so that a damaged record can be read (see
+// the README); the store never interprets specs. Objects and runs are
+// packed: compressed with S2 behind a marker byte when that makes them
+// smaller (pack.go says why); `tink-server migrate` reads every record
+// decoded (state.Dumper).
 //
 // # Durability and group commit
 //

@@ -61,6 +61,10 @@ func dumpPrefix(ctx context.Context, txn *badgerdb.Txn, prefix string, fn func(s
 		}
 		var item state.DumpItem
 		err := it.Item().Value(func(v []byte) error {
+			v, err := unpack(v)
+			if err != nil {
+				return err
+			}
 			switch prefix {
 			case prefixObject:
 				item.Object = &state.Object{}

@@ -23,7 +23,14 @@ const (
 
 	// formatVersion is stored under keyFormat. Bump it when the layout
 	// changes incompatibly; Open refuses directories it does not know.
-	formatVersion = "tinkops-state/1"
+	// Format 2 stores records of objects and runs compressed (pack.go).
+	formatVersion = "tinkops-state/2"
+	// formatV1 is the format before compressed records. Its records are
+	// all plain JSON, which format 2 reads as it is: Open upgrades such a
+	// directory's marker (so that an older server, which could not read
+	// the records written from then on, refuses the directory instead),
+	// and Restore accepts its backups.
+	formatV1 = "tinkops-state/1"
 )
 
 // sep separates the parts of a key. Names cannot contain control characters

@@ -39,7 +39,10 @@ func readObject(txn *badgerdb.Txn, bk []byte, key state.ObjectKey) (*state.Objec
 		return nil, err
 	}
 	var obj state.Object
-	if err := json.Unmarshal(v, &obj); err != nil {
+	if v, err = unpack(v); err == nil {
+		err = json.Unmarshal(v, &obj)
+	}
+	if err != nil {
 		return nil, state.Errorf(state.EINTERNAL, "%s: stored object does not decode: %v", key, err)
 	}
 	return &obj, nil

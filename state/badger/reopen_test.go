@@ -2,6 +2,7 @@ package badger_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -170,4 +171,15 @@ func goroutines() string {
 		}
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// incompressible returns n bytes of random text: records are stored
+// compressed, so a test that needs a record of some size on disk pads it
+// with this rather than with a repeated character.
+func incompressible(n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		b.WriteString(rand.Text())
+	}
+	return b.String()[:n]
 }

@@ -63,7 +63,10 @@ func readRun(txn *badgerdb.Txn, bk []byte, key state.RunKey) (*state.WorkflowRun
 		return nil, err
 	}
 	var run state.WorkflowRun
-	if err := json.Unmarshal(v, &run); err != nil {
+	if v, err = unpack(v); err == nil {
+		err = json.Unmarshal(v, &run)
+	}
+	if err != nil {
 		return nil, state.Errorf(state.EINTERNAL, "%s: stored run does not decode: %v", key, err)
 	}
 	return &run, nil

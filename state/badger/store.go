@@ -274,6 +274,19 @@ func (s *Store) checkFormat() error {
 		return damaged(s.dir, "read format marker: %v", err)
 	}
 	switch {
+	case string(format) == formatV1:
+		// Upgrade: the records are JSON, which this format reads too.
+		err := s.db.Update(func(txn *badgerdb.Txn) error {
+			return txn.Set([]byte(keyFormat), []byte(formatVersion))
+		})
+		if err != nil {
+			return wrapInternal(err, "upgrade %s from %s", s.dir, formatV1)
+		}
+		if err := writeFileSync(marker, []byte(formatVersion+"\n")); err != nil {
+			return state.Errorf(state.EINTERNAL, "upgrade %s from %s: %v", s.dir, formatV1, err)
+		}
+		s.opts.Logger.Info("state directory upgraded", "dir", s.dir, "from", formatV1, "to", formatVersion)
+		return nil
 	case format != nil && string(format) != formatVersion:
 		return state.Errorf(state.EINVALID, "state directory %s has format %q; this server reads %q", s.dir, format, formatVersion)
 	case format == nil && hasMarker && len(listOrphans(s.dir)) > 0:

@@ -100,6 +100,8 @@ type writer struct {
 	// writes runs (LoadDir fills a new store before any write), so an
 	// entry is exactly what is stored.
 	runs map[state.RunKey]*state.WorkflowRun
+	// packBuf is pack's scratch space (only the writer's goroutine packs).
+	packBuf []byte
 }
 
 // maxCachedRuns bounds the writer's cache of runs: a fleet's runs in
@@ -343,7 +345,7 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.set(objectKey(key), v)
+		p.set(objectKey(key), pack(&w.packBuf, v))
 	}
 	for _, run := range st.Result.Runs {
 		v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
@@ -354,7 +356,7 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.set(runKey(run.Key()), v)
+		p.set(runKey(run.Key()), pack(&w.packBuf, v))
 		p.runs = append(p.runs, copyRun(run))
 	}
 	if b.Sync != nil {
