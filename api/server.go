@@ -494,13 +494,20 @@ func forbidden(p *Principal, rt route, ps httprouter.Params, hardware string) er
 }
 
 // finish logs a request. Internal errors are logged in full (the response
-// said only that the log has them); tokens never reach the log.
+// said only that the log has them); tokens never reach the log. A 503 is
+// the server declining for a reason it states (not ready yet, busy, no
+// syncer), not a fault: a warning, and for the probes, which a load
+// balancer or kubelet asks every few seconds while a large fleet's first
+// sync runs, only a debug line (their answer is the information).
 func (s *Server) finish(rec *recorder, r *http.Request, c *call, route string, err error, start time.Time) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	level := slog.LevelDebug
 	switch {
+	case rec.status == http.StatusServiceUnavailable && (route == "/readyz" || route == "/healthz"):
+	case rec.status == http.StatusServiceUnavailable:
+		level = slog.LevelWarn
 	case rec.status >= 500:
 		level = slog.LevelError
 	case rec.status == http.StatusUnauthorized || rec.status == http.StatusForbidden:

@@ -102,6 +102,29 @@ func TestHealthAndReadiness(t *testing.T) {
 	s.Syncer.SetReady(true)
 	r = do(t, s, http.MethodGet, "/readyz", "", "")
 	require.Equal(t, http.StatusOK, r.Status)
+
+	// A probe answered 503 is not an error of the server: probes ask
+	// every few seconds while a first sync runs.
+	for _, line := range strings.Split(strings.TrimSpace(s.Log.String()), "\n") {
+		if strings.Contains(line, `"route":"/readyz"`) {
+			require.Contains(t, line, `"level":"DEBUG"`, line)
+		}
+	}
+}
+
+// TestUnavailableIsAWarning: a 503 the server answers on purpose (here:
+// no syncer) is logged as a warning, not as an error.
+func TestUnavailableIsAWarning(t *testing.T) {
+	s := apitest.MustRunServer(t, apitest.WithoutSyncer())
+	do(t, s, http.MethodPost, "/v1/sync", "", "").apiError(t, http.StatusServiceUnavailable, "unavailable")
+	var seen bool
+	for _, line := range strings.Split(strings.TrimSpace(s.Log.String()), "\n") {
+		if strings.Contains(line, `"route":"/v1/sync"`) {
+			seen = true
+			require.Contains(t, line, `"level":"WARN"`, line)
+		}
+	}
+	require.True(t, seen, "the request was logged")
 }
 
 func TestMetrics(t *testing.T) {
