@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -121,10 +122,14 @@ func LoadDir(ctx context.Context, dir string, opts Options, dump state.DumpFunc)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
+	var scratch []byte
 	put := func(key []byte, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return state.Errorf(state.EINVALID, "encode %q: %v", key, err)
+		}
+		if bytes.HasPrefix(key, []byte(prefixObject)) || bytes.HasPrefix(key, []byte(prefixRun)) {
+			b = pack(&scratch, b) // stored as the writer stores them
 		}
 		return wb.Set(key, b)
 	}

@@ -238,3 +238,25 @@ func setRaw(t *testing.T, dir string, opts Options, kv map[string][]byte) {
 	}))
 	require.NoError(t, db.Close())
 }
+
+// TestLoadDirPacks: a store filled by `tink-server migrate` holds its
+// records as the writer would have written them.
+func TestLoadDirPacks(t *testing.T) {
+	ctx := context.Background()
+	opts := Options{CompactInterval: -1, GCInterval: -1}
+	src, err := Open(ctx, t.TempDir(), opts)
+	require.NoError(t, err)
+	defer src.Close()
+	run, err := src.PutRun(ctx, state.ActorReconciler, packTestRun("wf-1"))
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	require.NoError(t, LoadDir(ctx, dir, opts, src.Dump))
+	s, err := Open(ctx, dir, opts)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, byte(packedRecord), rawValue(t, s, runKey(run.Key()))[0])
+	got, err := s.GetRun(ctx, run.Key())
+	require.NoError(t, err)
+	require.Equal(t, mustJSON(t, run), mustJSON(t, got))
+}
