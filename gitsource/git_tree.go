@@ -54,6 +54,9 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 		}
 		root = e.Hash
 	}
+	if g.packs != nil {
+		g.packs.refresh()
+	}
 	b := &treeBuild{g: g, s: s, dirs: map[string]*treeRec{}}
 	if g.last != nil {
 		b.prev = g.last.dirs
@@ -147,7 +150,7 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 	if prev != nil {
 		old = prev.files
 	}
-	err := eachTreeEntry(b.s, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
+	err := eachTreeEntry(b.s, b.g.packs, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
 		if len(name) == 0 || name[0] == '.' {
 			return nil // hidden
 		}
@@ -224,8 +227,14 @@ func (b *treeBuild) read(h plumbing.Hash, p string) (*fileData, error) {
 	return b.g.readBlob(b.s, h, p, b.byHash)
 }
 
-// readTree reads the content of the tree object h.
-func readTree(s storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
+// readTree reads the content of the tree object h, from the pack files
+// directly when packs (nil: none) can.
+func readTree(s storer.EncodedObjectStorer, packs *packReader, h plumbing.Hash) ([]byte, error) {
+	if packs != nil {
+		if data, err := packs.readTree(h); err == nil {
+			return data, nil
+		}
+	}
 	o, err := s.EncodedObject(plumbing.TreeObject, h)
 	if err != nil {
 		return nil, err
@@ -243,8 +252,8 @@ func readTree(s storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
 // name, 13 ms for a directory of 10,000 files): the names are only looked
 // at, and copied only when new.
 // Errors reading the tree name dir ("" for the top).
-func eachTreeEntry(s storer.EncodedObjectStorer, h plumbing.Hash, dir string, fn func(mode filemode.FileMode, name []byte, h plumbing.Hash) error) error {
-	raw, err := readTree(s, h)
+func eachTreeEntry(s storer.EncodedObjectStorer, packs *packReader, h plumbing.Hash, dir string, fn func(mode filemode.FileMode, name []byte, h plumbing.Hash) error) error {
+	raw, err := readTree(s, packs, h)
 	if err != nil {
 		if dir != "" {
 			err = fmt.Errorf("directory %s: %w", dir, err)
