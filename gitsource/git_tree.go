@@ -79,7 +79,13 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 	}
 	patched := g.last != nil && !b.structural && patchSnapshot(snap, g.last.snap, b.changed)
 	if !patched {
-		newSnapshot(snap, b.files)
+		var files []*fileData
+		for _, rec := range b.dirs {
+			for _, f := range rec.files {
+				files = append(files, f.fd)
+			}
+		}
+		newSnapshot(snap, files)
 	}
 	g.last = &lastBuild{snap: snap, dirs: b.dirs, patched: patched}
 	return snap, nil
@@ -102,6 +108,8 @@ type treeRec struct {
 	hash    plumbing.Hash
 	files   []recFile
 	subdirs []recDir
+	// size is the total size of the files' contents.
+	size int64
 }
 
 type recFile struct {
@@ -121,7 +129,6 @@ type treeBuild struct {
 	s     storer.EncodedObjectStorer
 	prev  map[string]*treeRec
 	dirs  map[string]*treeRec
-	files []*fileData
 	total int64
 	// changed are the files at a path the previous build had, with new
 	// contents; structural is set when a file was added or removed.
@@ -138,10 +145,8 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 	prev := b.prev[prefix]
 	if prev != nil && prev.hash == h {
 		b.dirs[prefix] = prev
-		for _, f := range prev.files {
-			if err := b.add(f.fd); err != nil {
-				return err
-			}
+		if err := b.add(prev.size); err != nil {
+			return err
 		}
 		return b.walkSubdirs(prev, prefix)
 	}
@@ -149,6 +154,7 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 	var old []recFile
 	if prev != nil {
 		old = prev.files
+		rec.files = make([]recFile, 0, len(old))
 	}
 	err := eachTreeEntry(b.s, b.g.packs, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
 		if len(name) == 0 || name[0] == '.' {
@@ -186,7 +192,8 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 			}
 		}
 		rec.files = append(rec.files, f)
-		return b.add(f.fd)
+		rec.size += int64(len(f.fd.data))
+		return b.add(int64(len(f.fd.data)))
 	})
 	if err != nil {
 		return err
@@ -208,13 +215,12 @@ func (b *treeBuild) walkSubdirs(rec *treeRec, prefix string) error {
 	return nil
 }
 
-// add counts a file into the snapshot.
-func (b *treeBuild) add(fd *fileData) error {
-	b.total += int64(len(fd.data))
+// add counts size bytes of files into the snapshot.
+func (b *treeBuild) add(size int64) error {
+	b.total += size
 	if b.total > b.g.cfg.MaxTotalSize {
 		return fmt.Errorf("%w: the files under %s hold more than %d bytes", errTooLarge, b.g.path, b.g.cfg.MaxTotalSize)
 	}
-	b.files = append(b.files, fd)
 	return nil
 }
 
