@@ -117,7 +117,7 @@ func (m *mirror) dropLocked(key state.ObjectKey) {
 	}
 }
 
-// remember makes memo the last plan's, with nothing touched since.
+// rememberLocked makes memo the last plan's, with nothing touched since.
 func (m *mirror) rememberLocked(memo *planMemo) {
 	m.memo = memo
 	m.touched = map[state.ObjectKey]struct{}{}
