@@ -61,6 +61,9 @@ type Git struct {
 	// guarded by t.syncing.
 	repo     *git.Repository
 	keepOpen bool
+	// packs reads large trees of the open cache's packs (packread.go);
+	// nil unless the cache is kept open. Guarded by t.syncing.
+	packs *packReader
 }
 
 var _ Source = (*Git)(nil)
@@ -575,6 +578,9 @@ func (g *Git) cache(reset bool) (repo *git.Repository, fresh bool, err error) {
 		return nil, false, err
 	}
 	g.repo = repo
+	if g.keepOpen {
+		g.packs = newPackReader(g.cacheDir)
+	}
 	return repo, fresh, nil
 }
 
@@ -583,6 +589,10 @@ func (g *Git) closeCache() {
 	if g.repo != nil {
 		closeStorer(g.repo)
 		g.repo = nil
+	}
+	if g.packs != nil {
+		g.packs.close()
+		g.packs = nil
 	}
 }
 

@@ -54,6 +54,9 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 		}
 		root = e.Hash
 	}
+	if g.packs != nil {
+		g.packs.refresh()
+	}
 	b := &treeBuild{g: g, s: s, dirs: map[string]*treeRec{}}
 	if g.last != nil {
 		b.prev = g.last.dirs
@@ -76,7 +79,13 @@ func (g *Git) build(s storer.EncodedObjectStorer, c *object.Commit) (*Snapshot, 
 	}
 	patched := g.last != nil && !b.structural && patchSnapshot(snap, g.last.snap, b.changed)
 	if !patched {
-		newSnapshot(snap, b.files)
+		var files []*fileData
+		for _, rec := range b.dirs {
+			for _, f := range rec.files {
+				files = append(files, f.fd)
+			}
+		}
+		newSnapshot(snap, files)
 	}
 	g.last = &lastBuild{snap: snap, dirs: b.dirs, patched: patched}
 	return snap, nil
@@ -99,6 +108,8 @@ type treeRec struct {
 	hash    plumbing.Hash
 	files   []recFile
 	subdirs []recDir
+	// size is the total size of the files' contents.
+	size int64
 }
 
 type recFile struct {
@@ -118,7 +129,6 @@ type treeBuild struct {
 	s     storer.EncodedObjectStorer
 	prev  map[string]*treeRec
 	dirs  map[string]*treeRec
-	files []*fileData
 	total int64
 	// changed are the files at a path the previous build had, with new
 	// contents; structural is set when a file was added or removed.
@@ -135,10 +145,8 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 	prev := b.prev[prefix]
 	if prev != nil && prev.hash == h {
 		b.dirs[prefix] = prev
-		for _, f := range prev.files {
-			if err := b.add(f.fd); err != nil {
-				return err
-			}
+		if err := b.add(prev.size); err != nil {
+			return err
 		}
 		return b.walkSubdirs(prev, prefix)
 	}
@@ -146,8 +154,9 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 	var old []recFile
 	if prev != nil {
 		old = prev.files
+		rec.files = make([]recFile, 0, len(old))
 	}
-	err := eachTreeEntry(b.s, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
+	err := eachTreeEntry(b.s, b.g.packs, h, strings.TrimSuffix(prefix, "/"), func(mode filemode.FileMode, name []byte, eh plumbing.Hash) error {
 		if len(name) == 0 || name[0] == '.' {
 			return nil // hidden
 		}
@@ -183,7 +192,8 @@ func (b *treeBuild) walk(h plumbing.Hash, prefix string) error {
 			}
 		}
 		rec.files = append(rec.files, f)
-		return b.add(f.fd)
+		rec.size += int64(len(f.fd.data))
+		return b.add(int64(len(f.fd.data)))
 	})
 	if err != nil {
 		return err
@@ -205,13 +215,12 @@ func (b *treeBuild) walkSubdirs(rec *treeRec, prefix string) error {
 	return nil
 }
 
-// add counts a file into the snapshot.
-func (b *treeBuild) add(fd *fileData) error {
-	b.total += int64(len(fd.data))
+// add counts size bytes of files into the snapshot.
+func (b *treeBuild) add(size int64) error {
+	b.total += size
 	if b.total > b.g.cfg.MaxTotalSize {
 		return fmt.Errorf("%w: the files under %s hold more than %d bytes", errTooLarge, b.g.path, b.g.cfg.MaxTotalSize)
 	}
-	b.files = append(b.files, fd)
 	return nil
 }
 
@@ -224,8 +233,14 @@ func (b *treeBuild) read(h plumbing.Hash, p string) (*fileData, error) {
 	return b.g.readBlob(b.s, h, p, b.byHash)
 }
 
-// readTree reads the content of the tree object h.
-func readTree(s storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
+// readTree reads the content of the tree object h, from the pack files
+// directly when packs (nil: none) can.
+func readTree(s storer.EncodedObjectStorer, packs *packReader, h plumbing.Hash) ([]byte, error) {
+	if packs != nil {
+		if data, err := packs.readTree(h); err == nil {
+			return data, nil
+		}
+	}
 	o, err := s.EncodedObject(plumbing.TreeObject, h)
 	if err != nil {
 		return nil, err
@@ -243,8 +258,8 @@ func readTree(s storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
 // name, 13 ms for a directory of 10,000 files): the names are only looked
 // at, and copied only when new.
 // Errors reading the tree name dir ("" for the top).
-func eachTreeEntry(s storer.EncodedObjectStorer, h plumbing.Hash, dir string, fn func(mode filemode.FileMode, name []byte, h plumbing.Hash) error) error {
-	raw, err := readTree(s, h)
+func eachTreeEntry(s storer.EncodedObjectStorer, packs *packReader, h plumbing.Hash, dir string, fn func(mode filemode.FileMode, name []byte, h plumbing.Hash) error) error {
+	raw, err := readTree(s, packs, h)
 	if err != nil {
 		if dir != "" {
 			err = fmt.Errorf("directory %s: %w", dir, err)

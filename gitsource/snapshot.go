@@ -40,7 +40,18 @@ type Snapshot struct {
 
 	files map[string]*fileData
 	dirs  map[string][]fs.DirEntry
+	// token names this snapshot for ChangedSince; base is the token of
+	// the snapshot it was patched from (nil: built afresh), and changed
+	// the paths whose contents differ from base's.
+	token   *snapshotToken
+	base    *snapshotToken
+	changed []string
 }
+
+// snapshotToken is a snapshot's name for ChangedSince: a pointer, so a
+// loader that keeps one keeps a byte alive, not the snapshot. It is not
+// zero-sized: distinct zero-sized allocations may share an address.
+type snapshotToken struct{ _ byte }
 
 // File is one file of a Snapshot.
 type File struct {
@@ -86,6 +97,7 @@ func contentRevision(files []File) string {
 // newSnapshot indexes files (each path once) and fills Files and the
 // directory listings the FS serves.
 func newSnapshot(s *Snapshot, files []*fileData) *Snapshot {
+	s.token = new(snapshotToken)
 	slices.SortFunc(files, func(a, b *fileData) int { return strings.Compare(a.Path, b.Path) })
 	s.files = make(map[string]*fileData, len(files))
 	s.Files = make([]File, 0, len(files))
@@ -153,9 +165,12 @@ func patchSnapshot(s, prev *Snapshot, changed []*fileData) bool {
 	}
 	s.Files, s.dirs = files, dirs
 	s.files = maps.Clone(prev.files)
+	s.changed = make([]string, 0, len(changed))
 	for _, f := range changed {
 		s.files[f.Path] = f
+		s.changed = append(s.changed, f.Path)
 	}
+	s.token, s.base = new(snapshotToken), prev.token
 	return true
 }
 
@@ -201,6 +216,23 @@ func (f snapshotFS) Open(name string) (fs.File, error) {
 		return &openDir{info: fileInfo{name: path.Base(name), dir: true}, entries: entries}, nil
 	}
 	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+// FSToken names the snapshot for a later ChangedSince (schema.Loader
+// keeps it with what it loaded).
+func (f snapshotFS) FSToken() any { return f.s.token }
+
+// ChangedSince reports, when this snapshot was made from the one token
+// names by changing only the contents of files (the same paths, no file
+// added or removed), the paths of the files whose contents differ; ok is
+// false otherwise. A loader that loaded that snapshot then need not ask
+// for the hash of every file to find what changed.
+func (f snapshotFS) ChangedSince(token any) (paths []string, ok bool) {
+	t, _ := token.(*snapshotToken)
+	if t == nil || t != f.s.base {
+		return nil, false
+	}
+	return f.s.changed, true
 }
 
 // FileHash returns the blob hash of the file name.

@@ -64,8 +64,7 @@ func needsRuns(desired []*state.Object, have map[state.ObjectKey]*state.Object, 
 			continue
 		}
 		key := d.Key()
-		a := have[key]
-		if a == nil || a.Source != state.SourceGit || a.Override != nil || a.File != d.File || !sameContent(a, d) {
+		if !clean(have[key], d) {
 			n.workflows[key] = true
 		}
 	}

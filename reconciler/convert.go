@@ -82,7 +82,19 @@ func FromState(o *state.Object) (schema.Object, error) {
 // desiredObjects lists every object of a set in its stored form.
 func desiredObjects(set *schema.Set, revision string) ([]*state.Object, error) {
 	var c desiredCache
-	return c.objects(set, revision)
+	d, err := c.objects(set, revision)
+	return d.objects, err
+}
+
+// declared is every object of a set in its stored form, in eachObject's
+// order.
+type declared struct {
+	// objects are this sync's copies, Revision set.
+	objects []*state.Object
+	// ids are the objects' Identities and sources the cached forms they
+	// were copied from, never modified.
+	ids     []schema.Identity
+	sources []*state.Object
 }
 
 // desiredCache keeps the stored form of declared objects by their
@@ -102,7 +114,7 @@ type desiredCache struct {
 // added (a bulk copy, not 20,000 insertions), and the objects it no longer
 // serves stay until they outnumber maxStale(n); then it is built anew from
 // the set alone.
-func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Object, error) {
+func (c *desiredCache) objects(set *schema.Set, revision string) (declared, error) {
 	c.mu.Lock()
 	cached := c.entries
 	c.mu.Unlock()
@@ -117,8 +129,10 @@ func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Objec
 	var added []entry
 	hits := 0
 	sources := make([]*state.Object, 0, n) // the cached form of out[i]
+	ids := make([]schema.Identity, 0, n)
 	err := eachObject(set, func(o schema.Object) error {
 		id := schema.IdentityOf(o)
+		ids = append(ids, id)
 		so := cached[id]
 		switch {
 		case id.IsZero() || so == nil:
@@ -149,7 +163,7 @@ func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Objec
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return declared{}, err
 	}
 	next := cached
 	switch {
@@ -177,7 +191,7 @@ func (c *desiredCache) objects(set *schema.Set, revision string) ([]*state.Objec
 	c.mu.Lock()
 	c.entries = next
 	c.mu.Unlock()
-	return out, nil
+	return declared{objects: out, ids: ids, sources: sources}, nil
 }
 
 // maxStale is how many objects the cache may keep beyond the n a sync

@@ -43,18 +43,30 @@ import (
 //
 // Runs are not mirrored: a plan needs only the runs of the workflows and
 // hardware it changes (see needsRuns), which it reads from the store.
+//
+// The mirror also keeps what the last plan learned (memo, see
+// incremental.go) and the keys of the objects that changed since
+// (touched), so that the next plan need look only at those and at the
+// declared objects that changed.
 type mirror struct {
 	mu     sync.Mutex
 	loaded bool
 	// seq is the sequence number up to which every event is reflected.
 	seq     uint64
 	objects map[state.ObjectKey]*state.Object
+	// gitObjects counts the objects of Source git.
+	gitObjects int
+	// memo is what the last plan from a loaded set left for the next
+	// (nil: none); touched holds the key of every object put or removed
+	// since it was made. A listing drops both.
+	memo    *planMemo
+	touched map[state.ObjectKey]struct{}
 	// own holds the event ranges of this reconciler's batches beyond seq,
 	// in order; their changes are reflected already.
 	own []seqRange
-	// reloads and fetched count full listings and objects read again, for
-	// tests.
-	reloads, fetched int
+	// reloads and fetched count full listings and objects read again, and
+	// incremental the plans made from a memo, for tests.
+	reloads, fetched, incremental int
 }
 
 type seqRange struct{ first, last uint64 }
@@ -65,14 +77,50 @@ const maxEventPage = 2000
 // view brings the mirror up to date and calls fn with it. fn must not keep
 // or modify the map or its objects.
 func (m *mirror) view(ctx context.Context, st state.Store, fn func(map[state.ObjectKey]*state.Object)) error {
+	return m.viewLocked(ctx, st, func(m *mirror) { fn(m.objects) })
+}
+
+// viewLocked is view giving fn the mirror itself, under its lock: fn may
+// read and replace the memo (and reset touched), and must not modify the
+// objects.
+func (m *mirror) viewLocked(ctx context.Context, st state.Store, fn func(*mirror)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.catchUpLocked(ctx, st); err != nil {
-		m.loaded = false
+		m.loaded, m.memo = false, nil
 		return err
 	}
-	fn(m.objects)
+	fn(m)
 	return nil
+}
+
+// putLocked makes obj the object at key, keeping the count of Git's and
+// the touched keys.
+func (m *mirror) putLocked(key state.ObjectKey, obj *state.Object) {
+	m.dropLocked(key)
+	m.objects[key] = obj
+	if obj.Source == state.SourceGit {
+		m.gitObjects++
+	}
+}
+
+// dropLocked removes the object at key, if any, and marks key touched.
+func (m *mirror) dropLocked(key state.ObjectKey) {
+	if old, ok := m.objects[key]; ok {
+		if old.Source == state.SourceGit {
+			m.gitObjects--
+		}
+		delete(m.objects, key)
+	}
+	if m.memo != nil {
+		m.touched[key] = struct{}{}
+	}
+}
+
+// rememberLocked makes memo the last plan's, with nothing touched since.
+func (m *mirror) rememberLocked(memo *planMemo) {
+	m.memo = memo
+	m.touched = map[state.ObjectKey]struct{}{}
 }
 
 // catchUpLocked reads the changes since seq, or everything.
@@ -122,13 +170,13 @@ func (m *mirror) catchUpLocked(ctx context.Context, st state.Store) error {
 		obj, err := st.GetObject(ctx, key)
 		switch {
 		case state.ErrorCode(err) == state.ENOTFOUND:
-			delete(m.objects, key)
+			m.dropLocked(key)
 		case state.ErrorCode(err) == state.EINVALID:
 			// Not an object's key (an event about something else).
 		case err != nil:
 			return fmt.Errorf("read %s: %w", key, err)
 		default:
-			m.objects[key] = obj
+			m.putLocked(key, obj)
 		}
 		m.fetched++
 	}
@@ -184,8 +232,13 @@ func (m *mirror) reloadLocked(ctx context.Context, st state.Store) error {
 		return fmt.Errorf("read objects: the store paged a listing without a limit")
 	}
 	m.objects = make(map[state.ObjectKey]*state.Object, len(page.Objects))
+	m.gitObjects = 0
+	m.memo, m.touched = nil, nil
 	for _, o := range page.Objects {
 		m.objects[o.Key()] = o
+		if o.Source == state.SourceGit {
+			m.gitObjects++
+		}
 	}
 	m.seq, m.own, m.loaded = bounds.Latest, nil, true
 	m.reloads++
@@ -198,20 +251,20 @@ func (m *mirror) applied(b *state.Batch, res *state.Result) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.loaded || res == nil || len(res.Objects) != len(b.Objects) {
-		m.loaded = false
+		m.loaded, m.memo = false, nil
 		return
 	}
 	for i, op := range b.Objects {
 		if op.Delete {
-			delete(m.objects, op.Object.Key())
+			m.dropLocked(op.Object.Key())
 		} else {
-			m.objects[res.Objects[i].Key()] = res.Objects[i]
+			m.putLocked(res.Objects[i].Key(), res.Objects[i])
 		}
 	}
 	if n := len(res.Events); n > 0 {
 		r := seqRange{res.Events[0].Seq, res.Events[n-1].Seq}
 		if r.last-r.first+1 != uint64(n) {
-			m.loaded = false // not one range; never seen, but do not guess
+			m.loaded, m.memo = false, nil // not one range; never seen, but do not guess
 			return
 		}
 		i := len(m.own)
@@ -226,6 +279,6 @@ func (m *mirror) applied(b *state.Batch, res *state.Result) {
 // invalidate makes the next plan list every object again.
 func (m *mirror) invalidate() {
 	m.mu.Lock()
-	m.loaded = false
+	m.loaded, m.memo = false, nil
 	m.mu.Unlock()
 }

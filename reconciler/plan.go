@@ -172,15 +172,41 @@ func MakePlan(set *schema.Set, revision string, actual Actual, opts Options) (*P
 	for _, o := range actual.Objects {
 		have[o.Key()] = o
 	}
-	return makePlan(set, desired, revision, have, actual, opts.forRepository(set.Config)), nil
+	return makePlan(set, desired, revision, have, actual, opts.forRepository(set.Config), wholeSet), nil
+}
+
+// planScope says what part of the declared objects makePlan is given.
+type planScope struct {
+	// others counts the declared objects left out of desired, each clean
+	// (see clean): the plan leaves them unchanged, and each is a
+	// Git-managed object still declared.
+	others int
+	// gitObjects is the number of Git-managed objects in have, or -1 to
+	// have makePlan count them.
+	gitObjects int
+	// unclean, when not nil, receives the index in desired of each object
+	// that is not clean.
+	unclean *[]int
+}
+
+// wholeSet is the scope of a plan given every declared object.
+var wholeSet = planScope{gitObjects: -1}
+
+// clean reports whether the store's object a is what d declares, as Git
+// last wrote it: same file, labels, annotations and spec, no override. A
+// plan leaves such an object unchanged and asks nothing about it (no run,
+// no consequence); any other declared object may differ.
+func clean(a, d *state.Object) bool {
+	return a != nil && a.Source == state.SourceGit && a.Override == nil && a.File == d.File && sameContent(a, d)
 }
 
 // makePlan is MakePlan with the desired objects in their stored form
 // (desiredObjects), and the store's objects by key (have; actual.Objects
 // is not read): the reconciler's mirror keeps them so, and building the
 // map anew cost a one-file commit 20,000 insertions. It writes the desired
-// objects' bookkeeping fields.
-func makePlan(set *schema.Set, desired []*state.Object, revision string, have map[state.ObjectKey]*state.Object, actual Actual, opts Options) *Plan {
+// objects' bookkeeping fields. scope says whether desired is every
+// declared object (wholeSet) or a part of them (incremental.go).
+func makePlan(set *schema.Set, desired []*state.Object, revision string, have map[state.ObjectKey]*state.Object, actual Actual, opts Options, scope planScope) *Plan {
 	if opts.MaxPruneShare <= 0 {
 		opts.MaxPruneShare = 0.5
 	}
@@ -226,17 +252,25 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, have ma
 		}
 	}
 
-	p := &Plan{Revision: revision}
+	p := &Plan{Revision: revision, Unchanged: scope.others}
 	var created [][]FieldChange
 	if !opts.syncing {
 		created = createdFields(desired, have)
 	}
-	matchedGit := 0 // Git-managed objects still declared
+	matchedGit := scope.others // Git-managed objects still declared
 	for i, d := range desired {
 		key := d.Key()
 		a := have[key]
 		if a != nil && a.Source == state.SourceGit {
 			matchedGit++
+		}
+		if clean(a, d) {
+			// What the default case below finds unchanged, without a diff.
+			p.Unchanged++
+			continue
+		}
+		if scope.unclean != nil {
+			*scope.unclean = append(*scope.unclean, i)
 		}
 		c := Change{Key: key, File: d.File, desired: d, actual: a}
 		switch {
@@ -304,15 +338,20 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, have ma
 		p.Changes = append(p.Changes, c)
 	}
 
-	gitCount, deletes := 0, 0
-	for _, a := range have {
-		if a.Source == state.SourceGit {
-			gitCount++
+	gitCount, deletes := scope.gitObjects, 0
+	if gitCount < 0 {
+		gitCount = 0
+		for _, a := range have {
+			if a.Source == state.SourceGit {
+				gitCount++
+			}
 		}
 	}
 	// Only when some Git-managed object is no longer declared is it worth
 	// finding which.
 	var seen map[state.ObjectKey]bool
+	// A part of the set comes only with every Git-managed object declared
+	// (planIncremental checks): which are is not known here.
 	if gitCount > matchedGit {
 		seen = make(map[state.ObjectKey]bool, len(desired))
 		for _, d := range desired {
@@ -320,7 +359,10 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, have ma
 		}
 	}
 	for key, a := range have {
-		if seen == nil || a.Source != state.SourceGit || seen[key] {
+		if seen == nil {
+			break
+		}
+		if a.Source != state.SourceGit || seen[key] {
 			continue
 		}
 		c := Change{Key: key, File: a.File, actual: a, Fields: diffObject(a, nil)}

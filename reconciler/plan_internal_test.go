@@ -78,7 +78,9 @@ func TestDesiredCacheMatchesFresh(t *testing.T) {
 		require.NoError(t, err)
 		want, err := desiredObjects(set, s.Revision)
 		require.NoError(t, err)
-		require.Equal(t, want, got, "sync %d", i)
+		require.Equal(t, want, got.objects, "sync %d", i)
+		require.Len(t, got.ids, len(want))
+		require.Len(t, got.sources, len(want))
 		require.LessOrEqual(t, len(c.entries), set.Len()+maxStale(set.Len()), "sync %d", i)
 	}
 	require.Less(t, c.encoded.Load(), int64(300*3), "unchanged objects come from the cache")

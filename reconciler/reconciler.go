@@ -9,8 +9,10 @@
 // parses and renders only what the change reaches (see schema.HashFS), the
 // declared objects are encoded only when their content changed, the
 // store's objects are kept in memory and brought up to date from the event
-// log before each plan (mirror.go says why that is never stale), and only
-// the runs of the workflows a plan touches are read.
+// log before each plan (mirror.go says why that is never stale), a plan
+// looks only at the objects that changed on either side since the last
+// one (incremental.go), and only the runs of the workflows a plan touches
+// are read.
 package reconciler
 
 import (
@@ -117,33 +119,67 @@ func (r *Reconciler) planSnapshot(ctx context.Context, snap Snapshot, o Options)
 	if err != nil {
 		return nil, nil, err
 	}
-	var desired []*state.Object
-	if _, ok := snap.FS.(schema.HashFS); ok {
+	opts := o.forRepository(set.Config)
+	_, hashed := snap.FS.(schema.HashFS)
+	if hashed {
+		// From the last plan's memo when it can (incremental.go).
+		var plan *Plan
+		var ok bool
+		var planErr error
+		err = r.actual.viewLocked(ctx, r.store, func(m *mirror) {
+			plan, ok, planErr = r.planIncremental(ctx, m, set, snap.Revision, opts)
+		})
+		if err == nil {
+			err = planErr
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			return plan, nil, nil
+		}
+	}
+	var desired declared
+	if hashed {
 		desired, err = r.desired.objects(set, snap.Revision)
 	} else {
 		// Without hashes every object is decoded anew (a pull request's
 		// plan): nothing to reuse, and nothing to push out of the cache.
-		desired, err = desiredObjects(set, snap.Revision)
+		desired.objects, err = desiredObjects(set, snap.Revision)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := o.forRepository(set.Config)
 	// The plan is made under the mirror's lock, from its map of the
 	// store's objects, rather than from a copy of them.
 	var plan *Plan
 	var setErrs schema.ErrorList
 	var runErr error
-	err = r.actual.view(ctx, r.store, func(objects map[state.ObjectKey]*state.Object) {
-		need := needsRuns(desired, objects, opts)
-		if setErrs = checkSets(set, desired, objects); len(setErrs) > 0 {
+	err = r.actual.viewLocked(ctx, r.store, func(m *mirror) {
+		objects := m.objects
+		need := needsRuns(desired.objects, objects, opts)
+		if setErrs = checkSets(set, desired.objects, objects); len(setErrs) > 0 {
 			return
 		}
 		var actual Actual
 		if actual.Runs, actual.RunNumbers, runErr = readRuns(ctx, r.store, need); runErr != nil {
 			return
 		}
-		plan = makePlan(set, desired, snap.Revision, objects, actual, opts)
+		scope := wholeSet
+		var unclean []int
+		if hashed {
+			scope.unclean = &unclean
+		}
+		plan = makePlan(set, desired.objects, snap.Revision, objects, actual, opts, scope)
+		switch {
+		case !hashed:
+			// A pull request's plan leaves the memo to the followed branch.
+		case len(set.WorkflowSets) == 0 && plan.Count(OpDelete)+plan.Count(OpOrphaned) == 0:
+			m.rememberLocked(newPlanMemo(desired, unclean))
+		default:
+			// The next plan could not use a memo (incremental.go): keep none.
+			m.memo, m.touched = nil, nil
+		}
 	})
 	if err != nil {
 		return nil, nil, err
