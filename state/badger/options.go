@@ -32,8 +32,10 @@ type Options struct {
 	// MaxTxnBytes caps the size of one Badger transaction. A batch larger
 	// than this is committed in several transactions that readers still
 	// see all at once (see the package documentation); an object larger
-	// than half of it is refused. Default: half of what Badger accepts in
-	// one transaction (about 4.8 MB with Badger's default memtable size).
+	// than half of it is refused (and any larger than 2.4 MB). Default:
+	// half of what Badger accepts in one transaction (1.2 MB with the
+	// store's 16 MiB memtables), records over 1 MB counting only as a
+	// pointer, as they do in Badger.
 	MaxTxnBytes int64
 	// MaxGroup caps how many concurrent Apply calls are committed together
 	// with one disk sync. Default 1000.
@@ -51,7 +53,7 @@ type Options struct {
 	// Badger, if set, adjusts Badger's options before opening (cache sizes,
 	// for example), starting from this package's (see badgerOptions).
 	// Options this package relies on (SyncWrites, Dir, ValueDir, Logger,
-	// DetectConflicts) are set again afterwards.
+	// DetectConflicts, ValueThreshold) are set again afterwards.
 	Badger func(badgerdb.Options) badgerdb.Options
 }
 
@@ -86,15 +88,29 @@ func (o Options) withDefaults() Options {
 // compressed tables, and a miss costs a read of the page cache and a
 // Snappy decompression of one 4 KiB block.
 //
-// The memtables stay at Badger's 64 MiB (an 83 MB arena, live as long as
-// the server): at 32 MiB a full sync of 20,100 objects flushed one mid-way
-// and took 8.9-14.1 s instead of 6.3-7.0 s (BenchmarkFleetSync/full, load
-// average 10-16), for 90 MB less peak heap; and the largest object Badger
-// accepts (see MaxTxnBytes) is tied to their size.
-const blockCacheSize = 64 << 20
+// The memtables are 16 MiB instead of Badger's 64. Badger allocates each
+// one's arena whole (1.3 times its size: an 83 MB arena at 64 MiB, live as
+// long as the server) and maps its write-ahead file, whose written pages
+// count in the process's RSS. Records are packed (pack.go), so 16 MiB holds
+// what about 160 MiB of JSON did: a full sync of 20,100 objects flushes one
+// or two memtables, and 1,000 busy workers one every few seconds.
+//
+// Values of valueThreshold bytes and more go to Badger's value log and take
+// only a pointer in a memtable, so the largest record (maxValue) does not
+// depend on the memtables' size; Badger's own default threshold, set here
+// because entrySize mirrors it.
+const (
+	blockCacheSize = 64 << 20
+	memTableSize   = 16 << 20
+	valueThreshold = 1 << 20
+	// maxValue is the largest object or run record, encoded: 2.4 MB, what
+	// Badger's 64 MiB memtables allowed before, and more than twice
+	// the largest file or API request body (1 MiB).
+	maxValue = 2_516_582
+)
 
 func (o Options) badgerOptions(dir string) badgerdb.Options {
-	bo := badgerdb.DefaultOptions(dir).WithBlockCacheSize(blockCacheSize)
+	bo := badgerdb.DefaultOptions(dir).WithBlockCacheSize(blockCacheSize).WithMemTableSize(memTableSize)
 	if o.Badger != nil {
 		bo = o.Badger(bo)
 	}
@@ -102,6 +118,7 @@ func (o Options) badgerOptions(dir string) badgerdb.Options {
 		WithDir(dir).
 		WithValueDir(dir).
 		WithSyncWrites(!o.NoSync).
+		WithValueThreshold(valueThreshold).
 		// One goroutine writes (see writer.go), and it checks resource
 		// versions itself, so Badger's conflict tracking is pure cost.
 		WithDetectConflicts(false).

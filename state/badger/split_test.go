@@ -99,3 +99,31 @@ func TestErrObjectTooLarge(t *testing.T) {
 	require.Equal(t, state.EINVALID, state.ErrorCode(err), "%v", err)
 	require.Contains(t, state.ErrorMessage(err), "Hardware/huge")
 }
+
+// TestLargeRecords: a record larger than a transaction's budget but within
+// the value limit (2.4 MB) goes to Badger's value log in one ordinary
+// transaction, whatever the memtables' size, and reads back whole after a
+// reopen; a larger one is refused with the object's name.
+func TestLargeRecords(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := MustOpen(t, dir, badger.Options{})
+	big := hw("big", nil)
+	big.Annotations = map[string]string{"padding": incompressible(1_500_000)}
+	_, err := s.PutObject(ctx, state.ActorGit, big)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().Splits.Load(), "one record is one transaction")
+
+	huge := hw("huge", nil)
+	huge.Annotations = map[string]string{"padding": incompressible(2_600_000)}
+	_, err = s.PutObject(ctx, state.ActorGit, huge)
+	require.Equal(t, state.EINVALID, state.ErrorCode(err), "%v", err)
+	require.Contains(t, state.ErrorMessage(err), "Hardware/huge")
+	require.Contains(t, state.ErrorMessage(err), "limit of 2516582")
+
+	require.NoError(t, s.Close())
+	s = MustOpen(t, dir, badger.Options{})
+	got, err := s.GetObject(ctx, big.Key())
+	require.NoError(t, err)
+	require.Equal(t, big.Annotations["padding"], got.Annotations["padding"])
+}

@@ -147,7 +147,10 @@ func open(ctx context.Context, dir string, opts Options, hook func(string)) (_ *
 		s.maxBytes = opts.MaxTxnBytes
 	}
 	s.maxEntries = db.MaxBatchCount() / 2
-	s.maxValue = s.maxBytes / 2
+	s.maxValue = maxValue
+	if opts.MaxTxnBytes > 0 {
+		s.maxValue = min(maxValue, s.maxBytes/2)
+	}
 	c, err := s.load(ctx)
 	if err != nil {
 		_ = db.Close()
@@ -274,18 +277,18 @@ func (s *Store) checkFormat() error {
 		return damaged(s.dir, "read format marker: %v", err)
 	}
 	switch {
-	case string(format) == formatV1:
+	case upgradable(string(format)):
 		// Upgrade: the records are JSON, which this format reads too.
 		err := s.db.Update(func(txn *badgerdb.Txn) error {
 			return txn.Set([]byte(keyFormat), []byte(formatVersion))
 		})
 		if err != nil {
-			return wrapInternal(err, "upgrade %s from %s", s.dir, formatV1)
+			return wrapInternal(err, "upgrade %s from %s", s.dir, format)
 		}
 		if err := writeFileSync(marker, []byte(formatVersion+"\n")); err != nil {
-			return state.Errorf(state.EINTERNAL, "upgrade %s from %s: %v", s.dir, formatV1, err)
+			return state.Errorf(state.EINTERNAL, "upgrade %s from %s: %v", s.dir, format, err)
 		}
-		s.opts.Logger.Info("state directory upgraded", "dir", s.dir, "from", formatV1, "to", formatVersion)
+		s.opts.Logger.Info("state directory upgraded", "dir", s.dir, "from", string(format), "to", formatVersion)
 		return nil
 	case format != nil && string(format) != formatVersion:
 		return state.Errorf(state.EINVALID, "state directory %s has format %q; this server reads %q", s.dir, format, formatVersion)

@@ -79,9 +79,13 @@ func (p *prepared) del(key []byte) {
 }
 
 // entrySize mirrors Badger's accounting in Txn.checkSize (key, value, two
-// meta bytes and ten bytes of version), so that a transaction built within
-// our budget never hits ErrTxnTooBig.
+// meta bytes and ten bytes of version; a value of valueThreshold bytes or
+// more goes to the value log and counts as a 12-byte pointer), so that a
+// transaction built within our budget never hits ErrTxnTooBig.
 func entrySize(key, value []byte) int64 {
+	if len(value) >= valueThreshold {
+		return int64(len(key)) + 12 + 12
+	}
 	return int64(len(key)+len(value)) + 12
 }
 
@@ -374,7 +378,7 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 				return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
 			}
 		}
-		p.set(eventKey(st.Result.Events[i].Seq), v)
+		p.set(eventKey(st.Result.Events[i].Seq), pack(&w.packBuf, v))
 	}
 	p.after = counters{NextSeq: st.Counters.NextSeq, NextRV: st.Counters.NextRV}
 	w.next = p.after
