@@ -184,7 +184,7 @@ func (f *frameReader) header() (BackupInfo, error) {
 	if info.Version > backupVersion {
 		return BackupInfo{}, state.Errorf(state.EINVALID, "the backup has format %d, written by a newer tinkops; this one reads format %d", info.Version, backupVersion)
 	}
-	if info.StoreFormat != formatVersion && info.StoreFormat != formatV1 {
+	if info.StoreFormat != formatVersion && !upgradable(info.StoreFormat) {
 		return BackupInfo{}, state.Errorf(state.EINVALID, "the backup holds state format %q; this version of tinkops reads %q", info.StoreFormat, formatVersion)
 	}
 	return info, nil

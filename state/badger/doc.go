@@ -9,8 +9,8 @@
 //
 //	o/<kind> 0x00 <namespace> 0x00 <name>      object (JSON of state.Object, packed)
 //	r/<namespace> 0x00 <workflow> 0x00 <u64>    workflow run (JSON of state.WorkflowRun, packed)
-//	e/<u64 seq>                                 event (JSON of state.Event)
-//	m/format                                    layout version, "tinkops-state/2"
+//	e/<u64 seq>                                 event (JSON of state.Event, packed)
+//	m/format                                    layout version, "tinkops-state/3"
 //	m/counters                                  next event seq and resourceVersion (2 x u64)
 //	m/oldest                                    oldest retained event seq (u64)
 //	m/sync                                      sync status (JSON of state.SyncStatus)
@@ -20,8 +20,8 @@
 // So a kind, a kind in a namespace, the runs of a workflow and the event log
 // from a sequence number are each one prefix scan, in the order the API
 // returns them. Values are JSON so that a damaged record can be read (see
-// the README); the store never interprets specs. Objects and runs are
-// packed: compressed with S2 behind a marker byte when that makes them
+// the README); the store never interprets specs. Objects, runs and events
+// are packed: compressed with S2 behind a marker byte when that makes them
 // smaller (pack.go says why); `tink-server migrate` reads every record
 // decoded (state.Dumper).
 //

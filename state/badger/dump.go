@@ -128,7 +128,7 @@ func LoadDir(ctx context.Context, dir string, opts Options, dump state.DumpFunc)
 		if err != nil {
 			return state.Errorf(state.EINVALID, "encode %q: %v", key, err)
 		}
-		if bytes.HasPrefix(key, []byte(prefixObject)) || bytes.HasPrefix(key, []byte(prefixRun)) {
+		if !bytes.Equal(key, []byte(keySync)) {
 			b = pack(&scratch, b) // stored as the writer stores them
 		}
 		return wb.Set(key, b)

@@ -23,15 +23,21 @@ const (
 
 	// formatVersion is stored under keyFormat. Bump it when the layout
 	// changes incompatibly; Open refuses directories it does not know.
-	// Format 2 stores records of objects and runs compressed (pack.go).
-	formatVersion = "tinkops-state/2"
-	// formatV1 is the format before compressed records. Its records are
-	// all plain JSON, which format 2 reads as it is: Open upgrades such a
-	// directory's marker (so that an older server, which could not read
-	// the records written from then on, refuses the directory instead),
-	// and Restore accepts its backups.
+	// Format 3 stores every record of objects, runs and events compressed
+	// (pack.go).
+	formatVersion = "tinkops-state/3"
+	// formatV1 (every record plain JSON) and formatV2 (events plain JSON)
+	// are the formats before it. Format 3 reads their records as they
+	// are: Open upgrades such a directory's marker (so that an older
+	// server, which could not read the records written from then on,
+	// refuses the directory instead), and Restore accepts their backups.
 	formatV1 = "tinkops-state/1"
+	formatV2 = "tinkops-state/2"
 )
+
+// upgradable reports whether a directory or backup of format f is read
+// as it is and upgraded by setting its marker.
+func upgradable(f string) bool { return f == formatV1 || f == formatV2 }
 
 // sep separates the parts of a key. Names cannot contain control characters
 // (state.ObjectKey.Validate), so it cannot occur inside a part, and since it

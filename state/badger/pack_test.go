@@ -144,29 +144,57 @@ func TestRecordsStoredPacked(t *testing.T) {
 		}
 	}
 	require.True(t, sawObj && sawRun, "dump shows the packed records decoded")
+
+	// Events are packed too, and read back whole, filtered by type or not.
+	msg := strings.Repeat("synced main to abc123; ", 30)
+	res, err := s.Apply(ctx, &state.Batch{Actor: state.ActorGit, Events: []state.Event{{Type: state.EventSync, Message: msg}}})
+	require.NoError(t, err)
+	seq := res.Events[0].Seq
+	raw := rawValue(t, s, eventKey(seq))
+	require.Equal(t, byte(packedRecord), raw[0])
+	require.Less(t, len(raw), len(msg)/4)
+	for _, types := range [][]state.EventType{nil, {state.EventSync}} {
+		evs, err := s.Events(ctx, state.EventQuery{From: seq, Filter: state.EventFilter{Types: types}})
+		require.NoError(t, err)
+		require.Len(t, evs, 1, "%v", types)
+		require.Equal(t, msg, evs[0].Message)
+	}
+	evs, err := s.Events(ctx, state.EventQuery{From: seq, Filter: state.EventFilter{Types: []state.EventType{state.EventError}}})
+	require.NoError(t, err)
+	require.Empty(t, evs, "a packed event of another type is skipped")
 }
 
-// TestFormat1Upgraded: a directory of format 1 (records plain JSON) opens,
-// its records read as they were, and its marker says format 2 from then
-// on, so that a server of format 1 would refuse it rather than misread the
-// packed records written next.
-func TestFormat1Upgraded(t *testing.T) {
+// TestOldFormatsUpgraded: a directory of format 1 (records plain JSON) or
+// format 2 (events plain JSON) opens, its records read as they were, and
+// its marker says format 3 from then on, so that an older server would
+// refuse it rather than misread the packed records written next.
+func TestOldFormatsUpgraded(t *testing.T) {
+	for _, old := range []string{formatV1, formatV2} {
+		t.Run(old, func(t *testing.T) { testUpgrade(t, old) })
+	}
+}
+
+func testUpgrade(t *testing.T, old string) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	opts := Options{CompactInterval: -1, GCInterval: -1}
 	s, err := Open(ctx, dir, opts)
 	require.NoError(t, err)
 	obj := &state.Object{Kind: state.KindHardware, Name: "old", Source: state.SourceGit,
-		Annotations: map[string]string{"note": strings.Repeat("written by format 1; ", 30)}, Spec: json.RawMessage(`{}`)}
+		Annotations: map[string]string{"note": strings.Repeat("written by an old format; ", 30)}, Spec: json.RawMessage(`{}`)}
 	obj, err = s.PutObject(ctx, state.ActorGit, obj)
 	require.NoError(t, err)
 	run, err := s.PutRun(ctx, state.ActorReconciler, packTestRun("wf-old"))
 	require.NoError(t, err)
+	res, err := s.Apply(ctx, &state.Batch{Actor: state.ActorGit, Events: []state.Event{{Type: state.EventSync, Message: strings.Repeat("old event; ", 40)}}})
+	require.NoError(t, err)
+	ev := res.Events[0]
 	require.NoError(t, s.Close())
 
-	// Turn it into what format 1 wrote: plain JSON records, its marker.
-	setRaw(t, dir, opts, map[string][]byte{keyFormat: []byte(formatV1), string(objectKey(obj.Key())): mustJSON(t, obj), string(runKey(run.Key())): mustJSON(t, run)})
-	require.NoError(t, os.WriteFile(filepath.Join(dir, markerFile), []byte(formatV1+"\n"), 0o600))
+	// Turn it into what the old format wrote: plain JSON records, its marker.
+	setRaw(t, dir, opts, map[string][]byte{keyFormat: []byte(old), string(objectKey(obj.Key())): mustJSON(t, obj),
+		string(runKey(run.Key())): mustJSON(t, run), string(eventKey(ev.Seq)): mustJSON(t, ev)})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, markerFile), []byte(old+"\n"), 0o600))
 	s, err = Open(ctx, dir, opts)
 	require.NoError(t, err)
 	defer s.Close()
@@ -177,12 +205,17 @@ func TestFormat1Upgraded(t *testing.T) {
 	gotRun, err := s.GetRun(ctx, run.Key())
 	require.NoError(t, err)
 	require.Equal(t, mustJSON(t, run), mustJSON(t, gotRun))
+	require.Equal(t, byte('{'), rawValue(t, s, eventKey(ev.Seq))[0])
+	evs, err := s.Events(ctx, state.EventQuery{From: ev.Seq, Filter: state.EventFilter{Types: []state.EventType{state.EventSync}}})
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	require.Equal(t, mustJSON(t, ev), mustJSON(t, evs[0]))
 	require.Equal(t, formatVersion, string(rawValue(t, s, []byte(keyFormat))))
 	marker, err := os.ReadFile(filepath.Join(dir, markerFile))
 	require.NoError(t, err)
 	require.Equal(t, formatVersion+"\n", string(marker))
 
-	// A backup of format 1 (taken as a format 1 server did, from the
+	// A backup of the old format (taken as its server did, from the
 	// records as they still are) restores, and is upgraded when opened.
 	backup := func(format string) *bytes.Buffer {
 		require.NoError(t, s.db.Update(func(txn *badgerdb.Txn) error { return txn.Set([]byte(keyFormat), []byte(format)) }))
@@ -192,9 +225,9 @@ func TestFormat1Upgraded(t *testing.T) {
 		return &buf
 	}
 	restored := filepath.Join(t.TempDir(), "restored")
-	info, err := Restore(ctx, restored, backup(formatV1), opts)
+	info, err := Restore(ctx, restored, backup(old), opts)
 	require.NoError(t, err)
-	require.Equal(t, formatV1, info.StoreFormat)
+	require.Equal(t, old, info.StoreFormat)
 	r, err := Open(ctx, restored, opts)
 	require.NoError(t, err)
 	gotRun, err = r.GetRun(ctx, run.Key())
@@ -219,7 +252,7 @@ func TestFormat1Upgraded(t *testing.T) {
 
 	setRaw(t, dir, opts, map[string][]byte{keyFormat: []byte("tinkops-state/9")})
 	_, err = Open(ctx, dir, opts)
-	require.ErrorContains(t, err, `has format "tinkops-state/9"; this server reads "tinkops-state/2"`)
+	require.ErrorContains(t, err, `has format "tinkops-state/9"; this server reads "tinkops-state/3"`)
 }
 
 // setRaw writes keys of a closed state directory as they are, bypassing
