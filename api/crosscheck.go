@@ -237,7 +237,7 @@ func (f indexedFleet) hardware(ctx context.Context, whole []*schema.Hardware, ma
 			return
 		}
 		for _, mac := range macs {
-			for k := range ix.hwByMAC[mac] {
+			for k := range ix.hwByMAC[mac].all() {
 				add(k)
 			}
 		}
@@ -256,9 +256,13 @@ func (f indexedFleet) workflows(ctx context.Context, ref state.ObjectKey, macs [
 		if ref.Kind == state.KindTemplate {
 			by = ix.templates
 		}
-		maps.Copy(keys, by[ref])
+		for k := range by[ref].all() {
+			keys[k] = struct{}{}
+		}
 		for _, mac := range macs {
-			maps.Copy(keys, ix.byMAC[mac])
+			for k := range ix.byMAC[mac].all() {
+				keys[k] = struct{}{}
+			}
 		}
 	})
 	if err != nil {

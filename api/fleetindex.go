@@ -44,18 +44,18 @@ type fleetIndex struct {
 	runs map[state.ObjectKey]indexRun
 	// machines maps a hardware key to the workflows whose hardwareRef
 	// names it.
-	machines map[state.ObjectKey]map[state.ObjectKey]struct{}
+	machines map[state.ObjectKey]*keySet
 	// templates maps a template key to the workflows whose templateRef
 	// names it.
-	templates map[state.ObjectKey]map[state.ObjectKey]struct{}
+	templates map[state.ObjectKey]*keySet
 	// byMAC maps a MAC to the workflows whose hardwareMap names it: their
 	// runs may hold that MAC's machine too (tasks on several machines).
-	byMAC map[string]map[state.ObjectKey]struct{}
+	byMAC map[string]*keySet
 	// hwByMAC and hwByIP map a MAC and an IP address to the hardware whose
 	// interfaces have it: a hardware written through the API is checked
 	// against those sharing one with it (see checkHardware), not against
 	// the whole fleet.
-	hwByMAC, hwByIP map[string]map[state.ObjectKey]struct{}
+	hwByMAC, hwByIP map[string]*keySet
 	// reloads and fetched count full listings and records read again, for
 	// tests.
 	reloads, fetched int
@@ -180,11 +180,11 @@ func (ix *fleetIndex) reloadLocked(ctx context.Context, st state.Store, latest u
 	ix.loaded, ix.seq = false, latest
 	ix.objects = map[state.ObjectKey]*indexEntry{}
 	ix.runs = map[state.ObjectKey]indexRun{}
-	ix.machines = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
-	ix.templates = map[state.ObjectKey]map[state.ObjectKey]struct{}{}
-	ix.byMAC = map[string]map[state.ObjectKey]struct{}{}
-	ix.hwByMAC = map[string]map[state.ObjectKey]struct{}{}
-	ix.hwByIP = map[string]map[state.ObjectKey]struct{}{}
+	ix.machines = map[state.ObjectKey]*keySet{}
+	ix.templates = map[state.ObjectKey]*keySet{}
+	ix.byMAC = map[string]*keySet{}
+	ix.hwByMAC = map[string]*keySet{}
+	ix.hwByIP = map[string]*keySet{}
 	q := state.ObjectQuery{Limit: maxListLimit}
 	for {
 		page, err := st.ListObjects(ctx, q)
@@ -287,11 +287,11 @@ func (ix *fleetIndex) sharing(hw *schema.Hardware) []*schema.Hardware {
 	keys := map[state.ObjectKey]struct{}{}
 	for _, iface := range hw.Spec.Interfaces {
 		if d := iface.DHCP; d != nil {
-			for k := range ix.hwByMAC[d.MAC] {
+			for k := range ix.hwByMAC[d.MAC].all() {
 				keys[k] = struct{}{}
 			}
 			if d.IP != nil {
-				for k := range ix.hwByIP[d.IP.Address] {
+				for k := range ix.hwByIP[d.IP.Address].all() {
 					keys[k] = struct{}{}
 				}
 			}
@@ -306,26 +306,6 @@ func (ix *fleetIndex) sharing(hw *schema.Hardware) []*schema.Hardware {
 	}
 	sortHardware(out)
 	return out
-}
-
-// addTo adds key to the set m[k].
-func addTo[K comparable](m map[K]map[state.ObjectKey]struct{}, k K, key state.ObjectKey) {
-	set := m[k]
-	if set == nil {
-		set = map[state.ObjectKey]struct{}{}
-		m[k] = set
-	}
-	set[key] = struct{}{}
-}
-
-// removeFrom removes key from the set m[k], and the set once empty.
-func removeFrom[K comparable](m map[K]map[state.ObjectKey]struct{}, k K, key state.ObjectKey) {
-	if set := m[k]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(m, k)
-		}
-	}
 }
 
 // hardwareMapMACs returns the values of a stored workflow's hardwareMap.

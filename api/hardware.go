@@ -122,12 +122,12 @@ func (s *Server) decorateHardware(ctx context.Context, objs []*state.Object, kep
 			}
 		}
 		for hw := range want {
-			for wk := range ix.machines[hw] {
+			for wk := range ix.machines[hw].all() {
 				add(wk)
 			}
 		}
 		for mac := range byMAC {
-			for wk := range ix.byMAC[mac] {
+			for wk := range ix.byMAC[mac].all() {
 				add(wk)
 			}
 		}

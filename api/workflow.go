@@ -86,7 +86,7 @@ func (s *Server) workflowRuns(ctx context.Context, old *state.Object, p *pushed,
 func (s *Server) workflowsOf(ctx context.Context, hw state.ObjectKey) ([]*state.Object, error) {
 	var keys []state.ObjectKey
 	err := s.index.view(ctx, s.store, func(ix *fleetIndex) {
-		for wk := range ix.machines[hw] {
+		for wk := range ix.machines[hw].all() {
 			keys = append(keys, wk)
 		}
 	})
