@@ -54,7 +54,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
+	// The collection policy is the process's, not the Main's (tests run
+	// several Mains in one process), so serve owns it.
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		if !m.Config.IdleGC {
+			return
+		}
+		if p := newIdleGC(m.log, m.Getenv); p != nil {
+			_ = p.Run(ctx)
+		}
+	}()
 	<-ctx.Done()
+	<-gcDone
 	return m.Close()
 }
 

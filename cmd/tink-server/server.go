@@ -89,6 +89,9 @@ type Config struct {
 	// (see replica.go).
 	ReplicaName string
 	LeaderLease time.Duration
+	// IdleGC lowers GOGC while the server is idle (gcpolicy.go); off when
+	// GOGC or GOMEMLIMIT is set.
+	IdleGC bool
 }
 
 // Main wires the server: the store, the source, the reconcile loop and the
@@ -123,7 +126,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 	return &Main{
 		Config: Config{Listen: "127.0.0.1:42113", DataDir: "./tink-data", Branch: gitsource.DefaultBranch,
 			PollInterval: gitsource.DefaultPollInterval, SyncTimeout: reconciler.DefaultSyncTimeout,
-			BMCTimeout: 15 * time.Second, BMCRetries: 3, LogLevel: "info", LogFormat: "auto"},
+			BMCTimeout: 15 * time.Second, BMCRetries: 3, LogLevel: "info", LogFormat: "auto", IdleGC: true},
 		Getenv: os.Getenv,
 		log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		stdout: stdout,
@@ -160,6 +163,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.MaxEvents, "max-events", c.MaxEvents, "how many of the newest events the event log keeps (0: 1,000,000; negative: no limit)")
 	fs.DurationVar(&c.MaxEventAge, "max-event-age", c.MaxEventAge, "how long the event log keeps an event (0: 720h; negative: no limit)")
 	fs.IntVar(&c.MaxObjects, "max-objects", c.MaxObjects, fmt.Sprintf("the most objects the repository may declare (0: %d); a fleet of 100,000 machines with a workflow each needs 200,000 and more memory", schema.MaxObjects))
+	fs.BoolVar(&c.IdleGC, "idle-gc", c.IdleGC, "while the server allocates little, collect garbage more often (GOGC 10) and return free memory to the system; the default GOGC comes back as soon as it works (off when GOGC or GOMEMLIMIT is set)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, text, or auto (text on a terminal, else JSON)")
 	fs.StringVar(&c.Config, "config", c.Config, "YAML file of settings: flag names as keys (flags and environment variables win over it)")
