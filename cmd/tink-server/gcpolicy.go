@@ -14,12 +14,18 @@ import (
 // collection, and the runtime keeps what it once used: a synced
 // 10,000-machine fleet sat at about 650 MiB of RSS for under 300 MB live.
 // Collecting more often costs CPU in proportion to what is allocated, which
-// is what a busy server does and an idle one does not. So idleGC watches the
-// allocation rate: once the server has allocated little for a while it
-// lowers GOGC to idleGCPercent and hands the free memory back to the
-// system once; as soon as it allocates again (a sync, a burst of workers)
-// it restores the GOGC it started with, so a busy server runs exactly as
-// it would without the policy.
+// is what a busy server does and an idle one does not: a collection marks
+// the live heap (about 1.5 ns a byte here) once per GOGC% of it allocated,
+// so its cost is the allocation rate times 1.5 ns times 100/GOGC, whatever
+// the heap's size. So idleGC watches the allocation rate: once the server
+// has allocated under 1 MiB/s for a while (at GOGC 10, at most about 1.5%
+// of a core spent collecting) it lowers GOGC to idleGCPercent and hands the
+// free memory back to the system once; as soon as it allocates more than
+// 4 MiB/s (a sync, a burst of workers) it restores the GOGC it started
+// with, so a busy server runs exactly as it would without the policy. A
+// 100,000-machine fleet's engine allocates more than that while it waits,
+// so its server keeps the default: a rule relative to the heap's size
+// (an earlier version) lowered GOGC there and spent 80% of a core.
 //
 // An operator who sets GOGC or GOMEMLIMIT has chosen a policy of their own:
 // idleGC then does nothing (--idle-gc=false also turns it off).
@@ -30,6 +36,12 @@ const (
 	idleGCWindow = 2 * time.Second
 	// idleGCQuiet is how many quiet windows in a row make the server idle.
 	idleGCQuiet = 5
+	// idleGCQuietBytes is the most a quiet window allocates (1 MiB/s);
+	// idleGCBusyBytes the least a window allocates that ends the idle
+	// state (4 MiB/s). Between the two nothing changes, so a server near
+	// the edge does not flip back and forth.
+	idleGCQuietBytes = 2 << 20
+	idleGCBusyBytes  = 8 << 20
 	// idleGCPercent is GOGC while idle: a collection after each tenth of
 	// the live heap allocated.
 	idleGCPercent = 10
@@ -42,12 +54,13 @@ const (
 // goroutine's whole life.
 type idleGC struct {
 	log *slog.Logger
-	// window, quiet, percent and minLive are the constants above (tests
-	// shorten the window).
-	window  time.Duration
-	quiet   int
-	percent int
-	minLive uint64
+	// window, quiet, quietBytes, busyBytes, percent and minLive are the
+	// constants above (tests shorten the window).
+	window                time.Duration
+	quiet                 int
+	quietBytes, busyBytes uint64
+	percent               int
+	minLive               uint64
 	// read returns the bytes allocated since the start and the live heap
 	// after the last collection; setPercent and release are
 	// debug.SetGCPercent and debug.FreeOSMemory (tests replace all three).
@@ -63,7 +76,8 @@ func newIdleGC(log *slog.Logger, getenv func(string) string) *idleGC {
 		log.Debug("idle collection policy off: GOGC or GOMEMLIMIT is set")
 		return nil
 	}
-	return &idleGC{log: log, window: idleGCWindow, quiet: idleGCQuiet, percent: idleGCPercent, minLive: idleGCMinLive,
+	return &idleGC{log: log, window: idleGCWindow, quiet: idleGCQuiet, quietBytes: idleGCQuietBytes, busyBytes: idleGCBusyBytes,
+		percent: idleGCPercent, minLive: idleGCMinLive,
 		read: readHeap, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory}
 }
 
@@ -75,13 +89,6 @@ func readHeap() (allocated, live uint64) {
 }
 
 // Run applies the policy until ctx ends, then restores GOGC.
-//
-// A window is quiet when the server allocated at most a quarter of what
-// an idle collection waits for (live/percent): idle, the policy then costs
-// at most one collection per quiet*window. It is busy when it allocated
-// more than a whole idle collection's worth in one window; between the
-// two, nothing changes, so a server near the edge does not flip back and
-// forth.
 func (p *idleGC) Run(ctx context.Context) error {
 	t := time.NewTicker(p.window)
 	defer t.Stop()
@@ -101,13 +108,12 @@ func (p *idleGC) Run(ctx context.Context) error {
 		allocated, live := p.read()
 		delta := allocated - last
 		last = allocated
-		step := live * uint64(p.percent) / 100
 		switch {
-		case idle && delta > step:
+		case idle && delta > p.busyBytes:
 			idle, quiet = false, 0
 			p.setPercent(busyPercent)
 			p.log.Debug("busy again: garbage collection back to its default", "gogc", busyPercent, "allocated", delta, "live", live)
-		case !idle && live >= p.minLive && delta <= step/4:
+		case !idle && live >= p.minLive && delta <= p.quietBytes:
 			quiet++
 			if quiet < p.quiet {
 				continue

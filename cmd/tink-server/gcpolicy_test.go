@@ -61,7 +61,8 @@ func runScript(t *testing.T, windows ...[2]uint64) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := &gcScript{windows: append([][2]uint64{{0, 0}}, windows...), percent: 100, effective: 100, cancel: cancel}
-	p := &idleGC{log: slog.New(slog.DiscardHandler), window: time.Millisecond, quiet: 3, percent: 10, minLive: 32 << 20,
+	p := &idleGC{log: slog.New(slog.DiscardHandler), window: time.Millisecond, quiet: 3, quietBytes: 2 << 20, busyBytes: 8 << 20,
+		percent: 10, minLive: 32 << 20,
 		read: s.read, setPercent: s.setPercent, release: s.release}
 	require.NoError(t, p.Run(ctx))
 	require.Equal(t, 100, s.percent, "GOGC is restored when the policy stops")
@@ -70,10 +71,10 @@ func runScript(t *testing.T, windows ...[2]uint64) []string {
 
 func TestIdleGC(t *testing.T) {
 	const mb = 1 << 20
-	live := uint64(100 * mb) // an idle collection waits for 10 MB
+	live := uint64(100 * mb)
 	quiet := [2]uint64{2 * mb, live}
 	between := [2]uint64{5 * mb, live}
-	busy := [2]uint64{20 * mb, live}
+	busy := [2]uint64{9 * mb, live}
 
 	t.Run("IdleAfterQuietWindows", func(t *testing.T) {
 		require.Equal(t, []string{"gogc 10", "release", "gogc 100"},
@@ -87,6 +88,13 @@ func TestIdleGC(t *testing.T) {
 	t.Run("BusyAgainRestoresTheDefault", func(t *testing.T) {
 		require.Equal(t, []string{"gogc 10", "release", "gogc 100", "gogc 10", "release", "gogc 100"},
 			runScript(t, quiet, quiet, quiet, between, between, busy, quiet, quiet, quiet))
+	})
+	t.Run("CostNotHeapDecides", func(t *testing.T) {
+		// The allocation rate decides, whatever the heap's size: 3 MB
+		// per window is a sliver of a 2 GB heap, but above the quiet
+		// rate, and GOGC 10's cost grows with the rate alone.
+		big := [2]uint64{3 * mb, 2048 * mb}
+		require.Empty(t, runScript(t, big, big, big, big, big))
 	})
 	t.Run("SmallHeapLeftAlone", func(t *testing.T) {
 		small := [2]uint64{0, 8 * mb}
