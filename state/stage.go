@@ -31,8 +31,21 @@ type Staged struct {
 // (codes, messages, event contents) are one piece of code whatever the
 // backend. On error nothing is assigned.
 func Stage(b *Batch, now time.Time, c Counters, object func(ObjectKey) (*Object, error), run func(RunKey) (*WorkflowRun, error)) (*Staged, error) {
+	// Sized up front: a fleet's first sync stages 20,100 objects (200,100
+	// at 100,000 machines), each with an event, and grown by appending
+	// these slices were copied over and over. (Empty ones stay nil, as
+	// they were.)
 	st := &Staged{Result: &Result{}}
+	if n := len(b.Objects); n > 0 {
+		st.Result.Objects, st.Deleted = make([]*Object, 0, n), make([]bool, 0, n)
+	}
+	if n := len(b.Runs); n > 0 {
+		st.Result.Runs = make([]*WorkflowRun, 0, n)
+	}
 	var events []Event
+	if n := len(b.Objects) + len(b.Runs) + len(b.Events); n > 0 {
+		events = make([]Event, 0, n)
+	}
 	for _, op := range b.Objects {
 		key := op.Object.Key()
 		old, err := object(key)
@@ -106,7 +119,12 @@ func Stage(b *Batch, now time.Time, c Counters, object func(ObjectKey) (*Object,
 		events[i].Seq = c.NextSeq
 		c.NextSeq++
 	}
-	st.Result.Events = events
+	if len(events) > 0 {
+		st.Result.Events = events
+	}
+	if len(st.Result.Runs) == 0 {
+		st.Result.Runs = nil
+	}
 	st.Counters = c
 	return st, nil
 }

@@ -293,3 +293,42 @@ func TestLoadDirPacks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, mustJSON(t, run), mustJSON(t, got))
 }
+
+// TestChunksRoundTrip: a split batch's chunks hold every entry in order,
+// each chunk within the byte and entry limits and allocated at its exact
+// size.
+func TestChunksRoundTrip(t *testing.T) {
+	var entries []entry
+	for i := range 2000 {
+		e := entry{key: []byte(fmt.Sprintf("o/Hardware\x00\x00node-%05d", i))}
+		switch {
+		case i%7 == 0:
+			e.del = true
+		case i%5 == 0:
+			e.value = bytes.Repeat([]byte{'v'}, 300+i) // lengths of 2 and 3 varint bytes
+		default:
+			e.value = []byte(strings.Repeat("x", i%130))
+		}
+		entries = append(entries, e)
+	}
+	for _, limits := range [][2]int64{{4 << 10, 1000}, {64 << 10, 10}, {1 << 30, 1 << 30}} {
+		chunks := encodeChunks(entries, limits[0], limits[1])
+		var got []entry
+		for _, c := range chunks {
+			require.Equal(t, len(c), cap(c), "allocated at its size")
+			es, err := decodeChunk(c)
+			require.NoError(t, err)
+			require.LessOrEqual(t, int64(len(es)), limits[1])
+			if len(es) > 1 {
+				require.LessOrEqual(t, int64(len(c)), limits[0])
+			}
+			got = append(got, es...)
+		}
+		require.Len(t, got, len(entries))
+		for i := range entries {
+			require.Equal(t, string(entries[i].key), string(got[i].key), "entry %d", i)
+			require.Equal(t, entries[i].del, got[i].del, "entry %d", i)
+			require.Equal(t, string(entries[i].value), string(got[i].value), "entry %d", i)
+		}
+	}
+}

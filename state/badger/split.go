@@ -214,30 +214,56 @@ func (s *Store) callHook(point string) {
 //
 //	op (1: set, 2: delete) | uvarint key length | key | uvarint value length | value
 func encodeChunks(entries []entry, maxBytes, maxEntries int64) [][]byte {
-	var chunks [][]byte
-	var cur []byte
-	var n int64
-	for _, e := range entries {
-		need := int64(1 + 2*binary.MaxVarintLen64 + len(e.key) + len(e.value))
-		if n > 0 && (int64(len(cur))+need > maxBytes || n+1 > maxEntries) {
-			chunks = append(chunks, cur)
-			cur, n = nil, 0
+	// First the chunks' bounds and exact sizes, then each chunk in one
+	// allocation: grown by appending, a 100,000-machine sync's 230 MB of
+	// chunks cost 3 s of copying.
+	type bound struct{ end, size int }
+	var bounds []bound
+	size, n := 0, int64(0)
+	for i, e := range entries {
+		need := entryLen(e)
+		if n > 0 && (int64(size+need+2*binary.MaxVarintLen64) > maxBytes || n+1 > maxEntries) {
+			bounds = append(bounds, bound{i, size})
+			size, n = 0, 0
 		}
-		op := byte(1)
-		if e.del {
-			op = 2
-		}
-		cur = append(cur, op)
-		cur = binary.AppendUvarint(cur, uint64(len(e.key)))
-		cur = append(cur, e.key...)
-		cur = binary.AppendUvarint(cur, uint64(len(e.value)))
-		cur = append(cur, e.value...)
+		size += need
 		n++
 	}
 	if n > 0 {
+		bounds = append(bounds, bound{len(entries), size})
+	}
+	chunks := make([][]byte, 0, len(bounds))
+	start := 0
+	for _, b := range bounds {
+		cur := make([]byte, 0, b.size)
+		for _, e := range entries[start:b.end] {
+			op := byte(1)
+			if e.del {
+				op = 2
+			}
+			cur = append(cur, op)
+			cur = binary.AppendUvarint(cur, uint64(len(e.key)))
+			cur = append(cur, e.key...)
+			cur = binary.AppendUvarint(cur, uint64(len(e.value)))
+			cur = append(cur, e.value...)
+		}
 		chunks = append(chunks, cur)
+		start = b.end
 	}
 	return chunks
+}
+
+// entryLen is the encoded length of e in a chunk.
+func entryLen(e entry) int {
+	return 1 + uvarintLen(len(e.key)) + len(e.key) + uvarintLen(len(e.value)) + len(e.value)
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 func decodeChunk(b []byte) ([]entry, error) {
