@@ -338,7 +338,8 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{result: st.Result}
+	p := &prepared{result: st.Result,
+		entries: make([]entry, 0, len(st.Result.Objects)+len(st.Result.Runs)+len(st.Result.Events))}
 	for i, obj := range st.Result.Objects {
 		key := obj.Key()
 		if st.Deleted[i] {
