@@ -100,19 +100,30 @@ func TestErrObjectTooLarge(t *testing.T) {
 	require.Contains(t, state.ErrorMessage(err), "Hardware/huge")
 }
 
-// TestLargeRecords: a record larger than a transaction's budget but within
-// the value limit (2.4 MB) goes to Badger's value log in one ordinary
-// transaction, whatever the memtables' size, and reads back whole after a
-// reopen; a larger one is refused with the object's name.
+// TestLargeRecords: records of 1 MB and more go to Badger's value log and
+// count as a pointer in a transaction, so a batch of several, larger
+// together than a transaction's budget, is still one ordinary transaction;
+// a record up to the value limit (2.4 MB) is kept whatever the memtables'
+// size, and reads back whole after a reopen; a larger one is refused with
+// the object's name.
 func TestLargeRecords(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := MustOpen(t, dir, badger.Options{})
-	big := hw("big", nil)
-	big.Annotations = map[string]string{"padding": incompressible(1_500_000)}
-	_, err := s.PutObject(ctx, state.ActorGit, big)
+	b := &state.Batch{Actor: state.ActorGit}
+	for i := range 3 {
+		o := hw(fmt.Sprintf("big-%d", i), nil)
+		o.Annotations = map[string]string{"padding": incompressible(1_200_000)}
+		b.Put(o, "")
+	}
+	_, err := s.Apply(ctx, b)
 	require.NoError(t, err)
-	require.Zero(t, s.Stats().Splits.Load(), "one record is one transaction")
+	require.Zero(t, s.Stats().Splits.Load(), "3.6 MB of large records are one transaction")
+
+	big := hw("big", nil)
+	big.Annotations = map[string]string{"padding": incompressible(2_500_000)}
+	_, err = s.PutObject(ctx, state.ActorGit, big)
+	require.NoError(t, err)
 
 	huge := hw("huge", nil)
 	huge.Annotations = map[string]string{"padding": incompressible(2_600_000)}
@@ -126,4 +137,7 @@ func TestLargeRecords(t *testing.T) {
 	got, err := s.GetObject(ctx, big.Key())
 	require.NoError(t, err)
 	require.Equal(t, big.Annotations["padding"], got.Annotations["padding"])
+	got, err = s.GetObject(ctx, b.Objects[2].Object.Key())
+	require.NoError(t, err)
+	require.Equal(t, b.Objects[2].Object.Annotations["padding"], got.Annotations["padding"])
 }
