@@ -571,13 +571,7 @@ func (r *cancelReader) Read(p []byte) (int, error) {
 func TestBackupStopsOnCancel(t *testing.T) {
 	ctx := context.Background()
 	src := MustOpen(t, t.TempDir(), badger.Options{})
-	b := &state.Batch{Actor: state.ActorGit}
-	for i := range 3000 {
-		o := hw(fmt.Sprintf("node-%04d", i), nil)
-		o.Annotations = map[string]string{"padding": incompressible(500)}
-		b.Put(o, "")
-	}
-	_, err := src.Apply(ctx, b)
+	_, err := src.Apply(ctx, paddedBatch("node-%04d", 3000, 500))
 	require.NoError(t, err)
 
 	t.Run("ErrCancelledMidway", func(t *testing.T) {

@@ -28,6 +28,18 @@ func bigBatch(id, n, pad int) *state.Batch {
 	return b
 }
 
+// paddedBatch returns a batch of n hardware named by format, each with an
+// annotation of pad incompressible bytes (stored as large as written).
+func paddedBatch(format string, n, pad int) *state.Batch {
+	b := &state.Batch{Actor: state.ActorGit}
+	for i := range n {
+		o := hw(fmt.Sprintf(format, i), nil)
+		o.Annotations = map[string]string{"padding": incompressible(pad)}
+		b.Put(o, "")
+	}
+	return b
+}
+
 // TestLargeBatch forces batches over the transaction limit and checks that
 // readers never see part of one, and that they are written in full.
 func TestLargeBatch(t *testing.T) {
@@ -110,12 +122,7 @@ func TestLargeRecords(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := MustOpen(t, dir, badger.Options{})
-	b := &state.Batch{Actor: state.ActorGit}
-	for i := range 3 {
-		o := hw(fmt.Sprintf("big-%d", i), nil)
-		o.Annotations = map[string]string{"padding": incompressible(1_200_000)}
-		b.Put(o, "")
-	}
+	b := paddedBatch("big-%d", 3, 1_200_000)
 	_, err := s.Apply(ctx, b)
 	require.NoError(t, err)
 	require.Zero(t, s.Stats().Splits.Load(), "3.6 MB of large records are one transaction")
