@@ -33,8 +33,7 @@ type Staged struct {
 func Stage(b *Batch, now time.Time, c Counters, object func(ObjectKey) (*Object, error), run func(RunKey) (*WorkflowRun, error)) (*Staged, error) {
 	// Sized up front: a fleet's first sync stages 20,100 objects (200,100
 	// at 100,000 machines), each with an event, and grown by appending
-	// these slices were copied over and over. (Empty ones stay nil, as
-	// they were.)
+	// these slices were copied over and over. Empty ones stay nil.
 	st := &Staged{Result: &Result{}}
 	if n := len(b.Objects); n > 0 {
 		st.Result.Objects, st.Deleted = make([]*Object, 0, n), make([]bool, 0, n)
@@ -119,11 +118,8 @@ func Stage(b *Batch, now time.Time, c Counters, object func(ObjectKey) (*Object,
 		events[i].Seq = c.NextSeq
 		c.NextSeq++
 	}
-	if len(events) > 0 {
+	if len(events) > 0 { // runs that change no state log none
 		st.Result.Events = events
-	}
-	if len(st.Result.Runs) == 0 {
-		st.Result.Runs = nil
 	}
 	st.Counters = c
 	return st, nil

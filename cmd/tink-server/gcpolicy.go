@@ -23,9 +23,9 @@ import (
 // free memory back to the system once; as soon as it allocates more than
 // 4 MiB/s (a sync, a burst of workers) it restores the GOGC it started
 // with, so a busy server runs exactly as it would without the policy. A
-// 100,000-machine fleet's engine allocates more than that while it waits,
-// so its server keeps the default: a rule relative to the heap's size
-// (an earlier version) lowered GOGC there and spent 80% of a core.
+// rule relative to the heap's size (an earlier version) lowered GOGC at
+// 100,000 machines while the engine still allocated tens of MB a second,
+// and the server spent 80% of a core.
 //
 // An operator who sets GOGC or GOMEMLIMIT has chosen a policy of their own:
 // idleGC then does nothing (--idle-gc=false also turns it off).
@@ -92,6 +92,7 @@ func readHeap() (allocated, live uint64) {
 func (p *idleGC) Run(ctx context.Context) error {
 	t := time.NewTicker(p.window)
 	defer t.Stop()
+	// SetGCPercent is the only way to read GOGC: read it, put it back.
 	busyPercent := p.setPercent(-1)
 	p.setPercent(busyPercent)
 	idle, quiet := false, 0

@@ -57,13 +57,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The collection policy is the process's, not the Main's (tests run
 	// several Mains in one process), so serve owns it.
 	gcDone := make(chan struct{})
+	var gc *idleGC
+	if m.Config.IdleGC {
+		gc = newIdleGC(m.log, m.Getenv)
+	}
 	go func() {
 		defer close(gcDone)
-		if !m.Config.IdleGC {
-			return
-		}
-		if p := newIdleGC(m.log, m.Getenv); p != nil {
-			_ = p.Run(ctx)
+		if gc != nil {
+			_ = gc.Run(ctx)
 		}
 	}()
 	<-ctx.Done()

@@ -44,20 +44,11 @@ func (s *Store) Events(ctx context.Context, q state.EventQuery) ([]state.Event, 
 			if n++; n%1024 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if len(q.Filter.Types) > 0 {
-				var other bool
-				if err := it.Item().Value(func(v []byte) error { other = otherType(v, q.Filter.Types); return nil }); err != nil {
-					return err
-				}
-				if other {
-					continue // not decoded: most events are of other types
-				}
-			}
-			ev, err := decodeEvent(it.Item())
+			ev, other, err := decodeEventOf(it.Item(), q.Filter.Types)
 			if err != nil {
 				return err
 			}
-			if q.Filter.Matches(ev) {
+			if !other && q.Filter.Matches(ev) {
 				out = append(out, ev)
 			}
 		}
@@ -115,21 +106,13 @@ func (s *Store) readLog(ctx context.Context, seq uint64, max int) ([]state.Event
 	return out, next, nil
 }
 
-// otherType reports, from an event's record without decoding it, that the
+// otherType reports, from an event's JSON without decoding it, that the
 // event is of none of types (a follower of run states skips the action
-// states, most of the log, at a fraction of a decode's cost; a packed
-// record is unpacked first, which costs a tenth of a decode). A quote
+// states, most of the log, at a fraction of a decode's cost). A quote
 // inside a JSON string is escaped, and an event has no nested object, so
 // the first `"type":"` of the record is its type's key; a record without
 // one, or with an escape in the value, is decoded, never skipped.
 func otherType(v []byte, types []state.EventType) bool {
-	if v, err := unpack(v); err == nil {
-		return otherTypeJSON(v, types)
-	}
-	return false // decodeEvent reports the damage
-}
-
-func otherTypeJSON(v []byte, types []state.EventType) bool {
 	const key = `"type":"`
 	i := bytes.Index(v, []byte(key))
 	if i < 0 {
@@ -149,18 +132,28 @@ func otherTypeJSON(v []byte, types []state.EventType) bool {
 }
 
 func decodeEvent(item *badgerdb.Item) (state.Event, error) {
-	var ev state.Event
-	err := item.Value(func(v []byte) error {
+	ev, _, err := decodeEventOf(item, nil)
+	return ev, err
+}
+
+// decodeEventOf unpacks an event's record once and decodes it, unless types
+// are given and otherType says it is of none of them (other: not decoded).
+func decodeEventOf(item *badgerdb.Item, types []state.EventType) (ev state.Event, other bool, err error) {
+	err = item.Value(func(v []byte) error {
 		v, err := unpack(v)
 		if err != nil {
 			return err
 		}
+		if len(types) > 0 && otherType(v, types) {
+			other = true
+			return nil
+		}
 		return json.Unmarshal(v, &ev)
 	})
 	if err != nil {
-		return ev, state.Errorf(state.EINTERNAL, "decode event %d: %v", eventSeq(item.Key()), err)
+		return ev, false, state.Errorf(state.EINTERNAL, "decode event %d: %v", eventSeq(item.Key()), err)
 	}
-	return ev, nil
+	return ev, other, nil
 }
 
 // CompactEvents implements state.Store. It deletes the oldest events in

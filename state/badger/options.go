@@ -95,8 +95,9 @@ func (o Options) withDefaults() Options {
 // about 300 MiB of JSON did: a full sync of 20,100 objects (23 MB of
 // records, its staged chunks going to the value log) fits in one, so no
 // flush, whose table builder briefly holds several times the memtable
-// (125 MB for a 16 MiB one), lands in the middle of it (BenchmarkFleetSync/full: peak heap 361-388
-// MiB at 32 MiB, 446-468 MiB at 16). Measured against 16 MiB, 1,000
+// (125 MB for a 16 MiB one), lands in the middle of it
+// (BenchmarkFleetSync/full: peak heap 361-388 MiB at 32 MiB, 446-468 MiB
+// at 16). Measured against 16 MiB, 1,000
 // workers also ran faster (fewer flushes: 12,800-16,300 against
 // 10,900-15,100 transitions/s), and the idle RSS was the same within the
 // noise.

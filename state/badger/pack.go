@@ -7,10 +7,10 @@ import (
 )
 
 // Records of objects, runs and events are stored compressed (format
-// tinkops-state/3; format 2 left events plain). A run's record holds every action of the run and is
-// written again at each transition of one of them: about 7 KB of JSON for
-// a 20-action run, rewritten thousands of times a second under a fleet's
-// workers. Compressed it is about 650 bytes (S2, 1.2 µs to encode, 0.7 µs
+// tinkops-state/3; format 2 left events plain). A run's record holds every
+// action of the run and is written again at each transition of one of
+// them: about 7 KB of JSON for a 20-action run, rewritten thousands of
+// times a second under a fleet's workers. Compressed it is about 650 bytes (S2, 1.2 µs to encode, 0.7 µs
 // to decode). Badger's WAL, memtables, flushes and compactions then move a
 // tenth of the bytes, and the commits that stalled behind them (p99 report
 // latency at 2,000 reports/s) stall far less: see BENCHMARKS.md. Objects
@@ -20,9 +20,9 @@ import (
 //
 // A packed record is packedRecord followed by an S2 block of the JSON; a
 // record whose first byte is '{' is plain JSON (every record of format
-// tinkops-state/1, events of format 2, and records too small to gain). Every read path
-// (reads, lists, the writer's own, state.Dumper for `tink-server
-// migrate`) decodes either form.
+// tinkops-state/1, events of format 2, and records too small to gain).
+// Every read path (reads, lists, the writer's own, state.Dumper for
+// `tink-server migrate`) decodes either form.
 
 // packedRecord marks a compressed record. JSON records begin with '{'.
 const packedRecord = 0x01

@@ -222,7 +222,7 @@ func encodeChunks(entries []entry, maxBytes, maxEntries int64) [][]byte {
 	size, n := 0, int64(0)
 	for i, e := range entries {
 		need := entryLen(e)
-		if n > 0 && (int64(size+need+2*binary.MaxVarintLen64) > maxBytes || n+1 > maxEntries) {
+		if n > 0 && (int64(size+need) > maxBytes || n+1 > maxEntries) {
 			bounds = append(bounds, bound{i, size})
 			size, n = 0, 0
 		}
