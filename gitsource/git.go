@@ -64,6 +64,9 @@ type Git struct {
 	// packs reads large trees of the open cache's packs (packread.go);
 	// nil unless the cache is kept open. Guarded by t.syncing.
 	packs *packReader
+	// objects is the open cache's object cache (cacheStorage), emptied
+	// after each sync. Guarded by t.syncing.
+	objects *cache.ObjectLRU
 }
 
 var _ Source = (*Git)(nil)
@@ -412,6 +415,11 @@ func (g *Git) materialize(ctx context.Context, cred credentials, want plumbing.H
 			return nil, plumbing.ZeroHash, err
 		}
 		snap, got, err := g.materializeIn(ctx, repo, cred, want, mustFetch)
+		// The decoded objects served the delta bases of this read; the
+		// snapshot holds what they held, and until the next sync they
+		// would only keep up to objectCacheSize of blobs (16 MB of heap
+		// at 10,000 machines, go-git's objects around them included).
+		g.objects.Clear()
 		if err != nil || !g.keepOpen {
 			g.closeCache()
 		}
@@ -611,7 +619,8 @@ func (g *Git) releaseCache() {
 // reports a cache created by this call.
 func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error) {
 	if !reset {
-		repo, err = git.Open(cacheStorage(g.cacheDir), nil)
+		g.objects = cache.NewObjectLRU(objectCacheSize)
+		repo, err = git.Open(cacheStorage(g.cacheDir, g.objects), nil)
 		if err == nil && countPacks(g.cacheDir) > g.maxPacks {
 			g.log.Info("starting the repository cache afresh: too many pack files", "dir", g.cacheDir)
 			closeStorer(repo)
@@ -628,7 +637,8 @@ func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error
 		if err := os.MkdirAll(g.cacheDir, 0o700); err != nil {
 			return nil, false, fmt.Errorf("create repository cache: %w", err)
 		}
-		repo, err = git.Init(cacheStorage(g.cacheDir), nil)
+		g.objects = cache.NewObjectLRU(objectCacheSize)
+		repo, err = git.Init(cacheStorage(g.cacheDir, g.objects), nil)
 		if err == nil {
 			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{g.url}})
 		}
@@ -640,15 +650,17 @@ func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error
 	return repo, fresh, nil
 }
 
-// cacheStorage is the object store of the cache at dir. It keeps each pack
+// cacheStorage is the object store of the cache at dir, with objects as its
+// object cache. It keeps each pack
 // file open until closeStorer: go-git otherwise opens (and lstats its way
 // to) the pack again for every object read, which cost a full sync 0.6 s of
 // CPU and 150 MB of garbage reading 20,000 blobs. Its object cache is
 // small: the store stays open between syncs, and go-git's default (96 MiB)
 // would keep that much of the last snapshot's blobs, which the snapshot
-// holds already; a few MiB of recent objects serve the delta bases.
-func cacheStorage(dir string) *filesystem.Storage {
-	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{KeepDescriptors: true})
+// holds already; a few MiB of recent objects (objects, sized
+// objectCacheSize) serve the delta bases.
+func cacheStorage(dir string, objects cache.Object) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(dir), objects, filesystem.Options{KeepDescriptors: true})
 }
 
 // objectCacheSize bounds the decoded objects the cache keeps in memory.

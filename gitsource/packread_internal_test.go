@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	gitcache "github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/stretchr/testify/require"
 
@@ -39,7 +40,7 @@ func TestPackReaderReadsWhatGoGitReads(t *testing.T) {
 		require.NoError(t, g.sync(ctx))
 	}
 
-	r, err := git.Open(cacheStorage(g.cacheDir), nil)
+	r, err := git.Open(cacheStorage(g.cacheDir, gitcache.NewObjectLRUDefault()), nil)
 	require.NoError(t, err)
 	defer closeStorer(r)
 	p := newPackReader(g.cacheDir)

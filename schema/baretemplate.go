@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"strings"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 )
@@ -84,4 +85,38 @@ type parsedTemplate struct {
 	// readsObject is false when the text cannot refer to .hardware (the
 	// whole object as maps), which then need not be built per render.
 	readsObject bool
+	// words are the scalars of the template's first clean rendering,
+	// immutable once set. One template's renderings for many machines
+	// differ in a few values (a MAC, an address) and share the rest: a
+	// later rendering takes each scalar found here as this string instead
+	// of a string of its own (at 10,000 machines, 4.5 MB of the loader's
+	// kept renderings and 3 MB of the engine's runs were such copies).
+	words atomic.Pointer[map[string]string]
+}
+
+// maxWords bounds a template's words: the scalars of one rendering, which
+// the 1 MiB bound on a rendering already limits.
+const maxWords = 10_000
+
+// learnWords sets p's words from a rendering's node tree, unless another
+// rendering did first.
+func (p *parsedTemplate) learnWords(root *yaml.Node) {
+	if p.words.Load() != nil {
+		return
+	}
+	words := map[string]string{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil || len(words) >= maxWords {
+			return
+		}
+		if n.Kind == yaml.ScalarNode {
+			words[n.Value] = n.Value
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(root)
+	p.words.CompareAndSwap(nil, &words)
 }

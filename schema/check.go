@@ -453,7 +453,7 @@ func (l *Loader) render(ctx context.Context, t *Template, w *Workflow, hw *Hardw
 		line, col, msg := l.tmplErrs.parse(err)
 		return &rendering{errs: ErrorList{{Pos: t.textPos(line, col), Path: "spec.data", Message: "template: " + msg}}}
 	}
-	doc, root, errs := l.parseDocument(t.Origin().File, out)
+	doc, root, errs := l.parseDocument(t.Origin().File, out, t.parsed)
 	list := l.remapRendered(t, root, errs)
 	if doc == nil {
 		return &rendering{errs: list}
@@ -801,6 +801,21 @@ func (l *Loader) RenderFor(ctx context.Context, s *Set, tk, hk Key, hardwareMap 
 		return nil, ErrorList{{Pos: t.at("spec.data"), Message: err.Error()}}
 	}
 	return out, nil
+}
+
+// ParseTemplate parses the text of a template that came from the store
+// (Load parses its own) and reports whether it is ready to render. A
+// parsed template is not changed by Render, so it may be kept and
+// rendered for many workflows at once; one that is not ready is better
+// left to Render, whose errors then name what is wrong with its text.
+func (l *Loader) ParseTemplate(t *Template) bool {
+	if l.init() != nil {
+		return false
+	}
+	if t.parsed == nil {
+		l.checkTemplateText(t)
+	}
+	return t.parsed != nil && t.parsed.err == nil
 }
 
 // Render renders template t for workflow w on hardware hw, as a workflow

@@ -33,6 +33,8 @@ type fastYAML struct {
 	lines []fastLine
 	i     int         // next line
 	slab  []yaml.Node // nodes are taken from here, a few allocations per file
+	// words are strings to take rather than copy (parsedTemplate.words).
+	words map[string]string
 }
 
 // node returns a new node holding n.
@@ -44,10 +46,16 @@ func (p *fastYAML) node(n yaml.Node) *yaml.Node {
 	return &p.slab[len(p.slab)-1]
 }
 
-// s returns part of the input as a string of its own. (One string of the
-// whole input, shared by its values, saved no measurable time and would
-// keep whole files alive in the objects decoded from them.)
-func (p *fastYAML) s(b []byte) string { return string(b) }
+// s returns part of the input as a string: the one in words when it is
+// there, else a string of its own. (One string of the whole input, shared
+// by its values, saved no measurable time and would keep whole files alive
+// in the objects decoded from them.)
+func (p *fastYAML) s(b []byte) string {
+	if w, ok := p.words[string(b)]; ok {
+		return w
+	}
+	return string(b)
+}
 
 // fastLine is one line of the input: its text without the line break,
 // its indentation and whether it holds only spaces.
@@ -59,11 +67,15 @@ type fastLine struct {
 
 // fastParse parses src as one YAML document, or returns nil when it cannot
 // be sure to read it as yaml.v3 does.
-func fastParse(src []byte) *yaml.Node {
+func fastParse(src []byte) *yaml.Node { return fastParseWords(src, nil) }
+
+// fastParseWords is fastParse taking each scalar that is a key of words
+// as words' string.
+func fastParseWords(src []byte, words map[string]string) *yaml.Node {
 	if len(src) == 0 || src[len(src)-1] != '\n' {
 		return nil
 	}
-	p := &fastYAML{src: src}
+	p := &fastYAML{src: src, words: words}
 	if !p.split() {
 		return nil
 	}

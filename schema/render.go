@@ -297,9 +297,16 @@ func (p *templateErrorParser) parse(err error) (line, col int, msg string) {
 // typo such as "enviroment" would silently lose the variables). String
 // fields keep their literal text, as yaml.v3 gives Tinkerbell: MODE: 0644 is
 // "0644".
-func (l *Loader) parseDocument(file string, rendered []byte) (*TemplateDocument, *yaml.Node, ErrorList) {
+//
+// The scalars of t's first clean rendering are shared by its later ones
+// (parsedTemplate.words).
+func (l *Loader) parseDocument(file string, rendered []byte, t *parsedTemplate) (*TemplateDocument, *yaml.Node, ErrorList) {
 	var e errs
-	root := fastParse(rendered) // one plain document, as yaml.v3 reads it
+	var words map[string]string
+	if w := t.words.Load(); w != nil {
+		words = *w
+	}
+	root := fastParseWords(rendered, words) // one plain document, as yaml.v3 reads it
 	if root == nil {
 		root = &yaml.Node{}
 		dec := yaml.NewDecoder(bytes.NewReader(rendered))
@@ -319,5 +326,8 @@ func (l *Loader) parseDocument(file string, rendered []byte) (*TemplateDocument,
 	}
 	d := &decoder{types: &l.types, file: file, errs: &e, literalStrings: true}
 	d.decode(body, reflectValueOf(doc), false)
+	if words == nil && len(e.list) == 0 {
+		t.learnWords(body)
+	}
 	return doc, body, e.list
 }

@@ -251,7 +251,7 @@ func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Work
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	to, err := e.runObject(ctx, r, state.KindTemplate, wf.Spec.TemplateRef)
+	t, err := e.templateOf(ctx, r, wf.Spec.TemplateRef)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -259,7 +259,50 @@ func (e *Engine) inputs(ctx context.Context, r *state.WorkflowRun) (*schema.Work
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return wf, to.(*schema.Template), ho.(*schema.Hardware), nil
+	return wf, t, ho.(*schema.Hardware), nil
+}
+
+// maxTemplates bounds the parsed templates the engine keeps; beyond it
+// the cache starts again (a fleet has tens of templates, not thousands).
+const maxTemplates = 1000
+
+// cachedTemplate is a template decoded and parsed at a resource version.
+type cachedTemplate struct {
+	rv uint64
+	t  *schema.Template
+}
+
+// templateOf reads a template of the run's namespace. It is read from the
+// store each time, so a changed template is seen at once, but decoded and
+// parsed only when its resource version changed: a fleet's 10,000 runs
+// starting on one template decoded and parsed it 10,000 times, and each
+// parse had renderings share no text (schema.Loader.ParseTemplate).
+func (e *Engine) templateOf(ctx context.Context, r *state.WorkflowRun, name string) (*schema.Template, error) {
+	key := state.ObjectKey{Kind: state.KindTemplate, Namespace: r.Namespace, Name: name}
+	o, err := e.store.GetObject(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %s", name, state.ErrorMessage(err))
+	}
+	e.tmplMu.Lock()
+	c, ok := e.templates[key]
+	e.tmplMu.Unlock()
+	if ok && c.rv == o.ResourceVersion {
+		return c.t, nil
+	}
+	so, err := reconciler.FromState(o)
+	if err != nil {
+		return nil, err
+	}
+	t := so.(*schema.Template)
+	if e.loader.ParseTemplate(t) {
+		e.tmplMu.Lock()
+		if e.templates == nil || len(e.templates) >= maxTemplates {
+			e.templates = map[state.ObjectKey]cachedTemplate{}
+		}
+		e.templates[key] = cachedTemplate{rv: o.ResourceVersion, t: t}
+		e.tmplMu.Unlock()
+	}
+	return t, nil
 }
 
 // workflowOf reads the run's workflow from the store.
@@ -281,10 +324,11 @@ func (e *Engine) runObject(ctx context.Context, r *state.WorkflowRun, kind, name
 	return reconciler.FromState(o)
 }
 
-// knownMAC reports whether a MAC belongs to any stored hardware.
+// knownMAC reports whether a MAC belongs to any stored hardware. It
+// leaves hwCache as it is (see lookupHardware).
 func (e *Engine) knownMAC(ctx context.Context) func(string) bool {
 	return func(mac string) bool {
-		_, err := e.hardwareFor(ctx, mac)
+		_, err := e.lookupHardware(ctx, mac, false)
 		return err == nil
 	}
 }

@@ -140,6 +140,9 @@ type Engine struct {
 	hwGen     uint64
 	hwWatched bool
 	hwTTL     time.Duration
+
+	tmplMu    sync.Mutex
+	templates map[state.ObjectKey]cachedTemplate // see templateOf
 }
 
 // New returns an Engine; it does no I/O until Run (or the first call).

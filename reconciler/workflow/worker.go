@@ -32,6 +32,15 @@ func (e *Engine) Resolve(ctx context.Context, id string) (*schema.Hardware, erro
 // an index rebuilt at most once a second on a miss, so a worker polling by
 // MAC does not make the engine read the whole fleet each time.
 func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, error) {
+	return e.lookupHardware(ctx, id, true)
+}
+
+// lookupHardware is hardwareFor; keep says whether what it decodes joins
+// hwCache. Only a worker's own requests keep it: the cache is for the
+// machines that poll, and a fleet's 10,000 runs being prepared would
+// otherwise leave 10,000 decoded machines (16 MB) in it that no worker
+// asked for.
+func (e *Engine) lookupHardware(ctx context.Context, id string, keep bool) (*schema.Hardware, error) {
 	get := func(key state.ObjectKey) (*schema.Hardware, error) {
 		o, err := e.store.GetObject(ctx, key)
 		if err != nil {
@@ -52,6 +61,9 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 		return c.hw, nil
 	}
 	remember := func(hw *schema.Hardware) *schema.Hardware {
+		if !keep {
+			return hw
+		}
 		e.macMu.Lock()
 		defer e.macMu.Unlock()
 		if e.hwCache == nil || len(e.hwCache) > 100_000 {
@@ -108,6 +120,9 @@ func (e *Engine) hardwareFor(ctx context.Context, id string) (*schema.Hardware, 
 			hw, err := get(key)
 			if err != nil {
 				return nil, err
+			}
+			if !keep {
+				return hw, nil
 			}
 			if e.hwCache == nil {
 				e.hwCache = map[string]cachedHardware{}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -332,4 +334,6 @@ func verifyBatch(t *testing.T, dir string, present bool) {
 	} else {
 		require.Empty(t, page.Objects)
 	}
+	_, err = os.Stat(filepath.Join(dir, "REDO"))
+	require.ErrorIs(t, err, fs.ErrNotExist, "Open removed the batch's chunks")
 }

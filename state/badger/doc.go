@@ -15,7 +15,8 @@
 //	m/oldest                                    oldest retained event seq (u64)
 //	m/sync                                      sync status (JSON of state.SyncStatus)
 //	m/redo                                      commit record of a split batch (JSON)
-//	x/<u64 chunk>                               staged chunks of a split batch
+//	x/<u64 chunk>                               staged chunks of a split batch, as versions
+//	                                            before the REDO file wrote them (read, never written)
 //
 // So a kind, a kind in a namespace, the runs of a workflow and the event log
 // from a sequence number are each one prefix scan, in the order the API
@@ -40,8 +41,8 @@
 // # Batches larger than one transaction
 //
 // A batch that does not fit Badger's transaction limit is written as a redo
-// log (staged chunks, then a commit record, then copied into place; see
-// split.go). Readers take their snapshots under a lock that the copy holds
+// log (chunks in a file beside the database, then a commit record, then
+// copied into place; see split.go). Readers take their snapshots under a lock that the copy holds
 // exclusively, so in a running store they see the batch entirely or not at
 // all; after a crash, Open completes a committed batch and discards an
 // uncommitted one before serving anything.

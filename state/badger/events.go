@@ -113,22 +113,37 @@ func (s *Store) readLog(ctx context.Context, seq uint64, max int) ([]state.Event
 // the first `"type":"` of the record is its type's key; a record without
 // one, or with an escape in the value, is decoded, never skipped.
 func otherType(v []byte, types []state.EventType) bool {
-	const key = `"type":"`
+	t, ok := firstString(v, `"type":"`)
+	return ok && !oneOf(t, types)
+}
+
+// firstString returns the value of the first string-valued key in a
+// record's JSON (key is `"name":"`), without decoding the record; ok is
+// false when there is none or its value holds an escape. A JSON string
+// escapes its quotes, so no value holds key's bytes: the first match is a
+// key, and the callers know which by the record's field order.
+func firstString(v []byte, key string) (_ []byte, ok bool) {
 	i := bytes.Index(v, []byte(key))
 	if i < 0 {
-		return false
+		return nil, false
 	}
 	t := v[i+len(key):]
 	j := bytes.IndexByte(t, '"')
 	if j < 0 || bytes.IndexByte(t[:j], '\\') >= 0 {
-		return false
+		return nil, false
 	}
-	for _, want := range types {
-		if string(t[:j]) == string(want) {
-			return false
+	return t[:j], true
+}
+
+// oneOf reports whether s is one of set, comparing without converting s
+// (a scan calls it for every record: no allocation).
+func oneOf[T ~string](s []byte, set []T) bool {
+	for _, want := range set {
+		if string(s) == string(want) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func decodeEvent(item *badgerdb.Item) (state.Event, error) {

@@ -29,3 +29,15 @@ var (
 	AppendRun   = appendRun
 	AppendEvent = appendEvent
 )
+
+// OtherState is otherState, for its edge cases.
+func OtherState(v []byte, states []state.RunState) bool {
+	other, _ := otherState(nil, v, states)
+	return other
+}
+
+// Pack is a record's stored form (packed when that makes it smaller).
+func Pack(record []byte) []byte {
+	var scratch []byte
+	return pack(&scratch, record)
+}

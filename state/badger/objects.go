@@ -55,7 +55,7 @@ func readObject(txn *badgerdb.Txn, bk []byte, key state.ObjectKey) (*state.Objec
 func (s *Store) ListObjects(ctx context.Context, q state.ObjectQuery) (*state.ObjectPage, error) {
 	prefix := objectPrefix(q.Kind, q.Namespace)
 	shared := state.ReadsShared(ctx)
-	objs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(item *badgerdb.Item) (*state.Object, bool, error) {
+	objs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, false, func(item *badgerdb.Item) (*state.Object, bool, error) {
 		obj, err := decodeItem[state.Object](s, shared, item, func() string { return fmt.Sprintf("stored object %q", item.Key()) })
 		if err != nil {
 			return nil, false, err
@@ -74,8 +74,9 @@ func (s *Store) ListObjects(ctx context.Context, q state.ObjectQuery) (*state.Ob
 // scan walks the keys under prefix after the continue token and decodes each
 // item with fn, which reports whether it is selected. After limit selected
 // items it looks ahead for one more and, if there is one, returns a token to
-// resume after the last selected key.
-func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, limit int, fn func(item *badgerdb.Item) (T, bool, error)) ([]T, string, error) {
+// resume after the last selected key. peek says fn skips most items after
+// a look at their values, which are then not read ahead.
+func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, limit int, peek bool, fn func(item *badgerdb.Item) (T, bool, error)) ([]T, string, error) {
 	start := prefix
 	var after []byte
 	if token != "" {
@@ -89,8 +90,9 @@ func scan[T any](ctx context.Context, s *Store, prefix []byte, token string, lim
 	var cont string
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		// A shared reader finds most values decoded already (decoded.go):
-		// reading them ahead would be wasted.
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: !state.ReadsShared(ctx), PrefetchSize: 100})
+		// reading them ahead would be wasted, as it is for a peek, which
+		// reads each value once where it lies.
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: !state.ReadsShared(ctx) && !peek, PrefetchSize: 100})
 		defer it.Close()
 		var last []byte
 		n := 0

@@ -59,8 +59,17 @@ func pack(scratch *[]byte, record []byte) []byte {
 
 // unpack returns the JSON of a stored record, which may be plain JSON or
 // packed.
-func unpack(v []byte) ([]byte, error) {
-	if len(v) == 0 || v[0] != packedRecord {
+func unpack(v []byte) ([]byte, error) { return unpackTo(nil, v) }
+
+// packed reports whether a stored record is packed.
+func packed(v []byte) bool { return len(v) > 0 && v[0] == packedRecord }
+
+// unpackTo is unpack, decoding a packed record into buf when buf's
+// capacity holds it: a scan that only peeks at each record reuses one
+// buffer instead of allocating one per record. A plain record is returned
+// as it is (v itself, not buf).
+func unpackTo(buf, v []byte) ([]byte, error) {
+	if !packed(v) {
 		return v, nil
 	}
 	n, err := s2.DecodedLen(v[1:])
@@ -70,7 +79,10 @@ func unpack(v []byte) ([]byte, error) {
 	if n > maxUnpacked {
 		return nil, fmt.Errorf("compressed record claims %d bytes, more than any record", n)
 	}
-	out, err := s2.Decode(make([]byte, n), v[1:])
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	out, err := s2.Decode(buf[:n], v[1:])
 	if err != nil {
 		return nil, fmt.Errorf("compressed record: %v", err)
 	}

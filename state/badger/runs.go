@@ -77,7 +77,20 @@ func readRun(txn *badgerdb.Txn, bk []byte, key state.RunKey) (*state.WorkflowRun
 func (s *Store) ListRuns(ctx context.Context, q state.RunQuery) (*state.RunPage, error) {
 	prefix := runPrefix(q.Namespace, q.Workflow, q.Workflow != "")
 	shared := state.ReadsShared(ctx)
-	runs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, func(item *badgerdb.Item) (*state.WorkflowRun, bool, error) {
+	var buf []byte // reused by otherState
+	runs, cont, err := scan(ctx, s, prefix, q.Continue, q.Limit, len(q.States) > 0, func(item *badgerdb.Item) (*state.WorkflowRun, bool, error) {
+		if len(q.States) > 0 {
+			other := false
+			if err := item.Value(func(v []byte) error {
+				other, buf = otherState(buf, v, q.States)
+				return nil
+			}); err != nil {
+				return nil, false, err
+			}
+			if other {
+				return nil, false, nil
+			}
+		}
 		run, err := decodeItem[state.WorkflowRun](s, shared, item, func() string { return fmt.Sprintf("stored run %q", item.Key()) })
 		if err != nil {
 			return nil, false, err
@@ -88,6 +101,28 @@ func (s *Store) ListRuns(ctx context.Context, q state.RunQuery) (*state.RunPage,
 		return nil, wrapInternal(err, "list runs")
 	}
 	return &state.RunPage{Runs: runs, Continue: cont}, nil
+}
+
+// otherState reports whether the stored run record v is in none of
+// states, reading only its own state: the engine asks for the waiting runs
+// among a fleet's every 30 s, and decoding 10,000 runs to find none was
+// 45 MB allocated each time (450 MB at 100,000 machines), enough to keep a
+// quiet server from ever looking idle. buf is reused to unpack v; the
+// buffer to reuse next is returned. A record it cannot read so is not
+// "other": the caller decodes it, and reports what is wrong with it.
+func otherState(buf, v []byte, states []state.RunState) (other bool, next []byte) {
+	u, err := unpackTo(buf, v)
+	if err != nil {
+		return false, buf
+	}
+	if packed(v) {
+		buf = u
+	}
+	// The run's own state is its record's first "state": appendRun (as
+	// json.Marshal) writes it after only the namespace, the workflow and
+	// the number, before the actions and their states.
+	st, ok := firstString(u, `"state":"`)
+	return ok && !oneOf(st, states), buf
 }
 
 // PutRun implements state.Store.

@@ -1,10 +1,17 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
 
@@ -13,25 +20,48 @@ import (
 
 // Batches larger than one Badger transaction.
 //
-// Such a batch is written as a redo log: its key writes are staged in chunks
-// under prefixStage (invisible to readers, who never look there), then a
-// record under keyRedo commits it, then the chunks are copied into place and
-// the staging area is cleared. The keyRedo write is the commit point:
+// Such a batch is written as a redo log: its key writes go in chunks to a
+// file of their own (redoFile, synced), then a record under keyRedo
+// commits it, then the chunks are copied into place, the record is
+// deleted and the file removed. The keyRedo write is the commit point:
 //
-//   - a crash before it leaves only staged chunks, which Open deletes: the
+//   - a crash before it leaves at most the file, which Open removes: the
 //     batch never happened (and was never acknowledged);
 //   - a crash after it leaves the record, and Open copies every chunk into
 //     place again before serving anything (copying is idempotent, and no
 //     later write can exist, since the writer waits for the copy): the
 //     batch happened in full.
 //
+// The chunks are a file rather than Badger values because Badger keeps its
+// value log mapped: the pages a fleet's first sync staged there (23 MB at
+// 10,000 machines, 230 MB at 100,000) stayed in the server's RSS for its
+// life. The commit record stays in Badger, synced with the rest, and names
+// the file's size and checksum: a server of a version that staged chunks in
+// Badger finds none there and refuses the directory as damaged rather than
+// apply half a batch. Directories written by such a version may still hold
+// staged chunks (prefixStage); Open finishes or discards them as before.
+//
 // While the chunks are copied in a running store, the writer holds gate
 // exclusively; readers take their snapshots under the shared side, so a
 // snapshot is taken either before the first chunk or after the last.
 
-// redoRecord is the value under keyRedo.
+// redoFile holds a split batch's chunks, in the state directory:
+//
+//	redoMagic | for each chunk: uvarint length | chunk
+//
+// Its size and CRC-32C are in the commit record.
+const (
+	redoFile  = "REDO"
+	redoMagic = "tinkops-redo/1\n"
+)
+
+// redoRecord is the value under keyRedo. File is empty in a record of an
+// earlier version, whose chunks are staged under prefixStage.
 type redoRecord struct {
-	Chunks int `json:"chunks"`
+	Chunks int    `json:"chunks"`
+	File   string `json:"file,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	CRC    uint32 `json:"crc32c,omitempty"`
 }
 
 func (w *writer) commitSplit(p *prepared) {
@@ -46,28 +76,25 @@ func (w *writer) commitSplit(p *prepared) {
 		w.next = w.committed
 		p.req.reply(nil, wrapInternal(err, "write large batch to %s", s.dir))
 	}
-	for i, c := range chunks {
-		if err := s.db.Update(func(txn *badgerdb.Txn) error {
-			return txn.Set(stageKey(i), c)
-		}); err != nil {
-			s.clearStage(len(chunks))
-			fail(err)
-			return
-		}
+	rec, err := s.writeRedo(chunks)
+	if err != nil {
+		_ = os.Remove(filepath.Join(s.dir, redoFile))
+		fail(err)
+		return
 	}
 	s.callHook("split:staged")
-	rec, _ := json.Marshal(redoRecord{Chunks: len(chunks)})
+	v, _ := json.Marshal(rec)
 	if err := s.db.Update(func(txn *badgerdb.Txn) error {
-		return txn.Set([]byte(keyRedo), rec)
+		return txn.Set([]byte(keyRedo), v)
 	}); err != nil {
-		s.clearStage(len(chunks))
+		_ = os.Remove(filepath.Join(s.dir, redoFile))
 		fail(err)
 		return
 	}
 	s.callHook("split:marked")
 
 	s.gate.Lock()
-	err := s.applyChunks(context.Background(), chunks, "split")
+	err = s.applyChunks(context.Background(), chunks, "split")
 	if err == nil {
 		err = s.clearRedo(len(chunks))
 	}
@@ -87,8 +114,92 @@ func (w *writer) commitSplit(p *prepared) {
 	w.next = p.after
 	w.cacheRuns([]*prepared{p})
 	s.stats.Splits.Add(1)
-	s.stats.Txns.Add(uint64(2*len(chunks) + 2))
+	s.stats.Txns.Add(uint64(len(chunks) + 2))
 	w.acknowledge([]*prepared{p})
+}
+
+// writeRedo writes chunks to redoFile and syncs it and the directory (its
+// name must outlive a crash as surely as the record that points at it),
+// returning the commit record that names it.
+func (s *Store) writeRedo(chunks [][]byte) (redoRecord, error) {
+	rec := redoRecord{Chunks: len(chunks), File: redoFile}
+	f, err := os.OpenFile(filepath.Join(s.dir, redoFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return rec, err
+	}
+	write := func(b []byte) {
+		if err != nil {
+			return
+		}
+		var n int
+		n, err = f.Write(b)
+		rec.Size += int64(n)
+		rec.CRC = crc32.Update(rec.CRC, castagnoli, b[:n])
+	}
+	write([]byte(redoMagic))
+	var length [binary.MaxVarintLen64]byte
+	for _, c := range chunks {
+		write(length[:binary.PutUvarint(length[:], uint64(len(c)))])
+		write(c)
+	}
+	if err == nil && !s.opts.NoSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && !s.opts.NoSync {
+		err = syncDir(s.dir)
+	}
+	return rec, err
+}
+
+// readRedo reads the chunks rec names, checking them against it.
+func (s *Store) readRedo(rec redoRecord) ([][]byte, error) {
+	if rec.File != redoFile {
+		return nil, damaged(s.dir, "redo record names file %q", rec.File)
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, rec.File))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, damaged(s.dir, "%s, the chunks of a committed large batch, is missing", rec.File)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != rec.Size || crc32.Checksum(b, castagnoli) != rec.CRC {
+		return nil, damaged(s.dir, "%s holds %d bytes with CRC-32C %08x, its commit record says %d bytes with %08x",
+			rec.File, len(b), crc32.Checksum(b, castagnoli), rec.Size, rec.CRC)
+	}
+	rest, ok := bytes.CutPrefix(b, []byte(redoMagic))
+	if !ok {
+		return nil, damaged(s.dir, "%s does not start with %q", rec.File, strings.TrimSpace(redoMagic))
+	}
+	chunks := make([][]byte, 0, rec.Chunks)
+	for len(rest) > 0 {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || uint64(len(rest)-w) < n {
+			return nil, damaged(s.dir, "%s: chunk %d is truncated", rec.File, len(chunks))
+		}
+		chunks = append(chunks, rest[w:w+int(n)])
+		rest = rest[w+int(n):]
+	}
+	if len(chunks) != rec.Chunks {
+		return nil, damaged(s.dir, "%s holds %d chunks, its commit record says %d", rec.File, len(chunks), rec.Chunks)
+	}
+	return chunks, nil
+}
+
+// syncDir syncs a directory, making the names created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // applyChunks copies staged chunks into place, one transaction each.
@@ -112,17 +223,31 @@ func (s *Store) applyChunks(ctx context.Context, chunks [][]byte, hookPrefix str
 }
 
 // clearRedo deletes the commit record first (so that a crash from here on
-// replays nothing) and then the staged chunks.
-func (s *Store) clearRedo(n int) error {
+// replays nothing), then the chunks: the file, and the n chunks an
+// earlier version staged in Badger, if any (staged > 0, at Open only). A
+// file left behind by a crash after the record is gone is removed at Open.
+func (s *Store) clearRedo(staged int) error {
 	if err := s.db.Update(func(txn *badgerdb.Txn) error {
 		return txn.Delete([]byte(keyRedo))
 	}); err != nil {
 		return err
 	}
-	return s.clearStage(n)
+	if err := removeRedo(s.dir); err != nil {
+		return err
+	}
+	return s.clearStage(staged)
 }
 
-// clearStage deletes staged chunks 0..n-1, as many per transaction as fit.
+// removeRedo removes redoFile if it is there.
+func removeRedo(dir string) error {
+	if err := os.Remove(filepath.Join(dir, redoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// clearStage deletes chunks 0..n-1 that an earlier version staged in
+// Badger, as many per transaction as fit.
 func (s *Store) clearStage(n int) error {
 	per := int(s.maxEntries / 2)
 	for start := 0; start < n; start += per {
@@ -168,39 +293,54 @@ func (s *Store) recoverSplit(ctx context.Context) error {
 		return wrapInternal(err, "recover %s", s.dir)
 	}
 	if rec == nil {
-		if staged == 0 {
+		_, statErr := os.Stat(filepath.Join(s.dir, redoFile))
+		if staged == 0 && errors.Is(statErr, fs.ErrNotExist) {
 			return nil
 		}
-		s.opts.Logger.Info("discarding a large batch interrupted before it was committed", "dir", s.dir, "chunks", staged)
+		s.opts.Logger.Info("discarding a large batch interrupted before it was committed", "dir", s.dir)
 		s.stats.Discarded.Add(1)
+		if err := removeRedo(s.dir); err != nil {
+			return wrapInternal(err, "recover %s", s.dir)
+		}
 		return wrapInternal(s.clearStage(staged), "recover %s", s.dir)
 	}
 
 	s.opts.Logger.Info("finishing a large batch interrupted after it was committed", "dir", s.dir, "chunks", rec.Chunks)
-	chunks := make([][]byte, rec.Chunks)
-	err = s.db.View(func(txn *badgerdb.Txn) error {
+	var chunks [][]byte
+	if rec.File != "" {
+		chunks, err = s.readRedo(*rec)
+	} else {
+		chunks, err = s.stagedChunks(rec.Chunks)
+	}
+	if err == nil {
+		err = s.applyChunks(ctx, chunks, "recover")
+	}
+	if err == nil {
+		err = s.clearRedo(staged)
+	}
+	if err == nil {
+		s.stats.Finished.Add(1)
+	}
+	return wrapInternal(err, "recover %s", s.dir)
+}
+
+// stagedChunks reads n chunks staged in Badger by an earlier version.
+func (s *Store) stagedChunks(n int) ([][]byte, error) {
+	chunks := make([][]byte, n)
+	err := s.db.View(func(txn *badgerdb.Txn) error {
 		for i := range chunks {
 			v, ok, err := get(txn, stageKey(i))
 			if err != nil {
 				return err
 			}
 			if !ok {
-				return damaged(s.dir, "staged chunk %d of %d is missing", i, rec.Chunks)
+				return damaged(s.dir, "staged chunk %d of %d is missing", i, n)
 			}
 			chunks[i] = v
 		}
 		return nil
 	})
-	if err == nil {
-		err = s.applyChunks(ctx, chunks, "recover")
-	}
-	if err == nil {
-		err = s.clearRedo(max(rec.Chunks, staged))
-	}
-	if err == nil {
-		s.stats.Finished.Add(1)
-	}
-	return wrapInternal(err, "recover %s", s.dir)
+	return chunks, err
 }
 
 func (s *Store) callHook(point string) {
