@@ -2,6 +2,8 @@ package schema
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -92,18 +94,41 @@ type parsedTemplate struct {
 	// of a string of its own (at 10,000 machines, 4.5 MB of the loader's
 	// kept renderings and 3 MB of the engine's runs were such copies).
 	words atomic.Pointer[map[string]string]
+	// shared are the environments and string lists (volumes, commands)
+	// of that same rendering: a later rendering's equal to one of them is
+	// made that one, since a rendered document is only ever read (10,000
+	// renderings' environments were 12 MB, held by the loader and the
+	// engine's runs).
+	shared atomic.Pointer[sharedParts]
+}
+
+// sharedParts are a rendering's maps and lists that others may share.
+type sharedParts struct {
+	envs  []map[string]string
+	lists [][]string
 }
 
 // maxWords bounds a template's words: the scalars of one rendering, which
 // the 1 MiB bound on a rendering already limits.
 const maxWords = 10_000
 
-// learnWords sets p's words from a rendering's node tree, unless another
-// rendering did first.
-func (p *parsedTemplate) learnWords(root *yaml.Node) {
+// learn sets p's words and shared parts from a clean rendering's node
+// tree and document, unless another rendering did first.
+func (p *parsedTemplate) learn(root *yaml.Node, doc *TemplateDocument) {
 	if p.words.Load() != nil {
 		return
 	}
+	parts := &sharedParts{}
+	eachPart(doc, func(env *map[string]string) {
+		if *env != nil && !slices.ContainsFunc(parts.envs, func(m map[string]string) bool { return maps.Equal(m, *env) }) {
+			parts.envs = append(parts.envs, *env)
+		}
+	}, func(list *[]string) {
+		if *list != nil && !slices.ContainsFunc(parts.lists, func(l []string) bool { return slices.Equal(l, *list) }) {
+			parts.lists = append(parts.lists, slices.Clip(*list))
+		}
+	})
+	p.shared.CompareAndSwap(nil, parts)
 	words := map[string]string{}
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
@@ -119,4 +144,38 @@ func (p *parsedTemplate) learnWords(root *yaml.Node) {
 	}
 	walk(root)
 	p.words.CompareAndSwap(nil, &words)
+}
+
+// share makes doc's environments and lists that equal the shared parts
+// p learned those parts.
+func (p *parsedTemplate) share(doc *TemplateDocument) {
+	parts := p.shared.Load()
+	if parts == nil {
+		return
+	}
+	eachPart(doc, func(env *map[string]string) {
+		if i := slices.IndexFunc(parts.envs, func(m map[string]string) bool { return maps.Equal(m, *env) }); i >= 0 && *env != nil {
+			*env = parts.envs[i]
+		}
+	}, func(list *[]string) {
+		if i := slices.IndexFunc(parts.lists, func(l []string) bool { return slices.Equal(l, *list) }); i >= 0 && *list != nil {
+			*list = parts.lists[i]
+		}
+	})
+}
+
+// eachPart calls env with each task's and action's environment and list
+// with their volumes and commands.
+func eachPart(doc *TemplateDocument, env func(*map[string]string), list func(*[]string)) {
+	for i := range doc.Tasks {
+		t := &doc.Tasks[i]
+		env(&t.Environment)
+		list(&t.Volumes)
+		for j := range t.Actions {
+			a := &t.Actions[j]
+			env(&a.Environment)
+			list(&a.Volumes)
+			list(&a.Command)
+		}
+	}
 }

@@ -298,8 +298,8 @@ func (p *templateErrorParser) parse(err error) (line, col int, msg string) {
 // fields keep their literal text, as yaml.v3 gives Tinkerbell: MODE: 0644 is
 // "0644".
 //
-// The scalars of t's first clean rendering are shared by its later ones
-// (parsedTemplate.words).
+// The scalars, environments and lists of t's first clean rendering are
+// shared by its later ones (parsedTemplate.words and shared).
 func (l *Loader) parseDocument(file string, rendered []byte, t *parsedTemplate) (*TemplateDocument, *yaml.Node, ErrorList) {
 	var e errs
 	var words map[string]string
@@ -326,8 +326,11 @@ func (l *Loader) parseDocument(file string, rendered []byte, t *parsedTemplate) 
 	}
 	d := &decoder{types: &l.types, file: file, errs: &e, literalStrings: true}
 	d.decode(body, reflectValueOf(doc), false)
-	if words == nil && len(e.list) == 0 {
-		t.learnWords(body)
+	switch {
+	case words == nil && len(e.list) == 0:
+		t.learn(body, doc)
+	case words != nil:
+		t.share(doc)
 	}
 	return doc, body, e.list
 }

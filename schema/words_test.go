@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"testing/fstest"
 	"unsafe"
@@ -13,9 +14,10 @@ import (
 
 // TestRenderingsShareWords: the renderings of one template for several
 // machines hold one copy of the scalars they have in common (image,
-// action names, fixed environment), and a string of their own for what
-// differs (the worker's MAC). So 10,000 kept renderings do not hold
-// 10,000 copies of the same text.
+// action names, fixed environment) and of environments and lists that
+// render alike, and a string of their own for what differs (the worker's
+// MAC). So 10,000 kept renderings do not hold 10,000 copies of the same
+// text.
 func TestRenderingsShareWords(t *testing.T) {
 	fsys := fstest.MapFS{}
 	for name, content := range schematest.Fleet(4, 1) {
@@ -40,5 +42,9 @@ func TestRenderingsShareWords(t *testing.T) {
 		require.True(t, same(a.Name, b.Name), "%s: one copy of the action's name", w.Metadata.Name)
 		require.True(t, same(a.Environment["IMG_URL"], b.Environment["IMG_URL"]), "%s: one copy of a fixed variable", w.Metadata.Name)
 		require.NotEqual(t, first.Tasks[0].Worker, doc.Tasks[0].Worker)
+		require.Equal(t, a.Environment, b.Environment)
+		require.Equal(t, reflect.ValueOf(a.Environment).UnsafePointer(), reflect.ValueOf(b.Environment).UnsafePointer(),
+			"%s: one map of an environment that renders alike", w.Metadata.Name)
+		require.Equal(t, unsafe.SliceData(first.Tasks[0].Volumes), unsafe.SliceData(doc.Tasks[0].Volumes), "%s: one list of volumes", w.Metadata.Name)
 	}
 }
