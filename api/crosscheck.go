@@ -225,7 +225,7 @@ func (f indexedFleet) hardware(ctx context.Context, whole []*schema.Hardware, ma
 		add := func(k state.ObjectKey) {
 			if e := ix.objects[k]; e != nil && !wholeKeys[k] {
 				wholeKeys[k] = true
-				out = append(out, &schema.Hardware{Metadata: schema.ObjectMeta{Name: k.Name, Namespace: k.Namespace}, Spec: schema.HardwareSpec{Interfaces: e.interfaces}})
+				out = append(out, e.hardwareOf(k))
 			}
 		}
 		if all {

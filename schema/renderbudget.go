@@ -413,7 +413,10 @@ type runner struct {
 
 func newProgram(t *template.Template, funcs template.FuncMap) *Program {
 	instrumentAll(t)
-	return &Program{tmpl: t, funcs: calledFuncs(t, funcs)}
+	if names, ok := calledNames(t); ok {
+		funcs = onlyFuncs(funcs, names)
+	}
+	return &Program{tmpl: t, funcs: funcs}
 }
 
 // instrumentAll instruments every template of t's set (see instrument).
@@ -431,14 +434,12 @@ func instrumentAll(t *template.Template) {
 	}
 }
 
-// calledFuncs returns the functions of funcs that t's set names, which are
-// all a runner needs metered: wrapping all ~200 for each of a program's
-// runners held 8 MB for a fleet's 100 templates, and a function the text
-// does not name is never called. Where the walk meets a node it does not
-// know it keeps them all.
-func calledFuncs(t *template.Template, funcs template.FuncMap) template.FuncMap {
-	names := map[string]bool{}
-	known := true
+// calledNames returns the identifiers t's set names as functions (in
+// actions, pipelines, branches, ranges and defined templates); ok is false
+// when the walk meets a node it does not know.
+func calledNames(t *template.Template) (names map[string]bool, ok bool) {
+	names = map[string]bool{}
+	ok = true
 	var walk func(n parse.Node)
 	walk = func(n parse.Node) {
 		switch n := n.(type) {
@@ -476,7 +477,7 @@ func calledFuncs(t *template.Template, funcs template.FuncMap) template.FuncMap 
 		case *parse.TextNode, *parse.CommentNode, *parse.DotNode, *parse.FieldNode, *parse.VariableNode,
 			*parse.NilNode, *parse.BoolNode, *parse.NumberNode, *parse.StringNode, *parse.BreakNode, *parse.ContinueNode:
 		default:
-			known = false
+			ok = false
 		}
 	}
 	for _, tt := range t.Templates() {
@@ -484,9 +485,11 @@ func calledFuncs(t *template.Template, funcs template.FuncMap) template.FuncMap 
 			walk(tt.Tree.Root)
 		}
 	}
-	if !known {
-		return funcs
-	}
+	return names, ok
+}
+
+// onlyFuncs returns the functions of funcs that names holds.
+func onlyFuncs(funcs template.FuncMap, names map[string]bool) template.FuncMap {
 	out := template.FuncMap{}
 	for name := range names {
 		if fn, ok := funcs[name]; ok {
