@@ -297,7 +297,11 @@ func (s *Store) recoverSplit(ctx context.Context) error {
 		if staged == 0 && errors.Is(statErr, fs.ErrNotExist) {
 			return nil
 		}
-		s.opts.Logger.Info("discarding a large batch interrupted before it was committed", "dir", s.dir)
+		// Chunks without a commit record: the batch stopped before its
+		// commit (it never happened), or after it was in place and its
+		// record deleted (it happened in full). Either way nothing is
+		// left to apply.
+		s.opts.Logger.Info("removing the chunks of a large batch that has no commit record (interrupted before its commit, or after it was in place)", "dir", s.dir)
 		s.stats.Discarded.Add(1)
 		if err := removeRedo(s.dir); err != nil {
 			return wrapInternal(err, "recover %s", s.dir)

@@ -86,7 +86,8 @@ type Stats struct {
 	// GC passes.
 	Compacted, GCRuns atomic.Uint64
 	// Finished and Discarded count split batches that Open found
-	// interrupted by a crash and completed (committed) or dropped (not).
+	// interrupted by a crash and completed (committed), or whose chunks
+	// it removed (no commit record: not committed, or already in place).
 	Finished, Discarded atomic.Uint64
 }
 
