@@ -619,8 +619,7 @@ func (g *Git) releaseCache() {
 // reports a cache created by this call.
 func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error) {
 	if !reset {
-		g.objects = cache.NewObjectLRU(objectCacheSize)
-		repo, err = git.Open(cacheStorage(g.cacheDir, g.objects), nil)
+		repo, err = git.Open(g.newStorage(), nil)
 		if err == nil && countPacks(g.cacheDir) > g.maxPacks {
 			g.log.Info("starting the repository cache afresh: too many pack files", "dir", g.cacheDir)
 			closeStorer(repo)
@@ -637,8 +636,7 @@ func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error
 		if err := os.MkdirAll(g.cacheDir, 0o700); err != nil {
 			return nil, false, fmt.Errorf("create repository cache: %w", err)
 		}
-		g.objects = cache.NewObjectLRU(objectCacheSize)
-		repo, err = git.Init(cacheStorage(g.cacheDir, g.objects), nil)
+		repo, err = git.Init(g.newStorage(), nil)
 		if err == nil {
 			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{g.url}})
 		}
@@ -661,6 +659,13 @@ func (g *Git) openCache(reset bool) (repo *git.Repository, fresh bool, err error
 // objectCacheSize) serve the delta bases.
 func cacheStorage(dir string, objects cache.Object) *filesystem.Storage {
 	return filesystem.NewStorageWithOptions(osfs.New(dir), objects, filesystem.Options{KeepDescriptors: true})
+}
+
+// newStorage is the cache's object store with a new object cache, which
+// g.objects names so that materialize can empty it.
+func (g *Git) newStorage() *filesystem.Storage {
+	g.objects = cache.NewObjectLRU(objectCacheSize)
+	return cacheStorage(g.cacheDir, g.objects)
 }
 
 // objectCacheSize bounds the decoded objects the cache keeps in memory.

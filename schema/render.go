@@ -117,12 +117,13 @@ func (r *Renderer) Parse(name, text string) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
+	run := r.run
 	if names, ok := calledNames(t); ok {
 		if small, err := parse(onlyFuncs(r.funcs, names)); err == nil {
-			t = small
+			t, run = small, onlyFuncs(r.run, names)
 		}
 	}
-	return newProgram(t, r.run), nil
+	return newProgram(t, run), nil
 }
 
 // runFuncs is the function map a rendering runs with: the parse-time one

@@ -411,11 +411,10 @@ type runner struct {
 	b    budget
 }
 
+// newProgram instruments t's set for the render budget; its runners meter
+// funcs (the functions t names, Renderer.Parse).
 func newProgram(t *template.Template, funcs template.FuncMap) *Program {
 	instrumentAll(t)
-	if names, ok := calledNames(t); ok {
-		funcs = onlyFuncs(funcs, names)
-	}
 	return &Program{tmpl: t, funcs: funcs}
 }
 

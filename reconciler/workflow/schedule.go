@@ -258,14 +258,14 @@ func flatten(doc *schema.TemplateDocument) []state.RunAction {
 				maps.Copy(env, t.Environment)
 				maps.Copy(env, a.Environment)
 			}
-			volumes := slices.Clip(a.Volumes)
+			var volumes []string
 			switch {
 			case len(t.Volumes) > 0 && len(a.Volumes) > 0:
 				volumes = append(slices.Clone(t.Volumes), a.Volumes...)
 			case len(t.Volumes) > 0:
 				volumes = slices.Clip(t.Volumes)
-			case len(volumes) == 0:
-				volumes = nil
+			case len(a.Volumes) > 0:
+				volumes = slices.Clip(a.Volumes)
 			}
 			pid := a.Pid
 			if a.Namespaces != nil && a.Namespaces.PID != "" {

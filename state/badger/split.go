@@ -78,7 +78,7 @@ func (w *writer) commitSplit(p *prepared) {
 	}
 	rec, err := s.writeRedo(chunks)
 	if err != nil {
-		_ = os.Remove(filepath.Join(s.dir, redoFile))
+		_ = removeRedo(s.dir)
 		fail(err)
 		return
 	}
@@ -87,7 +87,7 @@ func (w *writer) commitSplit(p *prepared) {
 	if err := s.db.Update(func(txn *badgerdb.Txn) error {
 		return txn.Set([]byte(keyRedo), v)
 	}); err != nil {
-		_ = os.Remove(filepath.Join(s.dir, redoFile))
+		_ = removeRedo(s.dir)
 		fail(err)
 		return
 	}
