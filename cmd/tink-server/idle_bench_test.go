@@ -53,7 +53,9 @@ const (
 // its RSS is its own, following a repository served by git daemon with
 // the durable Badger store. Reported: s/full-sync, from the process's start
 // to the first revision applied (store open, fetch, load, plan, apply),
-// and idle-RSS-MiB, the process's VmRSS once the engine has started and
+// s/runs-started, from then until the engine has started every
+// workflow's run (rendered and written RUNNING; polled every half
+// second), and idle-RSS-MiB, the process's VmRSS once the engine has started and
 // prepared every workflow's run, the server is quiet and the runtime has
 // collected and returned memory (goal under 300 MiB at 10k). The server
 // runs with GODEBUG=gctrace=1 to tell when it collected; the log shows
@@ -80,8 +82,9 @@ func BenchmarkIdleRSS(b *testing.B) {
 			b.ReportMetric(idle.sync.Seconds(), "s/full-sync")
 			b.ReportMetric(float64(idle.rss)/(1<<20), "idle-RSS-MiB")
 			b.ReportMetric(idle.idleCPU, "idle-cpu-%")
-			b.Logf("%d machines: full sync %s, settled %s later; idle %s", size.machines,
-				idle.sync.Round(time.Millisecond), idle.settle.Round(time.Millisecond), idle.memory)
+			b.ReportMetric(idle.started.Seconds(), "s/runs-started")
+			b.Logf("%d machines: full sync %s, every run started %s later, settled %s later; idle %s", size.machines,
+				idle.sync.Round(time.Millisecond), idle.started.Round(time.Millisecond), idle.settle.Round(time.Millisecond), idle.memory)
 		})
 	}
 }
@@ -104,7 +107,9 @@ func withoutNetboot(b *testing.B, files map[string]string) map[string]string {
 // idleFigures is what runIdle measured.
 type idleFigures struct {
 	sync, settle time.Duration
-	rss          int64
+	// started is how long after the sync every run had started.
+	started time.Duration
+	rss     int64
 	// idleCPU is the share of one core the quiet server used, in percent.
 	idleCPU float64
 	// memory is the process's memory lines of /proc/PID/status, for the
@@ -169,6 +174,14 @@ func runIdle(b *testing.B, bin, repo, rev string, machines int) idleFigures {
 	// Settling is bounded apart from the sync: a server that never goes
 	// quiet fails here in minutes, not after the whole timeout.
 	settleTimeout := min(timeout, 10*time.Minute)
+	// The engine starts every run (renders its template and writes it
+	// RUNNING): started once none waits.
+	waitFor(b, settleTimeout, 500*time.Millisecond, logs, func() bool {
+		st := serverStatus(b, base)
+		runs := runCount(st)
+		return runs == machines && st.Workflows["PENDING"] == 0
+	})
+	f.started = time.Since(settled)
 	// First every workflow has a run and the event log stopped growing
 	// (asked of the API every few seconds), then, asking nothing more (a
 	// status of 100,000 machines is itself work), the process is quiet.
@@ -176,12 +189,7 @@ func runIdle(b *testing.B, bin, repo, rev string, machines int) idleFigures {
 	stable := 0
 	waitFor(b, settleTimeout, 3*time.Second, logs, func() bool {
 		st := serverStatus(b, base)
-		runs := 0
-		for state, n := range st.Workflows {
-			if state != "NONE" {
-				runs += n
-			}
-		}
+		runs := runCount(st)
 		if runs == machines && st.Events.Latest == latest {
 			stable++
 		} else {
@@ -217,6 +225,17 @@ func runIdle(b *testing.B, bin, repo, rev string, machines int) idleFigures {
 		last[3], last[4], len(all), f.rss>>20, procStatusKB(b, status, "RssAnon")>>10, procStatusKB(b, status, "RssFile")>>10, procStatusKB(b, status, "VmHWM")>>10)
 	f.memory += "; Badger files " + badgerFiles(b, data)
 	return f
+}
+
+// runCount is how many workflows have a run, in any state.
+func runCount(st client.Status) int {
+	runs := 0
+	for state, n := range st.Workflows {
+		if state != "NONE" {
+			runs += n
+		}
+	}
+	return runs
 }
 
 // waitFor polls cond every tick until it holds, failing with the server's

@@ -225,11 +225,17 @@ func (e *Engine) refreshPending(ctx context.Context) error {
 // second was most of an idle server's CPU (100,000 kept a core busy).
 // Callers only read it.
 func (e *Engine) active() []*state.WorkflowRun {
+	out, _ := e.activeGen()
+	return out
+}
+
+// activeGen is active with the change (runsGen) the list is as of.
+func (e *Engine) activeGen() ([]*state.WorkflowRun, uint64) {
 	e.mu.Lock()
 	if e.sorted != nil && e.sortedGen == e.runsGen {
-		out := e.sorted
+		out, gen := e.sorted, e.sortedGen
 		e.mu.Unlock()
-		return out
+		return out, gen
 	}
 	gen := e.runsGen
 	out := slices.Collect(maps.Values(e.runs))
@@ -240,7 +246,7 @@ func (e *Engine) active() []*state.WorkflowRun {
 		e.sorted, e.sortedGen = out, gen
 	}
 	e.mu.Unlock()
-	return out
+	return out, gen
 }
 
 func hwKey(namespace, hardware string) string { return namespace + "/" + hardware }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tinkops/tinkops/schema"
@@ -66,11 +69,26 @@ func waitReason(h holder) string {
 	return fmt.Sprintf("waits for %s#%d, %s on %s", h.run.Workflow, h.run.Number, h.run.State, h.machine)
 }
 
+// startBatch is how many waiting runs a step renders, and then writes,
+// at a time. Rendering a batch uses every core, and its writes, made
+// together, share the store's disk syncs (group commit): one run after
+// another, each waiting for a sync of its own, took 6.4 s to start 10,000
+// runs and minutes for 100,000. It also bounds the renderings held at once.
+const startBatch = 64
+
 // startWaiting starts, for each machine without a run in progress, its
 // oldest waiting run: one run per machine at a time, in creation order. A
 // run holds its hardware and every other machine its tasks run on; a
 // waiting run keeps its place in the queue of each of its machines, so a
 // younger run cannot overtake it there.
+//
+// Which runs start is decided in one pass over the runs in creation order
+// (pass B below), as if each run were rendered when the pass reaches it;
+// the renderings are made ahead, a batch at a time, for the runs that an
+// earlier pass (A) found free as far as their known machines tell, and
+// the decisions are written a batch at a time. A run A did not find free
+// but B does (a run ahead of it failed to render, or rendered onto fewer
+// machines) keeps its place and starts on the next step.
 func (e *Engine) startWaiting(ctx context.Context) {
 	runs := e.active()
 	var held map[state.RunKey]string
@@ -86,34 +104,186 @@ func (e *Engine) startWaiting(ctx context.Context) {
 			hold(busy, r)
 		}
 	}
+	// Pass A: the waiting runs that may start, by their known machines.
+	var cands []*state.WorkflowRun
+	scratch := maps.Clone(busy)
 	for _, r := range runs {
 		if r.State != state.RunPending {
 			continue
 		}
-		why, gated := held[r.Key()]
-		if h, ok := heldBy(busy, r); ok || gated {
-			// Say what the run waits for, once: status shows it. A run the
-			// rollout gate holds does not hold its machines: another
-			// workflow for that machine need not wait for the set.
-			reason := why
+		_, gated := held[r.Key()]
+		if _, ok := heldBy(scratch, r); ok || gated {
 			if ok {
-				reason = waitReason(h)
-				hold(busy, r)
+				hold(scratch, r)
 			}
-			e.noteWaiting(ctx, r, reason)
 			continue
 		}
-		if err := e.start(ctx, r.Key(), busy); err != nil {
-			e.log.Error("start run", append(runAttrs(r), "err", err)...)
-		}
-		e.mu.Lock()
-		started := e.runs[r.Key()]
-		e.mu.Unlock()
-		if started == nil {
-			continue // it ended at once (its template did not render)
-		}
-		hold(busy, started)
+		cands = append(cands, r)
+		hold(scratch, r)
 	}
+	// Pass B, in creation order, rendering ahead and writing behind.
+	var now time.Time // when the batch was rendered: its runs' start
+	plans := map[state.RunKey]*startPlan{}
+	next := 0 // the first candidate not yet rendered
+	var writes []func()
+	flush := func() {
+		inParallel(len(writes), len(writes), func(i int) { writes[i]() })
+		writes = writes[:0]
+	}
+	for _, r := range runs {
+		if r.State != state.RunPending {
+			continue
+		}
+		if ctx.Err() != nil {
+			return // stopping, or no longer the leader: nothing more starts
+		}
+		key := r.Key()
+		if next < len(cands) && cands[next] == r {
+			batch := cands[next:min(next+startBatch, len(cands))]
+			next += len(batch)
+			clear(plans)
+			done := make([]*startPlan, len(batch))
+			inParallel(len(batch), runtime.GOMAXPROCS(0), func(i int) { done[i] = e.planStart(ctx, batch[i]) })
+			now = e.now()
+			for i, c := range batch {
+				plans[c.Key()] = done[i]
+			}
+		}
+		if p, ok := plans[key]; ok {
+			wait := ""
+			if !p.resumes && p.fail == "" {
+				// The machines the rendering names may be held by a run
+				// ahead of this one.
+				probe := &state.WorkflowRun{Namespace: r.Namespace, Workflow: r.Workflow, Number: r.Number, Hardware: p.wf.Spec.HardwareRef, Machines: p.machines}
+				if h, ok := heldBy(busy, probe); ok {
+					wait = waitReason(h)
+				}
+			}
+			started := cloneRun(r)
+			e.applyStart(started, p, wait, now)
+			if !started.State.Terminal() {
+				hold(busy, started)
+			}
+			writes = append(writes, func() {
+				if err := e.transition(ctx, key, state.ActorReconciler, func(cur *state.WorkflowRun) (bool, error) {
+					if cur.State != state.RunPending || (len(cur.Actions) > 0) != p.resumes {
+						return false, nil // changed since: the next step decides again
+					}
+					e.applyStart(cur, p, wait, now)
+					return true, nil
+				}); err != nil {
+					e.log.Error("start run", append(runAttrs(r), "err", err)...)
+				}
+			})
+		} else {
+			why, gated := held[key]
+			reason := why
+			switch h, ok := heldBy(busy, r); {
+			case ok:
+				reason = waitReason(h)
+				hold(busy, r)
+			case gated:
+				// A run the rollout gate holds does not hold its
+				// machines: another workflow for that machine need not
+				// wait for the set.
+			default:
+				// Free now though not in pass A: it starts on the next
+				// step, and keeps its place meanwhile.
+				hold(busy, r)
+				continue
+			}
+			// Say what the run waits for, once: status shows it.
+			if r.Reason != reason {
+				writes = append(writes, func() { e.noteWaiting(ctx, r, reason) })
+			}
+		}
+		if len(writes) >= startBatch {
+			flush()
+		}
+	}
+	flush()
+}
+
+// startPlan is what starting a waiting run takes, read and rendered
+// ahead of the pass that decides whether it starts (see startWaiting).
+type startPlan struct {
+	wf *schema.Workflow
+	t  *schema.Template
+	hw *schema.Hardware
+	// resumes: the run was retried and keeps its rendering (see resume).
+	resumes bool
+	// doc is the template rendered for the run, and machines the
+	// machines other than its hardware that its tasks run on.
+	doc      *schema.TemplateDocument
+	machines []string
+	// fail, when set, is why the run fails instead: its workflow,
+	// template or hardware could not be read, its template did not
+	// render, or a task's worker is no known machine.
+	fail string
+}
+
+// planStart reads a waiting run's inputs and renders its template.
+func (e *Engine) planStart(ctx context.Context, r *state.WorkflowRun) *startPlan {
+	wf, t, hw, err := e.inputs(ctx, r)
+	if err != nil {
+		return &startPlan{fail: err.Error()}
+	}
+	p := &startPlan{wf: wf, t: t, hw: hw, resumes: len(r.Actions) > 0}
+	if p.resumes {
+		return p
+	}
+	doc, errs := e.loader.Render(t, wf, hw, e.knownMAC(ctx))
+	if len(errs) > 0 {
+		msg := errs[0].Error()
+		if len(errs) > 1 {
+			msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
+		}
+		p.fail = "template did not render: " + msg
+		return p
+	}
+	if p.machines, err = e.machinesFor(ctx, doc, hw); err != nil {
+		p.fail = err.Error()
+		return p
+	}
+	p.doc = doc
+	return p
+}
+
+// applyStart hands a waiting run r to PREPARING or RUNNING as planned
+// (FAILED when the plan says why it cannot start), or, when wait says
+// what it waits for, keeps it waiting with its machines named so that it
+// renders again when it starts. A retried run resumes with its rendering.
+func (e *Engine) applyStart(r *state.WorkflowRun, p *startPlan, wait string, now time.Time) {
+	switch {
+	case p.fail != "":
+		finish(r, state.RunFailed, p.fail, now)
+	case p.resumes:
+		e.resume(r, p.wf, p.hw, now)
+	default:
+		r.Template, r.Hardware, r.Machines = p.wf.Spec.TemplateRef, p.wf.Spec.HardwareRef, p.machines
+		if wait != "" {
+			r.Reason = wait
+			return
+		}
+		begin(r, p.doc, p.wf, p.t, p.hw, p.machines, e.prep != nil, now)
+	}
+}
+
+// inParallel calls fn(i) for every i below n, from at most limit
+// goroutines at once, and returns when every call has.
+func inParallel(n, limit int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, limit) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // noteWaiting records what a waiting run waits for, once: status shows it.
@@ -130,51 +300,6 @@ func (e *Engine) noteWaiting(ctx context.Context, r *state.WorkflowRun, reason s
 	}); err != nil {
 		e.log.Error("note waiting run", append(runAttrs(r), "err", err)...)
 	}
-}
-
-// start hands a waiting run to PREPARING or RUNNING. A new run renders its
-// template (a template that does not render fails the run, with why) and
-// finds the machines its tasks run on; if one of them is held by another
-// run, it keeps waiting. A retried run keeps its rendering (see resume).
-func (e *Engine) start(ctx context.Context, key state.RunKey, busy map[string]holder) error {
-	return e.transition(ctx, key, state.ActorReconciler, func(r *state.WorkflowRun) (bool, error) {
-		if r.State != state.RunPending {
-			return false, nil
-		}
-		wf, t, hw, err := e.inputs(ctx, r)
-		now := e.now()
-		if err != nil {
-			finish(r, state.RunFailed, err.Error(), now)
-			return true, nil
-		}
-		if len(r.Actions) > 0 {
-			e.resume(r, wf, hw, now)
-			return true, nil
-		}
-		doc, errs := e.loader.Render(t, wf, hw, e.knownMAC(ctx))
-		if len(errs) > 0 {
-			msg := errs[0].Error()
-			if len(errs) > 1 {
-				msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
-			}
-			finish(r, state.RunFailed, "template did not render: "+msg, now)
-			return true, nil
-		}
-		machines, err := e.machinesFor(ctx, doc, hw)
-		if err != nil {
-			finish(r, state.RunFailed, err.Error(), now)
-			return true, nil
-		}
-		r.Template, r.Hardware, r.Machines = wf.Spec.TemplateRef, wf.Spec.HardwareRef, machines
-		if h, ok := heldBy(busy, r); ok {
-			// Another machine of the template is busy: wait for it, and
-			// render again when the run starts.
-			r.Reason = waitReason(h)
-			return true, nil
-		}
-		begin(r, doc, wf, t, hw, machines, e.prep != nil, now)
-		return true, nil
-	})
 }
 
 // resume starts a retried run again with the rendering it has, from its
