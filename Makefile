@@ -62,9 +62,12 @@ test: lint
 # The output is kept in $(BIN)/bench.out; benchtable then prints one table of
 # every performance target, its figure in this run and whether it was met
 # (BENCHMARKS.md explains each). The run fails only if a benchmark failed.
+# -p 1: one package's benchmarks at a time. go test runs as many test
+# binaries at once as there are cores, and a benchmark sharing the machine's
+# two cores with another package's measures neither.
 bench:
 	@mkdir -p $(BIN)
-	@bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem -timeout 60m $(PKGS) 2>&1 | tee $(BIN)/bench.out"; \
+	@bash -o pipefail -c "$(GO) test -p 1 -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem -timeout 60m $(PKGS) 2>&1 | tee $(BIN)/bench.out"; \
 		status=$$?; $(GO) run ./benchtable $(BIN)/bench.out && exit $$status
 
 # screenshots regenerates docs/ui/*.png: the dashboard's pages on the
