@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,12 +55,15 @@ func TestAgentsOnAPIPortAndGRPCListen(t *testing.T) {
 	waitReady(t, m)
 	require.NotEmpty(t, m.GRPCAddr())
 	ctx := context.Background()
+	// The run starts on an engine step after the first sync; under a full
+	// test run's load that took more than 10 s once. On failure the last
+	// answer is shown.
 	var a *tinkpb.ActionResponse
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var err error
 		a, err = agentClient(t, m.Addr()).GetAction(ctx, &tinkpb.ActionRequest{AgentId: agentMAC})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond)
+		assert.NoError(c, err, "the agent's first action")
+	}, 30*time.Second, 50*time.Millisecond)
 	require.Equal(t, "wf-1", a.Name)
 	b, err := agentClient(t, m.GRPCAddr()).GetAction(ctx, &tinkpb.ActionRequest{AgentId: agentMAC})
 	require.NoError(t, err)
