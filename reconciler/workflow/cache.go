@@ -71,6 +71,14 @@ func (e *Engine) load(ctx context.Context) error {
 	if e.loaded {
 		return nil
 	}
+	// The event log's position before the runs are read: a watch of
+	// followRuns that starts after this read starts there (see
+	// followRuns), so a run another replica writes in between is not
+	// missed.
+	b, err := e.store.EventBounds(ctx)
+	if err != nil {
+		return fmt.Errorf("read active runs: %w", err)
+	}
 	runs, err := state.AllRuns(ctx, e.store, state.RunQuery{States: []state.RunState{state.RunPending, state.RunPreparing, state.RunRunning}})
 	if err != nil {
 		return fmt.Errorf("read active runs: %w", err)
@@ -78,7 +86,7 @@ func (e *Engine) load(ctx context.Context) error {
 	for _, r := range runs {
 		e.setRunLocked(r.Key(), r)
 	}
-	e.loaded = true
+	e.loaded, e.loadedAt = true, b.Latest
 	return nil
 }
 

@@ -120,6 +120,9 @@ type Engine struct {
 	locks        map[state.RunKey]*sync.Mutex // one writer per run
 	waiters      map[string][]chan struct{}   // by hardware key
 	loaded       bool
+	// loadedAt is the latest event's sequence number when the runs were
+	// last loaded: the copy holds every write up to it.
+	loadedAt uint64
 	// writing and ended tell followRuns which events are of this engine's
 	// own writes, which it records itself (see replicas.go): writing holds
 	// the runs being written, with the highest version of an event of

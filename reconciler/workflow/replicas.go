@@ -79,10 +79,32 @@ func (e *Engine) refreshRun(ctx context.Context, key state.RunKey) error {
 // from the event log: an event newer than the cached copy re-reads the run.
 // A run another replica ended gets its after-run boot actions from the
 // leader.
+//
+// A watch from "now" would miss what was written between the last load
+// of the runs and the watch's start (the load in Run, or one while a
+// watch was being started again): a run another replica started in that
+// gap stayed PENDING in this replica's copy, and its worker got nothing
+// here. So while the copy is loaded, the watch starts just after the
+// event the load had seen; events the copy already holds are skipped
+// below by their versions.
 func (e *Engine) followRuns(ctx context.Context) {
+	filter := state.EventFilter{Kind: state.KindWorkflow, Types: []state.EventType{state.EventRunState, state.EventActionState}}
 	for ctx.Err() == nil {
-		w, err := e.store.Watch(ctx, 0, state.EventFilter{Kind: state.KindWorkflow,
-			Types: []state.EventType{state.EventRunState, state.EventActionState}})
+		e.mu.Lock()
+		from := uint64(0)
+		if e.loaded {
+			from = e.loadedAt + 1
+		}
+		e.mu.Unlock()
+		w, err := e.store.Watch(ctx, from, filter)
+		if state.ErrorCode(err) == state.ENOTFOUND {
+			// Retention removed events since the load: read the runs
+			// again, after a watch from now.
+			e.mu.Lock()
+			e.loaded = false
+			e.mu.Unlock()
+			w, err = e.store.Watch(ctx, 0, filter)
+		}
 		if err != nil {
 			e.log.Warn("follow runs", "err", err)
 			sleepCtx(ctx, time.Second)
