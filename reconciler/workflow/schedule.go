@@ -122,9 +122,9 @@ func (e *Engine) startWaiting(ctx context.Context) {
 		hold(scratch, r)
 	}
 	// Pass B, in creation order, rendering ahead and writing behind.
-	var now time.Time // when the batch was rendered: its runs' start
-	plans := map[state.RunKey]*startPlan{}
-	next := 0 // the first candidate not yet rendered
+	var now time.Time      // when the batch was rendered: its runs' start
+	ci := 0                // the candidate pass B comes to next
+	var plans []*startPlan // rendered ahead: plans[0] is cands[ci]'s
 	var writes []func()
 	flush := func() {
 		inParallel(len(writes), len(writes), func(i int) { writes[i]() })
@@ -138,28 +138,25 @@ func (e *Engine) startWaiting(ctx context.Context) {
 			return // stopping, or no longer the leader: nothing more starts
 		}
 		key := r.Key()
-		if next < len(cands) && cands[next] == r {
-			batch := cands[next:min(next+startBatch, len(cands))]
-			next += len(batch)
-			clear(plans)
-			done := make([]*startPlan, len(batch))
-			inParallel(len(batch), runtime.GOMAXPROCS(0), func(i int) { done[i] = e.planStart(ctx, batch[i]) })
-			now = e.now()
-			for i, c := range batch {
-				plans[c.Key()] = done[i]
+		if ci < len(cands) && cands[ci] == r {
+			if len(plans) == 0 {
+				batch := cands[ci:min(ci+startBatch, len(cands))]
+				plans = make([]*startPlan, len(batch))
+				inParallel(len(batch), runtime.GOMAXPROCS(0), func(i int) { plans[i] = e.planStart(ctx, batch[i]) })
+				now = e.now()
 			}
-		}
-		if p, ok := plans[key]; ok {
+			p := plans[0]
+			plans, ci = plans[1:], ci+1
+			started := cloneRun(r)
 			wait := ""
 			if !p.resumes && p.fail == "" {
 				// The machines the rendering names may be held by a run
 				// ahead of this one.
-				probe := &state.WorkflowRun{Namespace: r.Namespace, Workflow: r.Workflow, Number: r.Number, Hardware: p.wf.Spec.HardwareRef, Machines: p.machines}
-				if h, ok := heldBy(busy, probe); ok {
+				started.Hardware, started.Machines = p.wf.Spec.HardwareRef, p.machines
+				if h, ok := heldBy(busy, started); ok {
 					wait = waitReason(h)
 				}
 			}
-			started := cloneRun(r)
 			e.applyStart(started, p, wait, now)
 			if !started.State.Terminal() {
 				hold(busy, started)

@@ -25,6 +25,35 @@ tasks:
     actions: [{name: a, image: a:v1, timeout: 60}]
 `
 
+// fleetMAC is machine i's MAC in soloFleet.
+func fleetMAC(i int) string { return fmt.Sprintf("52:54:00:00:%02x:%02x", i/256, i%256) }
+
+// soloFleet declares n machines node-000... and, for each, a workflow
+// prefix-000... of soloTemplate.
+func soloFleet(n int, prefix string) fstest.MapFS {
+	fsys := fstest.MapFS{"templates/solo.yaml": {Data: []byte(soloTemplate)}}
+	for i := range n {
+		fsys[fmt.Sprintf("hardware/node-%03d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
+			"apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%03d}\nspec:\n  interfaces: [{dhcp: {mac: %q}}]\n", i, fleetMAC(i))}
+		fsys[fmt.Sprintf("workflows/%s-%03d.yaml", prefix, i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
+			"apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: %s-%03d}\nspec: {templateRef: solo, hardwareRef: node-%03d, hardwareMap: {device_1: %q}}\n", prefix, i, i, fleetMAC(i))}
+	}
+	return fsys
+}
+
+// syncedStore is a Badger store with fsys applied as the first revision.
+func syncedStore(t *testing.T, fsys fstest.MapFS, opts badger.Options) *badger.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := badger.Open(ctx, t.TempDir(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	out, err := reconciler.New(reconciler.Config{Store: st}).Sync(ctx, reconciler.Snapshot{Revision: "r1", FS: fsys})
+	require.NoError(t, err)
+	require.True(t, out.Applied, "%v", out.Errors)
+	return st
+}
+
 // TestOneStepStartsInCreationOrder: one step starts the runs of 150
 // machines (renderings made and written in batches) exactly as if each
 // run were rendered in creation order: a run whose tasks also run on
@@ -35,9 +64,8 @@ tasks:
 func TestOneStepStartsInCreationOrder(t *testing.T) {
 	ctx := context.Background()
 	const n = 150
-	fsys := fstest.MapFS{
-		"templates/solo.yaml": {Data: []byte(soloTemplate)},
-		"templates/pair.yaml": {Data: []byte(`version: "0.1"
+	fsys := soloFleet(n, "b")
+	fsys["templates/pair.yaml"] = &fstest.MapFile{Data: []byte(`version: "0.1"
 name: pair
 global_timeout: 600
 tasks:
@@ -47,28 +75,14 @@ tasks:
   - name: peer
     worker: "{{.device_2}}"
     actions: [{name: b, image: b:v1, timeout: 60}]
-`)},
-	}
-	mac := func(i int) string { return fmt.Sprintf("52:54:00:00:%02x:%02x", i/256, i%256) }
-	for i := range n {
-		fsys[fmt.Sprintf("hardware/node-%03d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
-			"apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%03d}\nspec:\n  interfaces: [{dhcp: {mac: %q}}]\n", i, mac(i))}
-		fsys[fmt.Sprintf("workflows/b-%03d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
-			"apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: b-%03d}\nspec: {templateRef: solo, hardwareRef: node-%03d, hardwareMap: {device_1: %q}}\n", i, i, mac(i))}
-	}
+`)}
 	pair := func(name string, hw, other int) {
 		fsys["workflows/"+name+".yaml"] = &fstest.MapFile{Data: fmt.Appendf(nil,
-			"apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: %s}\nspec: {templateRef: pair, hardwareRef: node-%03d, hardwareMap: {device_1: %q, device_2: %q}}\n", name, hw, mac(hw), mac(other))}
+			"apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: %s}\nspec: {templateRef: pair, hardwareRef: node-%03d, hardwareMap: {device_1: %q, device_2: %q}}\n", name, hw, fleetMAC(hw), fleetMAC(other))}
 	}
 	pair("a-pair", 0, n-1)  // oldest by name: holds node-000 and node-149
 	pair("c-late", 50, 100) // youngest: both its machines have older runs
-
-	st, err := badger.Open(ctx, t.TempDir(), badger.Options{NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	out, err := reconciler.New(reconciler.Config{Store: st}).Sync(ctx, reconciler.Snapshot{Revision: "r1", FS: fsys})
-	require.NoError(t, err)
-	require.True(t, out.Applied, "%v", out.Errors)
+	st := syncedStore(t, fsys, badger.Options{NoSync: true})
 
 	workflow.New(workflow.Config{Store: st}).Step(ctx)
 
@@ -119,20 +133,7 @@ func (s *inFlight) PutRun(ctx context.Context, actor state.Actor, run *state.Wor
 func TestOneStepWritesStartsTogether(t *testing.T) {
 	ctx := context.Background()
 	const n = 200
-	fsys := fstest.MapFS{"templates/solo.yaml": {Data: []byte(soloTemplate)}}
-	for i := range n {
-		mac := fmt.Sprintf("52:54:00:00:%02x:%02x", i/256, i%256)
-		fsys[fmt.Sprintf("hardware/node-%03d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
-			"apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {name: node-%03d}\nspec:\n  interfaces: [{dhcp: {mac: %q}}]\n", i, mac)}
-		fsys[fmt.Sprintf("workflows/w-%03d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
-			"apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata: {name: w-%03d}\nspec: {templateRef: solo, hardwareRef: node-%03d, hardwareMap: {device_1: %q}}\n", i, i, mac)}
-	}
-	st, err := badger.Open(ctx, t.TempDir(), badger.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	out, err := reconciler.New(reconciler.Config{Store: st}).Sync(ctx, reconciler.Snapshot{Revision: "r1", FS: fsys})
-	require.NoError(t, err)
-	require.True(t, out.Applied, "%v", out.Errors)
+	st := syncedStore(t, soloFleet(n, "w"), badger.Options{})
 
 	counted := &inFlight{Store: st}
 	workflow.New(workflow.Config{Store: counted}).Step(ctx)
