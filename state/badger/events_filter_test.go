@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -76,5 +77,73 @@ func TestOtherType(t *testing.T) {
 		{`{"seq":1,"type":"run-stat"}`, true},
 	} {
 		require.Equal(t, c.other, badger.OtherType([]byte(c.record), run), c.record)
+	}
+}
+
+// TestWatchFromLogSkipsOtherKinds: a watcher behind the ring reads the
+// log, passing over the events its kind or types rule out without
+// decoding them; it must deliver exactly, and in order, what decoding
+// every event and filtering it selects: across a stretch of unselected
+// events longer than one read passes over, past store-wide events that
+// have no kind, and whatever the messages say.
+func TestWatchFromLogSkipsOtherKinds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := MustOpen(t, t.TempDir(), badger.Options{WatchBuffer: 16})
+	tricky := []string{`"kind":"Workflow"`, `x","kind":"Hardware`, `\"kind\":\"Workflow\"`, "plain"}
+	write := func(kind string, n int) {
+		for done := 0; done < n; {
+			b := &state.Batch{Actor: state.ActorReconciler}
+			for ; done < n && len(b.Events) < 5000; done++ {
+				b.Events = append(b.Events, state.Event{Type: state.EventBMC, Kind: kind, Name: fmt.Sprintf("%s-%d", kind, done),
+					Message: tricky[done%len(tricky)]})
+			}
+			_, err := s.Apply(ctx, b)
+			require.NoError(t, err)
+		}
+	}
+	write(state.KindWorkflow, 3)
+	write(state.KindHardware, 20_000) // more than a read passes over (skipFactor * 256)
+	write("", 2)                      // store-wide: no kind
+	write(state.KindWorkflow, 5)
+	write(state.KindHardware, 10)
+	var all []state.Event
+	for from := uint64(1); ; {
+		page, err := s.Events(ctx, state.EventQuery{From: from, Limit: 5000})
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		all = append(all, page...)
+		from = page[len(page)-1].Seq + 1
+	}
+	require.Len(t, all, 20_020)
+	for _, f := range []state.EventFilter{
+		{Kind: state.KindWorkflow},
+		{Kind: state.KindWorkflow, Types: []state.EventType{state.EventBMC}},
+		{Kind: state.KindWorkflow, Types: []state.EventType{state.EventSync}},
+		{Kind: state.KindHardware, Name: "Hardware-19999", Namespace: ""},
+	} {
+		var want []state.Event
+		for _, ev := range all {
+			if f.Matches(ev) {
+				want = append(want, ev)
+			}
+		}
+		w, err := s.Watch(ctx, 1, f)
+		require.NoError(t, err)
+		var got []state.Event
+		for len(got) < len(want) {
+			select {
+			case ev := <-w.Events():
+				got = append(got, ev)
+			case <-ctx.Done():
+				t.Fatalf("filter %+v: %d of %d events: %v", f, len(got), len(want), w.Err())
+			}
+		}
+		wantJSON, _ := json.Marshal(want)
+		gotJSON, _ := json.Marshal(got)
+		require.JSONEq(t, string(wantJSON), string(gotJSON), "filter %+v", f)
+		require.NoError(t, w.Close())
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -294,9 +297,9 @@ func TestLoadDirPacks(t *testing.T) {
 	require.Equal(t, mustJSON(t, run), mustJSON(t, got))
 }
 
-// TestChunksRoundTrip: a split batch's chunks hold every entry in order,
-// each chunk within the byte and entry limits and allocated at its exact
-// size.
+// TestChunksRoundTrip: a split batch's chunks, written to the redo file
+// and read back, hold every entry in order, each chunk within the byte
+// (as Badger counts them) and entry limits.
 func TestChunksRoundTrip(t *testing.T) {
 	var entries []entry
 	for i := range 2000 {
@@ -312,15 +315,26 @@ func TestChunksRoundTrip(t *testing.T) {
 		entries = append(entries, e)
 	}
 	for _, limits := range [][2]int64{{4 << 10, 1000}, {64 << 10, 10}, {1 << 30, 1 << 30}} {
-		chunks := encodeChunks(entries, limits[0], limits[1])
+		chunks := splitEntries(entries, limits[0], limits[1])
+		s := &Store{dir: t.TempDir()}
+		rec, err := s.writeRedo(chunks)
+		require.NoError(t, err)
+		require.Equal(t, len(chunks), rec.Chunks)
+		stored, err := s.readRedo(rec)
+		require.NoError(t, err, "the record names the file's size and checksum")
+		require.Len(t, stored, len(chunks))
 		var got []entry
-		for _, c := range chunks {
-			require.Equal(t, len(c), cap(c), "allocated at its size")
+		for i, c := range stored {
+			require.Equal(t, chunkLen(chunks[i]), len(c))
 			es, err := decodeChunk(c)
 			require.NoError(t, err)
 			require.LessOrEqual(t, int64(len(es)), limits[1])
 			if len(es) > 1 {
-				require.LessOrEqual(t, int64(len(c)), limits[0])
+				size := int64(0)
+				for _, e := range es {
+					size += entrySize(e.key, e.value)
+				}
+				require.LessOrEqual(t, size, limits[0])
 			}
 			got = append(got, es...)
 		}
@@ -329,6 +343,35 @@ func TestChunksRoundTrip(t *testing.T) {
 			require.Equal(t, string(entries[i].key), string(got[i].key), "entry %d", i)
 			require.Equal(t, entries[i].del, got[i].del, "entry %d", i)
 			require.Equal(t, string(entries[i].value), string(got[i].value), "entry %d", i)
+		}
+	}
+}
+
+// TestEncodeEachFirstError: records encoded on several cores fail with
+// the error of the lowest failing record, wherever the cores' ranges
+// fall, and every record is encoded once when none fails.
+func TestEncodeEachFirstError(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	w := &writer{}
+	const n = 10 * parallelRecords
+	for _, bad := range [][]int{{n - 3}, {3000, n - 3}, {7, 3000, 4000}, {0, 1}} {
+		err := w.encodeEach(n, func(i int, scratch *[]byte) error {
+			if slices.Contains(bad, i) {
+				return fmt.Errorf("record %d", i)
+			}
+			return nil
+		})
+		require.EqualError(t, err, fmt.Sprintf("record %d", bad[0]))
+	}
+	for _, size := range []int{parallelRecords - 1, n} {
+		seen := make([]atomic.Int32, size)
+		require.NoError(t, w.encodeEach(size, func(i int, scratch *[]byte) error {
+			seen[i].Add(1)
+			*scratch = append((*scratch)[:0], 'x')
+			return nil
+		}))
+		for i := range seen {
+			require.Equal(t, int32(1), seen[i].Load(), "record %d of %d", i, size)
 		}
 	}
 }

@@ -112,6 +112,32 @@ func TestErrObjectTooLarge(t *testing.T) {
 	require.Contains(t, state.ErrorMessage(err), "Hardware/huge")
 }
 
+// TestLargeBatchNamesFirstTooLarge: a batch large enough to be encoded
+// on several cores, with two objects past the value limit far apart,
+// fails naming the first of them, as one encoded in order would, and
+// writes nothing.
+func TestLargeBatchNamesFirstTooLarge(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t, t.TempDir(), badger.Options{MaxTxnBytes: 16 << 10})
+	b := bigBatch(1, 4000, 0)
+	for _, at := range []int{1500, 3900} {
+		b.Objects[at].Object.Annotations = map[string]string{"padding": strings.Repeat("p", 20<<10)}
+	}
+	_, err := s.Apply(ctx, b)
+	require.Equal(t, state.EINVALID, state.ErrorCode(err), "%v", err)
+	require.Contains(t, state.ErrorMessage(err), b.Objects[1500].Object.Name)
+	require.NotContains(t, state.ErrorMessage(err), b.Objects[3900].Object.Name)
+	page, err := s.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware})
+	require.NoError(t, err)
+	require.Empty(t, page.Objects)
+	b.Objects[1500].Object.Annotations, b.Objects[3900].Object.Annotations = nil, nil
+	_, err = s.Apply(ctx, b)
+	require.NoError(t, err, "the same batch within the limit")
+	page, err = s.ListObjects(ctx, state.ObjectQuery{Kind: state.KindHardware, Limit: 5000})
+	require.NoError(t, err)
+	require.Len(t, page.Objects, 4000)
+}
+
 // TestLargeRecords: records of 1 MB and more go to Badger's value log and
 // count as a pointer in a transaction, so a batch of several, larger
 // together than a transaction's budget, is still one ordinary transaction;

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -338,30 +340,59 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{result: st.Result,
-		entries: make([]entry, 0, len(st.Result.Objects)+len(st.Result.Runs)+len(st.Result.Events))}
-	for i, obj := range st.Result.Objects {
-		key := obj.Key()
+	res := st.Result
+	nObj, nRun := len(res.Objects), len(res.Runs)
+	// Each record is encoded and packed on its own (a fleet's first sync:
+	// 200,000 objects and as many events, seconds of encoding on the
+	// writer's goroutine), then put in the batch in order.
+	vals := make([][]byte, nObj+nRun+len(res.Events))
+	err = w.encodeEach(len(vals), func(i int, scratch *[]byte) (err error) {
+		switch {
+		case i < nObj:
+			if st.Deleted[i] {
+				return nil
+			}
+			obj := res.Objects[i]
+			v, err := w.encode(obj.Key(), obj, nil)
+			if err != nil {
+				return err
+			}
+			vals[i] = pack(scratch, v)
+		case i < nObj+nRun:
+			run := res.Runs[i-nObj]
+			v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
+			if !ok {
+				v = nil // json.Marshal says what is wrong
+			}
+			if v, err = w.encode(run.Key(), run, v); err != nil {
+				return err
+			}
+			vals[i] = pack(scratch, v)
+		default:
+			ev := &res.Events[i-nObj-nRun]
+			v, ok := appendEvent(make([]byte, 0, 256), ev)
+			if !ok {
+				if v, err = json.Marshal(ev); err != nil {
+					return state.Errorf(state.EINVALID, "event %d: encode: %v", i-nObj-nRun, err)
+				}
+			}
+			vals[i] = pack(scratch, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{result: res, entries: make([]entry, 0, len(vals)+1)}
+	for i, obj := range res.Objects {
 		if st.Deleted[i] {
-			p.del(objectKey(key))
+			p.del(objectKey(obj.Key()))
 			continue
 		}
-		v, err := w.encode(key, obj, nil)
-		if err != nil {
-			return nil, err
-		}
-		p.set(objectKey(key), pack(&w.packBuf, v))
+		p.set(objectKey(obj.Key()), vals[i])
 	}
-	for _, run := range st.Result.Runs {
-		v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
-		if !ok {
-			v = nil // json.Marshal says what is wrong
-		}
-		v, err := w.encode(run.Key(), run, v)
-		if err != nil {
-			return nil, err
-		}
-		p.set(runKey(run.Key()), pack(&w.packBuf, v))
+	for i, run := range res.Runs {
+		p.set(runKey(run.Key()), vals[nObj+i])
 		p.runs = append(p.runs, copyRun(run))
 	}
 	if b.Sync != nil {
@@ -371,20 +402,58 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 		}
 		p.set([]byte(keySync), v)
 	}
-	for i := range st.Result.Events {
-		v, ok := appendEvent(make([]byte, 0, 256), &st.Result.Events[i])
-		if !ok {
-			var err error
-			if v, err = json.Marshal(&st.Result.Events[i]); err != nil {
-				return nil, state.Errorf(state.EINVALID, "event %d: encode: %v", i, err)
-			}
-		}
-		p.set(eventKey(st.Result.Events[i].Seq), pack(&w.packBuf, v))
+	for i := range res.Events {
+		p.set(eventKey(res.Events[i].Seq), vals[nObj+nRun+i])
 	}
 	p.after = counters{NextSeq: st.Counters.NextSeq, NextRV: st.Counters.NextRV}
 	w.next = p.after
 	return p, nil
 }
+
+// encodeEach calls fn for 0..n-1, each call with a scratch buffer for
+// pack, and returns the error of the lowest i that failed. A batch of
+// fewer than parallelRecords records (every worker's report) is encoded
+// on the writer's goroutine with its buffer; a larger one on every core,
+// each goroutine with a buffer of its own.
+func (w *writer) encodeEach(n int, fn func(i int, scratch *[]byte) error) error {
+	if n < parallelRecords {
+		for i := range n {
+			if err := fn(i, &w.packBuf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), n/parallelRecords)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var scratch []byte
+			// Contiguous ranges: the lowest failing i of each range is
+			// its first failure.
+			for i := g * n / workers; i < (g+1)*n/workers; i++ {
+				if err := fn(i, &scratch); err != nil {
+					errs[g] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err // ranges are in order: the first one set holds the lowest i
+		}
+	}
+	return nil
+}
+
+// parallelRecords is the smallest batch whose records are encoded on
+// several cores, and the least each core then takes.
+const parallelRecords = 512
 
 // encode returns an object's or run's record (b when it is already
 // encoded), refusing one past the store's value limit.

@@ -105,9 +105,11 @@ func (h *Ring) Next() uint64 {
 }
 
 // ReadLog reads up to max events of the store's log from seq on and returns
-// the sequence number to continue from. It fails with ENOTFOUND when
+// the sequence number to continue from. It may leave out events filter
+// does not select (a store that can tell without decoding them), so it may
+// return none and a sequence number past seq. It fails with ENOTFOUND when
 // retention removed seq.
-type ReadLog func(ctx context.Context, seq uint64, max int) ([]state.Event, uint64, error)
+type ReadLog func(ctx context.Context, seq uint64, max int, filter state.EventFilter) ([]state.Event, uint64, error)
 
 // Watcher implements state.Watcher over a Ring and a ReadLog.
 type Watcher struct {
@@ -177,7 +179,7 @@ func (w *Watcher) Run(ctx, caller context.Context, h *Ring, cursor uint64, readL
 		evs, next, inRing, wake := h.read(cursor, chunk, buf)
 		if !inRing {
 			var err error
-			evs, next, err = readLog(ctx, cursor, chunk)
+			evs, next, err = readLog(ctx, cursor, chunk, w.filter)
 			if err != nil {
 				if ctx.Err() != nil {
 					w.stopped(caller)

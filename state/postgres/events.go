@@ -143,7 +143,7 @@ func (s *Store) EventBounds(ctx context.Context) (state.EventBounds, error) {
 // readLog reads up to max events from seq on, for a watcher. The log has no
 // holes, so the first event read must be seq itself; if it is not,
 // retention removed it.
-func (s *Store) readLog(ctx context.Context, seq uint64, max int) ([]state.Event, uint64, error) {
+func (s *Store) readLog(ctx context.Context, seq uint64, max int, _ state.EventFilter) ([]state.Event, uint64, error) {
 	evs, err := readEvents(ctx, s.pool, "SELECT doc FROM events WHERE seq >= $1 ORDER BY seq LIMIT $2", int64(seq), max)
 	if err != nil {
 		return nil, seq, s.wrap(err, "read events from %s", s.where)
