@@ -355,7 +355,7 @@ func TestEncodeEachFirstError(t *testing.T) {
 	w := &writer{}
 	const n = 10 * parallelRecords
 	for _, bad := range [][]int{{n - 3}, {3000, n - 3}, {7, 3000, 4000}, {0, 1}} {
-		err := w.encodeEach(n, func(i int, scratch *[]byte) error {
+		err := w.encodeEach(n, func(i int, scratch *encodeScratch) error {
 			if slices.Contains(bad, i) {
 				return fmt.Errorf("record %d", i)
 			}
@@ -365,9 +365,9 @@ func TestEncodeEachFirstError(t *testing.T) {
 	}
 	for _, size := range []int{parallelRecords - 1, n} {
 		seen := make([]atomic.Int32, size)
-		require.NoError(t, w.encodeEach(size, func(i int, scratch *[]byte) error {
+		require.NoError(t, w.encodeEach(size, func(i int, scratch *encodeScratch) error {
 			seen[i].Add(1)
-			*scratch = append((*scratch)[:0], 'x')
+			scratch.pack = append(scratch.pack[:0], 'x')
 			return nil
 		}))
 		for i := range seen {

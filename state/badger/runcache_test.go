@@ -264,3 +264,39 @@ func TestRunCacheBound(t *testing.T) {
 	}
 	require.Equal(t, badger.MaxCachedRuns, requireCacheMatches(t, s, keys))
 }
+
+// TestRunRecordsOfOneBatchStayApart: the writer builds each run's record
+// in one reused buffer; a batch of runs whose records are stored as they
+// are (too small to pack, or incompressible), between packed ones, reads
+// back each run as written, before and after a reopen.
+func TestRunRecordsOfOneBatchStayApart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := MustOpen(t, dir, badger.Options{})
+	b := &state.Batch{Actor: state.ActorReconciler}
+	for i := range 6 {
+		r := cacheRun("", fmt.Sprintf("wf-%d", i), 0) // small: stored plain
+		switch i % 3 {
+		case 1:
+			r.Reason = incompressible(2000) // large and incompressible: plain
+		case 2:
+			r = cacheRun("", fmt.Sprintf("wf-%d", i), 20) // packed
+		}
+		b.Runs = append(b.Runs, r)
+	}
+	res, err := s.Apply(ctx, b)
+	require.NoError(t, err)
+	require.Len(t, res.Runs, len(b.Runs))
+	check := func(s *badger.Store) {
+		for _, want := range res.Runs {
+			got, err := s.GetRun(ctx, want.Key())
+			require.NoError(t, err)
+			wantJSON, _ := json.Marshal(want)
+			gotJSON, _ := json.Marshal(got)
+			require.JSONEq(t, string(wantJSON), string(gotJSON), "%s", want.Key())
+		}
+	}
+	check(s)
+	require.NoError(t, s.Close())
+	check(MustOpen(t, dir, badger.Options{}))
+}

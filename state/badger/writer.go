@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -106,8 +107,8 @@ type writer struct {
 	// writes runs (LoadDir fills a new store before any write), so an
 	// entry is exactly what is stored.
 	runs map[state.RunKey]*state.WorkflowRun
-	// packBuf is pack's scratch space (only the writer's goroutine packs).
-	packBuf []byte
+	// scratch is encodeEach's on the writer's goroutine.
+	scratch encodeScratch
 }
 
 // maxCachedRuns bounds the writer's cache of runs: a fleet's runs in
@@ -346,7 +347,7 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	// 200,000 objects and as many events, seconds of encoding on the
 	// writer's goroutine), then put in the batch in order.
 	vals := make([][]byte, nObj+nRun+len(res.Events))
-	err = w.encodeEach(len(vals), func(i int, scratch *[]byte) (err error) {
+	err = w.encodeEach(len(vals), func(i int, scratch *encodeScratch) (err error) {
 		switch {
 		case i < nObj:
 			if st.Deleted[i] {
@@ -357,17 +358,27 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 			if err != nil {
 				return err
 			}
-			vals[i] = pack(scratch, v)
+			vals[i] = pack(&scratch.pack, v)
 		case i < nObj+nRun:
+			// A run's JSON (5 KB for 20 actions, rewritten at every
+			// transition) is built in the scratch buffer: the batch keeps
+			// only its packed copy, or a copy of its own when it is not
+			// packed.
 			run := res.Runs[i-nObj]
-			v, ok := appendRun(make([]byte, 0, 256*(1+len(run.Actions))), run)
-			if !ok {
+			v, ok := appendRun(scratch.record[:0], run)
+			if ok {
+				scratch.record = v
+			} else {
 				v = nil // json.Marshal says what is wrong
 			}
 			if v, err = w.encode(run.Key(), run, v); err != nil {
 				return err
 			}
-			vals[i] = pack(scratch, v)
+			packed := pack(&scratch.pack, v)
+			if ok && len(packed) > 0 && &packed[0] == &scratch.record[0] {
+				packed = bytes.Clone(packed)
+			}
+			vals[i] = packed
 		default:
 			ev := &res.Events[i-nObj-nRun]
 			v, ok := appendEvent(make([]byte, 0, 256), ev)
@@ -376,7 +387,7 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 					return state.Errorf(state.EINVALID, "event %d: encode: %v", i-nObj-nRun, err)
 				}
 			}
-			vals[i] = pack(scratch, v)
+			vals[i] = pack(&scratch.pack, v)
 		}
 		return nil
 	})
@@ -410,15 +421,19 @@ func (w *writer) prepare(t *pendingTxn, b *state.Batch) (*prepared, error) {
 	return p, nil
 }
 
-// encodeEach calls fn for 0..n-1, each call with a scratch buffer for
-// pack, and returns the error of the lowest i that failed. A batch of
+// encodeScratch is reused between the records one goroutine encodes:
+// pack's output buffer, and a record's JSON.
+type encodeScratch struct{ pack, record []byte }
+
+// encodeEach calls fn for 0..n-1, each call with scratch buffers, and
+// returns the error of the lowest i that failed. A batch of
 // fewer than parallelRecords records (every worker's report) is encoded
 // on the writer's goroutine with its buffer; a larger one on every core,
 // each goroutine with a buffer of its own.
-func (w *writer) encodeEach(n int, fn func(i int, scratch *[]byte) error) error {
+func (w *writer) encodeEach(n int, fn func(i int, scratch *encodeScratch) error) error {
 	if n < parallelRecords {
 		for i := range n {
-			if err := fn(i, &w.packBuf); err != nil {
+			if err := fn(i, &w.scratch); err != nil {
 				return err
 			}
 		}
@@ -431,7 +446,7 @@ func (w *writer) encodeEach(n int, fn func(i int, scratch *[]byte) error) error 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var scratch []byte
+			var scratch encodeScratch
 			// Contiguous ranges: the lowest failing i of each range is
 			// its first failure.
 			for i := g * n / workers; i < (g+1)*n/workers; i++ {
