@@ -127,43 +127,46 @@ func (c *desiredCache) objects(set *schema.Set, revision string) (declared, erro
 		so *state.Object
 	}
 	var added []entry
-	hits := 0
-	sources := make([]*state.Object, 0, n) // the cached form of out[i]
-	ids := make([]schema.Identity, 0, n)
-	err := eachObject(set, func(o schema.Object) error {
-		id := schema.IdentityOf(o)
-		ids = append(ids, id)
-		so := cached[id]
-		switch {
-		case id.IsZero() || so == nil:
-			var err error
-			if so, err = ToState(o, state.SourceGit, ""); err != nil {
-				return err
-			}
-			c.encoded.Add(1)
-			if !id.IsZero() {
-				added = append(added, entry{id, so})
-			}
-		default:
-			hits++
+	// The cache's answer for each object first, then the misses encoded
+	// (on every CPU when there are many: a 100,000-machine fleet's first
+	// sync encodes 200,000 objects, 0.8 s on one), then the copies, in
+	// order.
+	objs := make([]schema.Object, 0, n)
+	_ = eachObject(set, func(o schema.Object) error { objs = append(objs, o); return nil })
+	ids := make([]schema.Identity, len(objs))
+	sources := make([]*state.Object, len(objs)) // the cached form of out[i]
+	var misses []int
+	for i, o := range objs {
+		ids[i] = schema.IdentityOf(o)
+		if so := cached[ids[i]]; !ids[i].IsZero() && so != nil {
+			sources[i] = so
+		} else {
+			misses = append(misses, i)
 		}
-		sources = append(sources, so)
+	}
+	hits := len(objs) - len(misses)
+	errs := make([]error, len(misses))
+	shareOut(len(misses), func(j int) {
+		sources[misses[j]], errs[j] = ToState(objs[misses[j]], state.SourceGit, "")
+	})
+	for _, err := range errs {
+		if err != nil {
+			return declared{}, err // the first in the set's order
+		}
+	}
+	c.encoded.Add(int64(len(misses)))
+	for _, i := range misses {
+		if !ids[i].IsZero() {
+			added = append(added, entry{ids[i], sources[i]})
+		}
+	}
+	for _, so := range sources {
 		// A copy per sync: planning writes its bookkeeping fields. Spec,
 		// labels and annotations are shared and only ever read.
-		var d *state.Object
-		if len(slab) < cap(slab) {
-			slab = append(slab, *so)
-			d = &slab[len(slab)-1]
-		} else {
-			d = new(state.Object)
-			*d = *so
-		}
+		slab = append(slab, *so)
+		d := &slab[len(slab)-1]
 		d.Revision = revision
 		out = append(out, d)
-		return nil
-	})
-	if err != nil {
-		return declared{}, err
 	}
 	next := cached
 	switch {

@@ -402,9 +402,33 @@ func makePlan(set *schema.Set, desired []*state.Object, revision string, have ma
 	return p
 }
 
-// parallelFields is the number of new objects from which createdFields
-// shares the work out.
+// parallelFields is the fewest objects whose independent work (their
+// fields, their stored form) shareOut shares out over the CPUs.
 const parallelFields = 512
+
+// shareOut calls fn for 0..n-1: on every CPU when n is at least twice
+// parallelFields, else on the caller's goroutine. Each call touches only
+// what belongs to its i.
+func shareOut(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/parallelFields)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 // createdFields lists the fields of each desired object the store does not
 // have (diffObject against nothing), by index in desired. Each is
@@ -419,24 +443,7 @@ func createdFields(desired []*state.Object, have map[state.ObjectKey]*state.Obje
 		}
 	}
 	out := make([][]FieldChange, len(desired))
-	workers := min(runtime.GOMAXPROCS(0), len(todo)/parallelFields)
-	if workers <= 1 {
-		for _, i := range todo {
-			out[i] = diffObject(nil, desired[i])
-		}
-		return out
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := w; j < len(todo); j += workers {
-				out[todo[j]] = diffObject(nil, desired[todo[j]])
-			}
-		}()
-	}
-	wg.Wait()
+	shareOut(len(todo), func(j int) { out[todo[j]] = diffObject(nil, desired[todo[j]]) })
 	return out
 }
 

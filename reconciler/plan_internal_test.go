@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -44,6 +45,39 @@ func TestCreatedFieldsMatchSequential(t *testing.T) {
 		want := diffObject(nil, d)
 		require.NotEmpty(t, want)
 		require.Equal(t, want, got[i], "%s", d.Key())
+	}
+}
+
+// TestDesiredObjectsSharedOutInOrder: the stored forms of a set large
+// enough to be encoded over several goroutines are, in eachObject's order,
+// exactly ToState's for each object, with the sync's revision; a second
+// sync takes every one from the cache.
+func TestDesiredObjectsSharedOutInOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	fsys := fstest.MapFS{}
+	for name, content := range schematest.Fleet(2*parallelFields+100, 5) {
+		fsys[name] = &fstest.MapFile{Data: []byte(content)}
+	}
+	set, err := schema.NewLoader().Load(context.Background(), fsys)
+	require.NoError(t, err)
+	var want []*state.Object
+	require.NoError(t, eachObject(set, func(o schema.Object) error {
+		so, err := ToState(o, state.SourceGit, "main@sha1:1")
+		want = append(want, so)
+		return err
+	}))
+	require.Greater(t, len(want), 4*parallelFields, "enough objects to share out")
+	var c desiredCache
+	for sync, rev := range []string{"main@sha1:1", "main@sha1:2"} {
+		d, err := c.objects(set, rev)
+		require.NoError(t, err)
+		require.Len(t, d.objects, len(want))
+		for i, w := range want {
+			w := *w
+			w.Revision = rev
+			require.Equal(t, &w, d.objects[i], "object %d", i)
+		}
+		require.Equal(t, int64(len(want)), c.encoded.Load(), "sync %d: encoded once, then from the cache", sync+1)
 	}
 }
 

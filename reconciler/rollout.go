@@ -248,9 +248,15 @@ func (g *Rollout) catchUpLocked(ctx context.Context) error {
 		return err
 	}
 	const page = 1000
+	// Run states matter only once the latest runs are loaded (a fleet
+	// with sets): the store then passes over the rest undecoded, every
+	// run's start and end after a large sync among them.
+	types := []state.EventType{state.EventCreated, state.EventUpdated, state.EventDeleted}
+	if g.latest != nil {
+		types = append(types, state.EventRunState)
+	}
 	for g.seq < b.Latest {
-		evs, err := g.store.Events(ctx, state.EventQuery{From: g.seq + 1, Limit: page, Filter: state.EventFilter{
-			Types: []state.EventType{state.EventRunState, state.EventCreated, state.EventUpdated, state.EventDeleted}}})
+		evs, err := g.store.Events(ctx, state.EventQuery{From: g.seq + 1, Limit: page, Filter: state.EventFilter{Types: types}})
 		if state.ErrorCode(err) == state.ENOTFOUND {
 			g.loaded = false // retention overtook us: read everything again
 			return g.catchUpLocked(ctx)
