@@ -101,6 +101,13 @@ type Outcome struct {
 	// effect, with nothing to do, changes nothing).
 	Changed  bool
 	Duration time.Duration
+	// LoadTime, PlanTime and ApplyTime are the parts of Duration spent
+	// loading the snapshot (parse, decode, render, check), planning it
+	// against the store and writing the plan: of the last attempt, when a
+	// concurrent write made the sync plan again. They tell an operator
+	// where a slow sync spends its time (the "revision applied" log line
+	// carries them).
+	LoadTime, PlanTime, ApplyTime time.Duration
 }
 
 // PlanSnapshot loads a snapshot and plans it against the store without
@@ -111,7 +118,17 @@ func (r *Reconciler) PlanSnapshot(ctx context.Context, snap Snapshot) (*Plan, sc
 
 // planSnapshot is PlanSnapshot with the options given.
 func (r *Reconciler) planSnapshot(ctx context.Context, snap Snapshot, o Options) (*Plan, schema.ErrorList, error) {
+	return r.planSnapshotTimed(ctx, snap, o, nil)
+}
+
+// planSnapshotTimed is planSnapshot, recording in loaded (unless nil) how
+// long loading the snapshot took.
+func (r *Reconciler) planSnapshotTimed(ctx context.Context, snap Snapshot, o Options, loaded *time.Duration) (*Plan, schema.ErrorList, error) {
+	start := r.now()
 	set, err := r.loader.Load(ctx, snap.FS)
+	if loaded != nil {
+		*loaded = r.now().Sub(start)
+	}
 	var list schema.ErrorList
 	if errors.As(err, &list) {
 		return nil, list, nil
@@ -227,10 +244,12 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		// The plan's field lists of created objects are left out.
 		o := r.opts
 		o.syncing = true
-		plan, errs, err := r.planSnapshot(ctx, snap, o)
+		planStart := r.now()
+		plan, errs, err := r.planSnapshotTimed(ctx, snap, o, &out.LoadTime)
 		if err != nil {
 			return nil, err
 		}
+		out.PlanTime, out.ApplyTime = r.now().Sub(planStart)-out.LoadTime, 0
 		out.Plan = plan
 		status := &state.SyncStatus{
 			LastAttemptedRevision: snap.Revision,
@@ -277,7 +296,9 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 			out.Duration = r.now().Sub(start)
 			return out, nil
 		}
+		applyStart := r.now()
 		_, err = r.apply(ctx, b)
+		out.ApplyTime = r.now().Sub(applyStart)
 		if state.ErrorCode(err) == state.ECONFLICT && attempt < 5 {
 			r.log.Info("store moved while syncing; planning again", "revision", snap.Revision, "err", state.ErrorMessage(err))
 			continue
@@ -288,7 +309,8 @@ func (r *Reconciler) Sync(ctx context.Context, snap Snapshot) (*Outcome, error) 
 		out.Applied = true
 		out.Duration = r.now().Sub(start)
 		r.log.Info("revision applied", "revision", snap.Revision, "created", plan.Count(OpCreate), "updated", plan.Count(OpUpdate),
-			"deleted", plan.Count(OpDelete), "runs", len(plan.runs), "duration", out.Duration)
+			"deleted", plan.Count(OpDelete), "runs", len(plan.runs), "duration", out.Duration,
+			"load", out.LoadTime, "plan", out.PlanTime, "apply", out.ApplyTime)
 		return out, nil
 	}
 }

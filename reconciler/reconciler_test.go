@@ -115,6 +115,24 @@ func runsOf(t *testing.T, st state.Store, wf string) []*state.WorkflowRun {
 // TestSyncScenario: a valid revision applies; an invalid one changes
 // nothing but the status; a fix applies; template changes re-run nothing;
 // a workflow spec change starts a new run.
+// TestSyncTimesItsPhases: a sync says how long it spent loading,
+// planning and writing, parts of its whole duration, whether it changed
+// anything or only recorded the sync.
+func TestSyncTimesItsPhases(t *testing.T) {
+	r := reconciler.New(reconciler.Config{Store: MustOpenStore(t)})
+	out := sync(t, r, "main@sha1:1111", repo(20))
+	require.True(t, out.Changed)
+	require.Positive(t, out.LoadTime)
+	require.Positive(t, out.PlanTime)
+	require.Positive(t, out.ApplyTime)
+	require.LessOrEqual(t, out.LoadTime+out.PlanTime+out.ApplyTime, out.Duration)
+	out = sync(t, r, "main@sha1:1111", repo(20))
+	require.False(t, out.Changed)
+	require.Positive(t, out.LoadTime)
+	require.Positive(t, out.ApplyTime, "the sync status is written")
+	require.LessOrEqual(t, out.LoadTime+out.PlanTime+out.ApplyTime, out.Duration)
+}
+
 func TestSyncScenario(t *testing.T) {
 	ctx := context.Background()
 	st := MustOpenStore(t)
