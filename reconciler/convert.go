@@ -182,14 +182,11 @@ func (c *desiredCache) objects(set *schema.Set, revision string) (declared, erro
 		}
 	default:
 		next = make(map[schema.Identity]*state.Object, n)
-		i := 0
-		_ = eachObject(set, func(o schema.Object) error {
-			if id := schema.IdentityOf(o); !id.IsZero() {
+		for i, id := range ids {
+			if !id.IsZero() {
 				next[id] = sources[i]
 			}
-			i++
-			return nil
-		})
+		}
 	}
 	c.mu.Lock()
 	c.entries = next
